@@ -1,0 +1,36 @@
+"""The Ollama HTTP API as OpenAPI 3.1 documents, and a small API to load, resolve and validate against them.
+
+Documents: native.yaml (/api/*), openai.yaml (/v1/* OpenAI-compatible), anthropic.yaml (/v1/messages).
+Stream responses: the schema of a stream media type (application/x-ndjson, text/event-stream) is the schema of
+ONE item; the media type carries `x-stream: ndjson|sse`, SSE adds `x-sse-sentinel` and `x-sse-events`.
+"""
+
+from spec.documents import SPEC_VERSION, SURFACES, Operation, document, find_path, operations
+from spec.features import Feature, features
+from spec.schemas import (
+    component_schema,
+    declared_statuses,
+    request_schema,
+    response_media,
+    response_media_types,
+    response_schema,
+)
+from spec.validation import validate
+
+__all__ = [
+    "SPEC_VERSION",
+    "SURFACES",
+    "Feature",
+    "Operation",
+    "component_schema",
+    "declared_statuses",
+    "document",
+    "features",
+    "find_path",
+    "operations",
+    "request_schema",
+    "response_media",
+    "response_media_types",
+    "response_schema",
+    "validate",
+]

@@ -1,0 +1,295 @@
+"""Reading streamed answers off the wire (NDJSON and SSE) with a deadline, and checking their grammar.
+
+Readers keep the raw framing (lines, event fields) so that the grammar checks can see exactly what was sent.
+The checkers are pure functions returning a list of problems (empty = conforming): the suite asserts on them and
+the project's own tests run them over recordings of real Ollama traffic.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import httpx
+
+NDJSON = "application/x-ndjson"
+SSE = "text/event-stream"
+
+
+class StreamStalled(Exception):
+    """The target stopped sending before the stream ended (a stall, not a slow model)."""
+
+
+@dataclass
+class Captured:
+    """One HTTP exchange as received: status, headers and body (raw text), plus when it ended."""
+
+    status: int
+    headers: httpx.Headers
+    text: str
+    elapsed_s: float
+
+    @property
+    def media_type(self) -> str:
+        return self.headers.get("content-type", "").split(";")[0].strip().lower()
+
+    def json(self) -> Any:
+        return json.loads(self.text)
+
+
+def capture(client: httpx.Client, method: str, path: str, *, deadline_s: float, **kwargs: Any) -> Captured:
+    """Send one request and read the whole body, giving up (StreamStalled) once `deadline_s` has passed."""
+    start = time.monotonic()
+    chunks: list[str] = []
+    with client.stream(method, path, **kwargs) as response:
+        for chunk in response.iter_text():
+            chunks.append(chunk)
+            if time.monotonic() - start > deadline_s:
+                raise StreamStalled(f"{method} {path}: the body was still arriving after {deadline_s:.0f} s")
+        return Captured(response.status_code, response.headers, "".join(chunks), time.monotonic() - start)
+
+
+# --- NDJSON -------------------------------------------------------------------------------------------------
+
+
+@dataclass
+class NdjsonStream:
+    objects: list[Any] = field(default_factory=list)
+    problems: list[str] = field(default_factory=list)
+
+
+def parse_ndjson(text: str) -> NdjsonStream:
+    """Every line must be one JSON object; the body ends with a newline (each object is flushed as a line)."""
+    out = NdjsonStream()
+    if text and not text.endswith("\n"):
+        out.problems.append("the NDJSON body does not end with a newline (last line cut short?)")
+    lines = text.split("\n")
+    if lines and lines[-1] == "":
+        lines.pop()  # the newline that ends the last object
+    for number, line in enumerate(lines, start=1):
+        if not line.strip():
+            out.problems.append(f"line {number} is blank (clients parse every line as JSON)")
+            continue
+        try:
+            value = json.loads(line)
+        except ValueError as exc:
+            out.problems.append(f"line {number} is not JSON ({exc}): {line[:80]!r}")
+            continue
+        if not isinstance(value, dict):
+            out.problems.append(f"line {number} is JSON but not an object: {line[:80]!r}")
+            continue
+        out.objects.append(value)
+    return out
+
+
+METRIC_KEYS = ("total_duration", "load_duration", "prompt_eval_count", "eval_count", "eval_duration")
+
+
+def check_ndjson_grammar(objects: list[dict[str, Any]], *, allow_error_end: bool = False) -> list[str]:
+    """Ollama's native stream: `done:false`* then exactly one `done:true` (with done_reason, metrics), nothing after.
+
+    An `{"error": ...}` object ends a stream early; it is a conforming *error* stream only when `allow_error_end`.
+    """
+    problems: list[str] = []
+    if not objects:
+        return ["the stream carried no object at all"]
+    for index, obj in enumerate(objects):
+        last = index == len(objects) - 1
+        if "error" in obj:
+            if not last:
+                problems.append(f"object {index} is an error but the stream goes on after it")
+            elif not allow_error_end:
+                problems.append(f"the stream ended with an error object: {obj.get('error')!r}")
+            continue
+        done = obj.get("done")
+        if not isinstance(done, bool):
+            problems.append(f"object {index} has no boolean `done` (got {done!r})")
+            continue
+        if done and not last:
+            problems.append(f"object {index} has done:true but {len(objects) - index - 1} object(s) follow it")
+        if not done and last:
+            problems.append("the last object has done:false: the stream ended without its final done:true object")
+        if done:
+            if not obj.get("done_reason"):
+                problems.append("the final object has no done_reason")
+            if obj.get("done_reason") in ("stop", "length"):
+                missing = [k for k in METRIC_KEYS if k not in obj]
+                if missing:
+                    problems.append(f"the final object lacks metrics {missing}")
+        elif "done_reason" in obj:
+            problems.append(f"object {index} has done:false and a done_reason")
+    return problems
+
+
+# --- SSE ----------------------------------------------------------------------------------------------------
+
+
+@dataclass
+class SseEvent:
+    event: str | None
+    data: str
+
+
+@dataclass
+class SseStream:
+    events: list[SseEvent] = field(default_factory=list)
+    problems: list[str] = field(default_factory=list)
+
+
+def parse_sse(text: str) -> SseStream:
+    """Split a text/event-stream body into events (WHATWG framing: fields, blank-line separated)."""
+    out = SseStream()
+    text = text.replace("\r\n", "\n")
+    if text and not text.endswith("\n\n"):
+        out.problems.append("the SSE body does not end with a blank line (last event not terminated)")
+    for block in text.split("\n\n"):
+        if not block.strip():
+            continue
+        event: str | None = None
+        data: list[str] = []
+        for line in block.split("\n"):
+            if line.startswith(":"):
+                continue  # a comment (keep-alive)
+            name, _, value = line.partition(":")
+            value = value[1:] if value.startswith(" ") else value
+            if name == "event":
+                event = value
+            elif name == "data":
+                data.append(value)
+            elif name in ("id", "retry"):
+                continue
+            else:
+                out.problems.append(f"unknown SSE field in line {line[:60]!r}")
+        if not data:
+            out.problems.append(f"an SSE event without data: {block[:60]!r}")
+            continue
+        out.events.append(SseEvent(event, "\n".join(data)))
+    return out
+
+
+def _json_data(event: SseEvent, index: int, problems: list[str]) -> dict[str, Any] | None:
+    try:
+        value = json.loads(event.data)
+    except ValueError:
+        problems.append(f"event {index} data is not JSON: {event.data[:80]!r}")
+        return None
+    if not isinstance(value, dict):
+        problems.append(f"event {index} data is not a JSON object")
+        return None
+    return value
+
+
+def check_chat_sse_grammar(events: list[SseEvent], *, include_usage: bool, object_name: str = "chat.completion.chunk") -> list[str]:
+    """OpenAI chat/completions stream: role first, one id, exactly one finish chunk, usage chunk iff asked, [DONE] last."""
+    problems: list[str] = []
+    if not events:
+        return ["the stream carried no event"]
+    if events[-1].data != "[DONE]":
+        problems.append("the stream does not end with `data: [DONE]`")
+    chunks: list[dict[str, Any]] = []
+    for index, event in enumerate(events):
+        if event.data == "[DONE]":
+            if index != len(events) - 1:
+                problems.append(f"[DONE] at event {index} is not the last event")
+            continue
+        chunk = _json_data(event, index, problems)
+        if chunk is not None:
+            chunks.append(chunk)
+    if not chunks:
+        return [*problems, "the stream carried no JSON chunk"]
+    ids = {c.get("id") for c in chunks}
+    if len(ids) != 1:
+        problems.append(f"chunks carry {len(ids)} different ids: {sorted(map(str, ids))[:4]}")
+    bad_object = [c.get("object") for c in chunks if c.get("object") != object_name]
+    if bad_object:
+        problems.append(f"chunk object is {bad_object[0]!r}, expected {object_name!r}")
+    with_choices = [c for c in chunks if c.get("choices")]
+    usage_chunks = [c for c in chunks if c.get("usage")]
+    if object_name == "chat.completion.chunk" and with_choices:
+        first_delta = with_choices[0]["choices"][0].get("delta") or {}
+        if first_delta.get("role") != "assistant":
+            problems.append(f"the first chunk's delta has role {first_delta.get('role')!r}, expected 'assistant'")
+    finishes = [i for i, c in enumerate(with_choices) if c["choices"][0].get("finish_reason") is not None]
+    if len(finishes) != 1:
+        problems.append(f"{len(finishes)} chunks carry a finish_reason, expected exactly one")
+    elif finishes[0] != len(with_choices) - 1:
+        problems.append("a chunk with choices follows the finish chunk")
+    if include_usage:
+        if len(usage_chunks) != 1:
+            problems.append(f"include_usage was asked: expected one usage chunk, got {len(usage_chunks)}")
+        elif chunks[-1] is not usage_chunks[0] or usage_chunks[0].get("choices"):
+            problems.append("the usage chunk must be the last chunk and have empty choices")
+    elif usage_chunks and object_name == "chat.completion.chunk":
+        problems.append("a usage chunk was sent although stream_options.include_usage was not asked")
+    return problems
+
+
+MESSAGES_ORDER = ("message_start", "content_block_start", "content_block_delta", "content_block_stop", "message_delta", "message_stop")
+
+
+def check_messages_sse_grammar(events: list[SseEvent]) -> list[str]:
+    """Anthropic /v1/messages: message_start, blocks (start, delta*, stop) in index order, message_delta, message_stop."""
+    problems: list[str] = []
+    names: list[str] = []
+    for index, event in enumerate(events):
+        data = _json_data(event, index, problems)
+        if data is None:
+            continue
+        if event.event != data.get("type"):
+            problems.append(f"event {index}: `event: {event.event}` but data.type is {data.get('type')!r}")
+        names.append(str(data.get("type")))
+        if data.get("type") == "error":
+            problems.append(f"an error event: {event.data[:120]}")
+    names = [n for n in names if n != "ping"]
+    if not names or names[0] != "message_start":
+        problems.append(f"the first event is {names[:1]}, expected message_start")
+    if not names or names[-1] != "message_stop":
+        problems.append("the stream does not end with message_stop")
+    if names.count("message_delta") != 1:
+        problems.append(f"{names.count('message_delta')} message_delta events, expected one")
+    elif names[-2:] != ["message_delta", "message_stop"]:
+        problems.append("message_delta must come just before message_stop")
+    open_block = False
+    for name in names[1:-2]:
+        if name == "content_block_start":
+            if open_block:
+                problems.append("a content block starts before the previous one stopped")
+            open_block = True
+        elif name in ("content_block_delta", "content_block_stop"):
+            if not open_block:
+                problems.append(f"{name} outside a content block")
+            open_block = name == "content_block_delta"
+        else:
+            problems.append(f"unexpected event {name!r} between message_start and message_delta")
+    if open_block:
+        problems.append("a content block was never stopped")
+    return problems
+
+
+def check_responses_sse_grammar(events: list[SseEvent]) -> list[str]:
+    """/v1/responses: created, in_progress, ..., completed; increasing sequence_number; event name = data.type."""
+    problems: list[str] = []
+    names: list[str] = []
+    last_seq = -1
+    for index, event in enumerate(events):
+        if event.data == "[DONE]":
+            problems.append("/v1/responses streams carry no [DONE]")
+            continue
+        data = _json_data(event, index, problems)
+        if data is None:
+            continue
+        if event.event != data.get("type"):
+            problems.append(f"event {index}: `event: {event.event}` but data.type is {data.get('type')!r}")
+        seq = data.get("sequence_number")
+        if not isinstance(seq, int) or seq <= last_seq:
+            problems.append(f"event {index}: sequence_number {seq!r} does not increase")
+        else:
+            last_seq = seq
+        names.append(str(data.get("type")))
+    if names[:2] != ["response.created", "response.in_progress"]:
+        problems.append(f"the stream starts with {names[:2]}, expected response.created, response.in_progress")
+    if not names or names[-1] != "response.completed":
+        problems.append("the stream does not end with response.completed")
+    return problems

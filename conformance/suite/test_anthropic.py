@@ -1,0 +1,72 @@
+"""The Anthropic-compatible surface: POST /v1/messages (message objects, named SSE events, errors)."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from conformance.checks import Api
+from conformance.streams import check_messages_sse_grammar
+
+MESSAGES = [{"role": "user", "content": "Name a colour."}]
+
+
+def messages(api: Api, model: str, **fields: object):
+    return api.post("/v1/messages", {"model": model, "messages": MESSAGES, "max_tokens": 4, **fields})
+
+
+@pytest.mark.feature("anthropic.messages.basic")
+def test_message_object(api: Api, chat_model: str) -> None:
+    got = messages(api, chat_model)
+    (body,) = api.contract("POST", "/v1/messages", got)
+    assert got.status == 200, f"status {got.status}: {got.text[:200]!r}"
+    assert body["type"] == "message" and body["role"] == "assistant", f"{body!r}"
+    assert body["stop_reason"] in ("end_turn", "max_tokens", "stop_sequence"), f"stop_reason {body['stop_reason']!r}"
+    assert all(block.get("type") in ("text", "thinking", "tool_use") for block in body.get("content") or []), "blocks"
+
+
+@pytest.mark.feature("anthropic.messages.stream")
+def test_stream_event_order(api: Api, chat_model: str) -> None:
+    got = messages(api, chat_model, stream=True)
+    events = api.sse(got)
+    problems = check_messages_sse_grammar(events)
+    assert not problems, "/v1/messages event order: " + "; ".join(problems)
+    api.contract("POST", "/v1/messages", got)
+
+
+@pytest.mark.feature("anthropic.messages.max_tokens")
+def test_max_tokens(api: Api, chat_model: str) -> None:
+    body = api.single(messages(api, chat_model, max_tokens=3, temperature=0))
+    out = body["usage"]["output_tokens"]
+    assert out <= 3, f"output_tokens {out} > max_tokens 3"
+    assert body["stop_reason"] == ("max_tokens" if out == 3 else "end_turn"), f"{out} tokens, stop_reason {body['stop_reason']!r}"
+    missing = api.post("/v1/messages", {"model": chat_model, "messages": MESSAGES})
+    api.anthropic_error(missing, 400, "invalid_request_error")
+
+
+@pytest.mark.feature("anthropic.messages.stop_sequences")
+def test_stop_sequences(api: Api, chat_model: str) -> None:
+    base = api.single(messages(api, chat_model, max_tokens=8, temperature=0))
+    text = "".join(b.get("text", "") for b in base.get("content") or [])
+    words = [w for w in text.split() if text.find(w) > 0]
+    if not words:
+        pytest.skip(f"the greedy output {text!r} offers no stop string to test with")
+    body = api.single(messages(api, chat_model, max_tokens=8, temperature=0, stop_sequences=[words[0]]))
+    out = "".join(b.get("text", "") for b in body.get("content") or [])
+    assert words[0] not in out, f"output {out!r} contains the stop sequence {words[0]!r}"
+    assert body["stop_reason"] in ("stop_sequence", "end_turn"), f"stop_reason {body['stop_reason']!r}"
+
+
+@pytest.mark.feature("anthropic.messages.system")
+def test_system_string_and_blocks(api: Api, chat_model: str) -> None:
+    api.single(messages(api, chat_model, system="Answer briefly."))
+    api.single(messages(api, chat_model, system=[{"type": "text", "text": "Answer briefly."}]))
+
+
+@pytest.mark.feature("anthropic.errors.shape")
+def test_error_shape(api: Api) -> None:
+    got = api.post("/v1/messages", {"model": "no-such-model-xyz", "messages": MESSAGES, "max_tokens": 4})
+    api.anthropic_error(got, 404, "not_found_error")
+    body = json.loads(got.text)
+    assert str(body.get("request_id", "")).startswith("req_"), f"request_id {body.get('request_id')!r}"

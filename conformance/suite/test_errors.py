@@ -1,0 +1,77 @@
+"""Native error behaviour: unknown and missing models per endpoint, empty and malformed bodies, wrong types."""
+
+from __future__ import annotations
+
+import pytest
+
+from conformance.checks import Api
+
+MISSING = "no-such-model-xyz"
+
+# Ollama's status when `model` is absent differs per endpoint (ollama-api-facts §4).
+MODEL_REQUIRED = [
+    ("/api/chat", {"messages": [{"role": "user", "content": "hi"}]}, 400),
+    ("/api/generate", {"prompt": "hi"}, 404),
+    ("/api/embed", {"input": "hi"}, 404),
+    ("/api/embeddings", {"prompt": "hi"}, 400),
+    ("/api/show", {}, 400),
+]
+NOT_FOUND = [
+    ("/api/chat", {"model": MISSING, "messages": [{"role": "user", "content": "hi"}]}),
+    ("/api/generate", {"model": MISSING, "prompt": "hi"}),
+    ("/api/embed", {"model": MISSING, "input": "hi"}),
+    ("/api/embeddings", {"model": MISSING, "prompt": "hi"}),
+]
+INFERENCE = ["/api/chat", "/api/generate", "/api/embed", "/api/show"]
+
+
+@pytest.mark.feature("errors.model_not_found")
+@pytest.mark.parametrize(("path", "body"), NOT_FOUND, ids=[p for p, _ in NOT_FOUND])
+def test_unknown_model(api: Api, path: str, body: dict) -> None:
+    got = api.post(path, body)
+    api.contract("POST", path, got)
+    message = api.native_error(got, 404)
+    assert MISSING in message and "not found" in message, f"message {message!r}"
+
+
+@pytest.mark.feature("errors.model_required")
+@pytest.mark.parametrize(("path", "body", "status"), MODEL_REQUIRED, ids=[p for p, _, _ in MODEL_REQUIRED])
+def test_missing_model(api: Api, path: str, body: dict, status: int) -> None:
+    got = api.post(path, body)
+    api.contract("POST", path, got)
+    api.native_error(got, status)
+
+
+@pytest.mark.feature("errors.empty_body")
+@pytest.mark.parametrize("path", INFERENCE)
+def test_empty_body(api: Api, path: str) -> None:
+    got = api.post(path, raw=b"", headers={"Content-Type": "application/json"})
+    message = api.native_error(got, 400)
+    assert message == "missing request body", f"message {message!r}"
+
+
+@pytest.mark.feature("errors.malformed_json")
+@pytest.mark.parametrize("path", INFERENCE)
+def test_malformed_json(api: Api, path: str) -> None:
+    got = api.post(path, raw=b'{"model": "x", ', headers={"Content-Type": "application/json"})
+    api.contract("POST", path, got)
+    api.native_error(got, 400)
+
+
+@pytest.mark.feature("errors.wrong_type")
+def test_wrong_field_type(api: Api, chat_model: str) -> None:
+    got = api.post("/api/chat", {"model": chat_model, "messages": "not a list"})
+    api.native_error(got, 400)
+
+
+@pytest.mark.feature("errors.option_type")
+def test_option_of_wrong_type(api: Api, chat_model: str) -> None:
+    got = api.post("/api/generate", {"model": chat_model, "prompt": "hi", "options": {"temperature": "hot"}})
+    message = api.native_error(got, 500)
+    assert 'option "temperature" must be of type' in message, f"message {message!r}"
+
+
+@pytest.mark.feature("errors.invalid_model_name")
+def test_invalid_model_name(api: Api) -> None:
+    got = api.call("DELETE", "/api/delete", {"model": "bad name!/:/"})
+    api.native_error(got, 400)

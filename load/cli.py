@@ -1,0 +1,78 @@
+"""`ollama-conformance bench`: load-test an Ollama-compatible server, or (--calibrate) measure the harness itself.
+
+Cheap to import: locust, numpy and the reference backend are imported only when the command runs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from ollama_conformance.errors import UsageError
+
+HELP = "benchmark a server under load (TTFT, ITL, E2E, throughput, goodput, telemetry); --calibrate checks the harness"
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--target", help="base URL of the server (default: start the bundled reference backend)")
+    p.add_argument("--profile", choices=["reference", "local", "cloud"],
+                   help="local: http://localhost:11434; cloud: https://ollama.com with $OLLAMA_API_KEY")
+    p.add_argument("--model", default="gemma3:270m", help="model to load-test (default gemma3:270m)")
+    p.add_argument("--surface", choices=["native", "openai"], default="native")
+    p.add_argument("--endpoint", choices=["chat", "generate", "completions", "embed"], default="chat",
+                   help="native: chat, generate, embed; openai: chat, completions, embed")
+    load = p.add_mutually_exclusive_group()
+    load.add_argument("--concurrency", default=None, help="closed loop: concurrent streams per step, e.g. 1,2,4")
+    load.add_argument("--rate", default=None, help="open loop: requests/s per step, e.g. 0.5,1,2")
+    p.add_argument("--arrival", default="poisson", help="open loop arrivals: poisson, constant or gamma:K")
+    stop = p.add_mutually_exclusive_group()
+    stop.add_argument("--duration", default=None, help="measured time per step after warmup (default 60s)")
+    stop.add_argument("--requests", type=int, default=None, help="measured requests per step")
+    p.add_argument("--warmup", default="10s", help="time at the start of each step whose requests are excluded")
+    p.add_argument("--prompts", help="prompts file: one per line, or JSONL objects with 'prompt'")
+    p.add_argument("--input-tokens", type=int, help="synthetic prompt of about N tokens (default 16)")
+    p.add_argument("--output-tokens", type=int, default=64, help="cap on output tokens per request (default 64)")
+    p.add_argument("--slo", help="goodput objectives, e.g. ttft=500ms,itl=50ms,e2e=5s")
+    p.add_argument("--workers", type=int, default=0, help="run N local locust workers under a master")
+    p.add_argument("--out", default="bench-results", help="output folder (results.json, samples.jsonl, CSVs)")
+    p.add_argument("--request-timeout", default="120s", help="per-request time limit (default 120s)")
+    p.add_argument("--seed", type=int, help="sampling seed sent with every request")
+    p.add_argument("--server-pid", type=int, help="pid of a local server process, to sample its RSS")
+    p.add_argument("--quiet", action="store_true", help="print nothing but errors")
+    p.add_argument("--calibrate", action="store_true",
+                   help="measure the harness's own error against the built-in synthetic server, and print it")
+    p.add_argument("--calibrate-duration", default="10s", help="--calibrate: measured time per step (default 10s)")
+
+
+def options_from_args(args: argparse.Namespace) -> object:
+    from load.runner import BenchOptions
+    from load.schedule import parse_duration, parse_list, parse_slo
+
+    rate = parse_list(args.rate, "--rate") if args.rate else None
+    concurrency = [1]
+    if args.concurrency:
+        values = parse_list(args.concurrency, "--concurrency")
+        if any(v != int(v) for v in values):
+            raise UsageError("--concurrency values must be whole numbers")
+        concurrency = [int(v) for v in values]
+    duration = None if args.requests is not None else parse_duration(args.duration or "60s", "--duration")
+    return BenchOptions(
+        model=args.model, target=args.target, profile=args.profile, surface=args.surface, endpoint=args.endpoint,
+        concurrency=concurrency, rate=rate, arrival=args.arrival, duration_s=duration, requests=args.requests,
+        warmup_s=parse_duration(args.warmup, "--warmup"), prompts=args.prompts, input_tokens=args.input_tokens,
+        output_tokens=args.output_tokens, slo=parse_slo(args.slo), workers=args.workers, out_dir=args.out,
+        request_timeout_s=parse_duration(args.request_timeout, "--request-timeout"), seed=args.seed,
+        server_pid=args.server_pid, quiet=args.quiet,
+    )
+
+
+def run(args: argparse.Namespace) -> int:
+    if args.calibrate:
+        from load.calibrate import run_calibration
+        from load.schedule import parse_duration
+
+        return run_calibration(duration_s=parse_duration(args.calibrate_duration, "--calibrate-duration"),
+                               out_dir=args.out, stream=sys.stdout)
+    from load.runner import run_bench
+
+    return run_bench(options_from_args(args))  # type: ignore[arg-type]

@@ -1,0 +1,219 @@
+"""One measured request: a streaming-safe HTTP/1.1 client that stamps bytes as they arrive, and its raw sample.
+
+The protocol is h11's (a well-kept sans-I/O HTTP/1.1 library); the sockets are ours, so every phase is stamped
+exactly where it happens: TCP connect, TLS handshake, request written, first byte of the response, first output
+chunk (from the stream parser), last byte. Each `recv` is stamped with `time.perf_counter_ns()` before anything is
+parsed. Under locust the sockets are gevent's (patched at import), so a read blocks only its own greenlet. httpx
+was measured first and costs ~0.7 ms per request in its layers above h11, which would be booked as TTFT error;
+h11 on a socket costs ~0.1 ms. Idle keep-alive connections are reused; TCP_NODELAY is set so small writes leave
+at once.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import socket
+import ssl
+import time
+from typing import Any
+from urllib.parse import urlsplit
+
+import h11
+
+from load.endpoints import EndpointSpec
+from load.metrics import output_tokens, request_metrics
+from load.streams import parser_for
+
+RECV_BYTES = 65536
+USER_AGENT = "ollama-conformance-bench/0.1"
+
+
+class TargetFault(Exception):
+    """The target broke the exchange (closed, stalled, sent garbage)."""
+
+
+class Timeout(Exception):
+    """No byte within the read timeout, or the request ran past its total time."""
+
+
+class _Connection:
+    def __init__(self, sock: socket.socket) -> None:
+        self.sock = sock
+        self.h11 = h11.Connection(h11.CLIENT, max_incomplete_event_size=1 << 20)
+
+    def close(self) -> None:
+        with contextlib.suppress(OSError):
+            self.sock.close()
+
+
+class StreamClient:
+    """Keep-alive HTTP/1.1 connections to one base URL; `measure()` runs one request and returns its sample."""
+
+    def __init__(self, base_url: str, timeout_s: float, headers: dict[str, str] | None = None) -> None:
+        parts = urlsplit(base_url)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise ValueError(f"not an http(s) URL: {base_url!r}")
+        self.tls = parts.scheme == "https"
+        self.host = parts.hostname
+        self.port = parts.port or (443 if self.tls else 80)
+        self.prefix = parts.path.rstrip("/")
+        self.host_header = parts.netloc.rsplit("@", 1)[-1]
+        self.timeout_s = timeout_s
+        self.headers = [(k, v) for k, v in (headers or {}).items()]
+        self._idle: list[_Connection] = []
+        self._ssl = ssl.create_default_context() if self.tls else None
+
+    def close(self) -> None:
+        while self._idle:
+            self._idle.pop().close()
+
+    def _open(self, stamps: dict[str, int]) -> _Connection:
+        stamps["connect_start_ns"] = time.perf_counter_ns()
+        sock = socket.create_connection((self.host, self.port), timeout=min(self.timeout_s, 10.0))
+        stamps["connect_end_ns"] = time.perf_counter_ns()
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        if self._ssl is not None:
+            stamps["tls_start_ns"] = stamps["connect_end_ns"]
+            sock = self._ssl.wrap_socket(sock, server_hostname=self.host)
+            stamps["tls_end_ns"] = time.perf_counter_ns()
+        sock.settimeout(self.timeout_s)
+        return _Connection(sock)
+
+    def _exchange(self, conn: _Connection, path: str, content: bytes, stamps: dict[str, int], deadline: int,
+                  on_data: Any) -> tuple[int, bytes]:
+        """Write the request, feed body bytes to `on_data(bytes, ns)` (or collect them); return (status, body)."""
+        headers = [("Host", self.host_header), ("User-Agent", USER_AGENT), ("Accept", "*/*"),
+                   ("Content-Type", "application/json"), ("Content-Length", str(len(content))), *self.headers]
+        hc = conn.h11
+        out = hc.send(h11.Request(method="POST", target=self.prefix + path, headers=headers))
+        out += hc.send(h11.Data(data=content)) + hc.send(h11.EndOfMessage())
+        conn.sock.sendall(out)
+        stamps["request_written_ns"] = time.perf_counter_ns()
+        status = 0
+        collected: list[bytes] = []
+        while True:
+            event = hc.next_event()
+            if event is h11.NEED_DATA:
+                try:
+                    data = conn.sock.recv(RECV_BYTES)
+                except TimeoutError:
+                    raise Timeout(f"no data for {self.timeout_s:g} s") from None
+                now = time.perf_counter_ns()
+                if "first_byte_ns" not in stamps:
+                    stamps["first_byte_ns"] = now
+                self._now = now
+                if now > deadline:
+                    raise Timeout(f"request exceeded {self.timeout_s:g} s")
+                hc.receive_data(data)
+                continue
+            kind = type(event)
+            if kind is h11.Data:
+                if status == 200 and on_data is not None:
+                    on_data(bytes(event.data), self._now)
+                else:
+                    collected.append(bytes(event.data))
+            elif kind is h11.Response:
+                status = event.status_code
+            elif kind is h11.EndOfMessage:
+                return status, b"".join(collected)
+            elif kind is h11.ConnectionClosed:
+                raise TargetFault("connection closed before the response ended")
+
+    def measure(self, spec: EndpointSpec, body: dict[str, Any], intended_start_ns: int) -> dict[str, Any]:
+        """Send one request and return its sample (stamps in perf_counter_ns); target faults become its status."""
+        stamps: dict[str, int] = {}
+        parser = parser_for(spec.sse)
+        sample: dict[str, Any] = {"status": "ok", "error": None, "http_status": None}
+        content = json.dumps(body).encode()
+        start_ns = time.perf_counter_ns()
+        deadline = start_ns + int(self.timeout_s * 1e9)
+        on_data = parser.feed if spec.streaming else None
+        raw = b""
+        conn: _Connection | None = None
+        try:
+            if self._idle:
+                conn = self._idle.pop()
+                try:
+                    status, raw = self._exchange(conn, spec.path, content, stamps, deadline, on_data)
+                except (TargetFault, h11.ProtocolError, OSError):
+                    if "first_byte_ns" in stamps:
+                        raise
+                    # the server had closed this idle keep-alive connection: one retry on a fresh one
+                    conn.close()
+                    conn = None
+            if conn is None:
+                conn = self._open(stamps)
+                status, raw = self._exchange(conn, spec.path, content, stamps, deadline, on_data)
+            sample["http_status"] = status
+            if status != 200:
+                sample["status"], sample["error"] = "error", _error_text(status, raw)
+            parser.close(time.perf_counter_ns())
+            if conn.h11.our_state is h11.DONE and conn.h11.their_state is h11.DONE:
+                conn.h11.start_next_cycle()
+                self._idle.append(conn)
+            else:
+                conn.close()
+            conn = None
+        except Timeout as exc:
+            sample["status"], sample["error"] = "timeout", str(exc)
+        except (TargetFault, h11.ProtocolError, OSError) as exc:
+            text = str(exc) or type(exc).__name__
+            sample["status"], sample["error"] = "error", f"{type(exc).__name__}: {text}"
+        finally:
+            if conn is not None:
+                conn.close()
+        end_ns = time.perf_counter_ns()
+        st = parser.state
+        sample.update(
+            intended_start_ns=intended_start_ns, start_ns=start_ns, end_ns=end_ns,
+            connect_start_ns=stamps.get("connect_start_ns"), connect_end_ns=stamps.get("connect_end_ns"),
+            tls_start_ns=stamps.get("tls_start_ns"), tls_end_ns=stamps.get("tls_end_ns"),
+            request_written_ns=stamps.get("request_written_ns"), first_byte_ns=stamps.get("first_byte_ns"),
+            first_output_ns=st.first_output_ns, last_output_ns=st.last_output_ns,
+            output_chunks=st.output_chunks, chunks=st.chunks, done_reason=st.done_reason,
+            server=st.server, usage=st.usage,
+        )
+        if spec.streaming:
+            n_out, source = output_tokens(st.server, st.usage, st.output_chunks)
+            sample["output_tokens"], sample["output_tokens_source"] = n_out, source
+            sample["prompt_tokens"] = st.server.get("prompt_eval_count", (st.usage or {}).get("prompt_tokens"))
+            if sample["status"] == "ok":
+                if st.error:
+                    sample["status"], sample["error"] = "error", st.error
+                elif not st.done:
+                    sample["status"], sample["error"] = "error", "stream ended before its final object"
+        else:
+            sample.update(_embed_figures(raw, sample))
+        sample.update({k: v for k, v in request_metrics(sample).items() if k in ("ttft_ms", "itl_ms", "e2e_ms")})
+        return sample
+
+
+def _error_text(status: int, body: bytes) -> str:
+    try:
+        obj = json.loads(body)
+        if isinstance(obj, dict) and "error" in obj:
+            err = obj["error"]
+            msg = err.get("message") if isinstance(err, dict) else err
+            return f"HTTP {status}: {msg}"
+    except ValueError:
+        pass
+    return f"HTTP {status}: {body[:120]!r}"
+
+
+def _embed_figures(body: bytes, sample: dict[str, Any]) -> dict[str, Any]:
+    """An embedding response has no stream: E2E only; its token count is the input's (prompt_eval_count/usage)."""
+    out: dict[str, Any] = {"output_tokens": 0, "output_tokens_source": None, "prompt_tokens": None}
+    if sample["status"] != "ok":
+        return out
+    try:
+        obj = json.loads(body)
+    except ValueError:
+        return {**out, "status": "error", "error": f"invalid JSON body: {body[:80]!r}"}
+    if not isinstance(obj, dict) or not (obj.get("embeddings") or obj.get("data")):
+        return {**out, "status": "error", "error": "response has no embeddings"}
+    usage = obj.get("usage") if isinstance(obj.get("usage"), dict) else {}
+    out["prompt_tokens"] = obj.get("prompt_eval_count", usage.get("prompt_tokens"))
+    server = {k: obj[k] for k in ("total_duration", "load_duration", "prompt_eval_count") if isinstance(obj.get(k), int)}
+    out["server"] = server
+    return out

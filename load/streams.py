@@ -1,0 +1,173 @@
+"""Incremental parsers for Ollama's NDJSON streams and the OpenAI SSE streams, fed with (bytes, arrival_ns).
+
+The caller stamps `time.perf_counter_ns()` when a block of bytes comes off the socket, before any parsing; every
+event completed by that block carries that stamp (the bytes arrived together). A parser never buffers more than
+one incomplete line. For each complete event it records whether it carried output (the glossary's rule: non-empty
+`response`, `message.content`, `thinking`, `delta.content`, `delta.reasoning`, a tool call) and keeps the server's
+own figures from the final object (`eval_count`, durations, `usage`).
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from typing import Any
+
+SERVER_FIELDS = ("total_duration", "load_duration", "prompt_eval_count", "prompt_eval_duration", "eval_count",
+                 "eval_duration")
+
+
+@dataclass
+class StreamState:
+    """What a stream has shown so far: chunk arrivals, output, server figures, errors."""
+
+    # [arrival_ns, tokens]: tokens is 0 for a chunk without output, the server's own count for the chunk where it
+    # reports one (OpenAI continuous usage), else None (an output chunk whose token count the server does not say)
+    chunks: list[list[int | None]] = field(default_factory=list)
+    first_output_ns: int | None = None
+    last_output_ns: int | None = None
+    output_chunks: int = 0
+    done: bool = False
+    done_reason: str | None = None
+    server: dict[str, int] = field(default_factory=dict)
+    usage: dict[str, int] | None = None
+    error: str | None = None
+
+
+def _native_has_output(obj: dict[str, Any]) -> bool:
+    if obj.get("response") or obj.get("thinking"):
+        return True
+    msg = obj.get("message")
+    if isinstance(msg, dict):
+        return bool(msg.get("content") or msg.get("thinking") or msg.get("tool_calls"))
+    return False
+
+
+def _openai_has_output(obj: dict[str, Any]) -> bool:
+    for choice in obj.get("choices") or ():
+        if not isinstance(choice, dict):
+            continue
+        if choice.get("text"):
+            return True
+        delta = choice.get("delta")
+        if isinstance(delta, dict) and (
+            delta.get("content") or delta.get("reasoning") or delta.get("reasoning_content") or delta.get("tool_calls")
+        ):
+            return True
+    return False
+
+
+class NdjsonParser:
+    """Ollama native stream: one JSON object per line; the last has `done: true` and the metrics."""
+
+    def __init__(self) -> None:
+        self.state = StreamState()
+        self._tail = b""
+
+    def feed(self, data: bytes, arrival_ns: int) -> None:
+        buf = self._tail + data if self._tail else data
+        lines = buf.split(b"\n")
+        self._tail = lines.pop()
+        for line in lines:
+            if line.strip():
+                self._event(line, arrival_ns)
+
+    def close(self, arrival_ns: int) -> None:
+        if self._tail.strip():
+            self._event(self._tail, arrival_ns)
+        self._tail = b""
+
+    def _event(self, line: bytes, arrival_ns: int) -> None:
+        st = self.state
+        try:
+            obj = json.loads(line)
+        except ValueError:
+            st.error = st.error or f"invalid NDJSON line: {line[:80]!r}"
+            return
+        if not isinstance(obj, dict):
+            st.error = st.error or f"NDJSON line is not an object: {line[:80]!r}"
+            return
+        if "error" in obj:
+            st.error = st.error or f"server error in stream: {obj['error']}"
+        out = _native_has_output(obj)
+        st.chunks.append([arrival_ns, None if out else 0])
+        if out:
+            st.output_chunks += 1
+            if st.first_output_ns is None:
+                st.first_output_ns = arrival_ns
+            st.last_output_ns = arrival_ns
+        if obj.get("done"):
+            st.done = True
+            st.done_reason = obj.get("done_reason")
+            for key in SERVER_FIELDS:
+                value = obj.get(key)
+                if isinstance(value, int):
+                    st.server[key] = value
+
+
+class SseParser:
+    """OpenAI stream: `data: {...}` events separated by blank lines, ending with `data: [DONE]`."""
+
+    def __init__(self) -> None:
+        self.state = StreamState()
+        self._tail = b""
+        self._data: list[bytes] = []
+
+    def feed(self, data: bytes, arrival_ns: int) -> None:
+        buf = self._tail + data if self._tail else data
+        lines = buf.split(b"\n")
+        self._tail = lines.pop()
+        for line in lines:
+            line = line.rstrip(b"\r")
+            if not line:
+                if self._data:
+                    self._event(b"\n".join(self._data), arrival_ns)
+                    self._data = []
+            elif line.startswith(b"data:"):
+                value = line[5:]
+                self._data.append(value[1:] if value.startswith(b" ") else value)
+            # other fields (event:, id:, retry:, comments) carry nothing we measure
+
+    def close(self, arrival_ns: int) -> None:
+        if self._tail:
+            self.feed(b"\n", arrival_ns)
+        if self._data:
+            self._event(b"\n".join(self._data), arrival_ns)
+            self._data = []
+
+    def _event(self, payload: bytes, arrival_ns: int) -> None:
+        st = self.state
+        if payload == b"[DONE]":
+            st.done = True
+            return
+        try:
+            obj = json.loads(payload)
+        except ValueError:
+            st.error = st.error or f"invalid SSE data: {payload[:80]!r}"
+            return
+        if not isinstance(obj, dict):
+            st.error = st.error or f"SSE data is not an object: {payload[:80]!r}"
+            return
+        if "error" in obj:
+            st.error = st.error or f"server error in stream: {obj['error']}"
+        out = _openai_has_output(obj)
+        usage = obj.get("usage")
+        tokens: int | None = None if out else 0
+        if isinstance(usage, dict) and isinstance(usage.get("completion_tokens"), int):
+            seen = st.usage.get("completion_tokens", 0) if st.usage else 0
+            if out:
+                tokens = usage["completion_tokens"] - seen
+            st.usage = {k: v for k, v in usage.items() if isinstance(v, int)}
+        st.chunks.append([arrival_ns, tokens])
+        if out:
+            st.output_chunks += 1
+            if st.first_output_ns is None:
+                st.first_output_ns = arrival_ns
+            st.last_output_ns = arrival_ns
+        for choice in obj.get("choices") or ():
+            if isinstance(choice, dict) and choice.get("finish_reason"):
+                st.done_reason = choice["finish_reason"]
+
+
+def parser_for(sse: bool) -> NdjsonParser | SseParser:
+    return SseParser() if sse else NdjsonParser()

@@ -1,0 +1,445 @@
+"""A synthetic Ollama-compatible streaming server with a known schedule: the ground truth for the harness.
+
+Every streamed response follows one schedule: the first chunk is written `ttft_ms` after the request body was
+read, then one chunk every `interval_ms`, `chunks` chunks in all, each carrying `tokens_per_chunk` tokens; the
+final object carries the server figures (`eval_count` = chunks x tokens_per_chunk, durations in ns) and the
+OpenAI `usage`. Deadlines are absolute (no drift) and each connection has its own thread sleeping with
+`time.sleep` (nanosleep, ~0.1 ms precise) rather than an event loop whose epoll timeouts round up to 1 ms.
+The server measures its own lateness against the schedule (GET /synthetic/stats), so a calibration can tell
+the server's error from the client's.
+
+Faults, for the harness's own tests: `--error-every K` answers every K-th generation request with a 500,
+`--stall-every K` stops every K-th stream after its first chunk for `--stall-s` seconds, `--drop-every K`
+closes every K-th connection after its first chunk.
+
+Run: `python -m load.synthetic --port 0 [--ttft-ms 200 --interval-ms 20 --chunks 25 --tokens-per-chunk 2]`;
+it prints its base URL on one stdout line, then serves until terminated.
+"""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+import json
+import socket
+import sys
+import threading
+import time
+from dataclasses import dataclass
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+CREATED_AT = "2026-01-01T00:00:00.000000000Z"
+GENERATION_PATHS = {"/api/chat", "/api/generate", "/v1/chat/completions", "/v1/completions"}
+
+
+@dataclass
+class Schedule:
+    ttft_ms: float = 200.0
+    interval_ms: float = 20.0
+    chunks: int = 25
+    tokens_per_chunk: int = 2
+    prompt_tokens: int = 16
+    error_every: int = 0
+    stall_every: int = 0
+    stall_s: float = 30.0
+    drop_every: int = 0
+
+
+class LatenessStats:
+    """Server-side lateness of every write against its deadline, in ns (first chunks apart from later ones)."""
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.first: list[int] = []
+        self.later: list[int] = []
+        self.requests = 0
+
+    def add(self, first_late_ns: int, later_late_ns: list[int]) -> None:
+        with self.lock:
+            self.requests += 1
+            self.first.append(first_late_ns)
+            self.later.extend(later_late_ns)
+
+    def summary(self) -> dict[str, Any]:
+        from load.metrics import dist  # numpy only when asked
+
+        with self.lock:
+            return {
+                "requests": self.requests,
+                "first_chunk_late_ms": dist([v / 1e6 for v in self.first]),
+                "chunk_late_ms": dist([v / 1e6 for v in self.later]),
+            }
+
+    def reset(self) -> None:
+        with self.lock:
+            self.first.clear()
+            self.later.clear()
+            self.requests = 0
+
+
+def sleep_until(deadline_ns: int) -> None:
+    remaining = deadline_ns - time.perf_counter_ns()
+    if remaining > 0:
+        time.sleep(remaining / 1e9)
+
+
+def _sse(obj: dict[str, Any]) -> bytes:
+    return b"data: " + json.dumps(obj, separators=(",", ":")).encode() + b"\n\n"
+
+
+def _ndjson(obj: dict[str, Any]) -> bytes:
+    return json.dumps(obj, separators=(",", ":")).encode() + b"\n"
+
+
+class Framer:
+    """Builds the wire bytes of one endpoint's chunks and final object."""
+
+    def __init__(self, path: str, body: dict[str, Any], sched: Schedule, request_id: int) -> None:
+        self.path = path
+        self.model = str(body.get("model") or "synthetic")
+        self.sched = sched
+        self.sse = path.startswith("/v1/")
+        opts = body.get("stream_options") or {}
+        self.include_usage = bool(opts.get("include_usage"))
+        self.continuous_usage = bool(opts.get("continuous_usage_stats"))
+        self.id = f"syn-{request_id}"
+        self.text = " tok" * sched.tokens_per_chunk
+
+    def usage(self, done_chunks: int) -> dict[str, int]:
+        completion = done_chunks * self.sched.tokens_per_chunk
+        return {
+            "prompt_tokens": self.sched.prompt_tokens,
+            "completion_tokens": completion,
+            "total_tokens": self.sched.prompt_tokens + completion,
+        }
+
+    def chunk(self, index: int) -> bytes:
+        if self.path == "/api/chat":
+            return _ndjson({"model": self.model, "created_at": CREATED_AT,
+                            "message": {"role": "assistant", "content": self.text}, "done": False})
+        if self.path == "/api/generate":
+            return _ndjson({"model": self.model, "created_at": CREATED_AT, "response": self.text, "done": False})
+        if self.path == "/v1/chat/completions":
+            delta: dict[str, Any] = {"content": self.text}
+            if index == 0:
+                delta = {"role": "assistant", "content": self.text}
+            obj: dict[str, Any] = {"id": self.id, "object": "chat.completion.chunk", "created": 0, "model": self.model,
+                                   "system_fingerprint": "fp_ollama",
+                                   "choices": [{"index": 0, "delta": delta, "finish_reason": None}]}
+        else:
+            obj = {"id": self.id, "object": "text_completion", "created": 0, "model": self.model,
+                   "system_fingerprint": "fp_ollama", "choices": [{"index": 0, "text": self.text, "finish_reason": None}]}
+        if self.continuous_usage:
+            obj["usage"] = self.usage(index + 1)
+        return _sse(obj)
+
+    def final(self, durations: dict[str, int]) -> bytes:
+        s = self.sched
+        eval_count = s.chunks * s.tokens_per_chunk
+        if not self.sse:
+            obj: dict[str, Any] = {"model": self.model, "created_at": CREATED_AT, "done": True, "done_reason": "length",
+                                   "prompt_eval_count": s.prompt_tokens, "eval_count": eval_count, **durations}
+            if self.path == "/api/chat":
+                obj["message"] = {"role": "assistant", "content": ""}
+            else:
+                obj["response"] = ""
+            return _ndjson(obj)
+        if self.path == "/v1/chat/completions":
+            last: dict[str, Any] = {"id": self.id, "object": "chat.completion.chunk", "created": 0, "model": self.model,
+                                    "system_fingerprint": "fp_ollama",
+                                    "choices": [{"index": 0, "delta": {"content": ""}, "finish_reason": "length"}]}
+        else:
+            last = {"id": self.id, "object": "text_completion", "created": 0, "model": self.model,
+                    "system_fingerprint": "fp_ollama", "choices": [{"index": 0, "text": "", "finish_reason": "length"}]}
+        if self.continuous_usage:
+            last["usage"] = self.usage(s.chunks)
+        out = _sse(last)
+        if self.include_usage:
+            out += _sse({"id": self.id, "object": last["object"], "created": 0, "model": self.model,
+                         "system_fingerprint": "fp_ollama", "choices": [], "usage": self.usage(s.chunks)})
+        return out + b"data: [DONE]\n\n"
+
+
+class Handler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    server: SyntheticServer
+
+    def log_message(self, format: str, *args: Any) -> None:  # quiet: the harness reads stdout for the URL only
+        return
+
+    def setup(self) -> None:
+        super().setup()
+        # Small writes must leave at once: Nagle + delayed ACK would add up to 40 ms to a chunk.
+        self.connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+
+    def parse_request(self) -> bool:
+        # The schedule starts when the request line has arrived, so the server's own header parsing is inside it.
+        self.arrived_ns = time.perf_counter_ns()
+        return super().parse_request()
+
+    def _json(self, status: int, obj: Any) -> None:
+        data = json.dumps(obj).encode()
+        self.send_response(status)
+        self.send_header("Content-Type", "application/json; charset=utf-8")
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
+    def do_GET(self) -> None:
+        path = self.path.split("?", 1)[0]
+        if path == "/api/version":
+            self._json(200, {"version": "0.0.0-synthetic"})
+        elif path == "/api/tags":
+            self._json(200, {"models": [{"name": "synthetic", "model": "synthetic", "digest": "0" * 64, "size": 0}]})
+        elif path == "/api/ps":
+            self._json(200, {"models": [{"name": "synthetic", "model": "synthetic", "size": 1 << 20,
+                                         "size_vram": 0, "digest": "0" * 64}]})
+        elif path == "/v1/models":
+            self._json(200, {"object": "list", "data": [{"id": "synthetic", "object": "model", "created": 0,
+                                                         "owned_by": "library"}]})
+        elif path == "/synthetic/stats":
+            self._json(200, self.server.stats.summary())
+        elif path == "/":
+            self._json(200, "Ollama is running")
+        else:
+            self._json(404, {"error": "404 page not found"})
+
+    def do_POST(self) -> None:
+        path = self.path.split("?", 1)[0]
+        length = int(self.headers.get("Content-Length") or 0)
+        raw = self.rfile.read(length) if length else b""
+        received_ns = self.arrived_ns
+        if path == "/synthetic/reset":
+            self.server.stats.reset()
+            self._json(200, {"ok": True})
+            return
+        try:
+            body = json.loads(raw or b"{}")
+            if not isinstance(body, dict):
+                raise ValueError("body is not an object")
+        except ValueError as exc:
+            self._json(400, {"error": f"invalid JSON: {exc}"})
+            return
+        if path in ("/api/embed", "/v1/embeddings"):
+            self._embed(path, body)
+        elif path == "/api/show":
+            self._json(200, {"capabilities": ["completion"], "details": {"family": "synthetic"}, "model_info": {}})
+        elif path in GENERATION_PATHS:
+            self._generate(path, body, received_ns)
+        else:
+            self._json(404, {"error": "404 page not found"})
+
+    def _embed(self, path: str, body: dict[str, Any]) -> None:
+        inputs = body.get("input")
+        n = len(inputs) if isinstance(inputs, list) else 1
+        vectors = [[0.0] * 8 for _ in range(n)]
+        if path == "/api/embed":
+            self._json(200, {"model": body.get("model"), "embeddings": vectors, "total_duration": 1000,
+                             "load_duration": 0, "prompt_eval_count": self.server.schedule.prompt_tokens * n})
+        else:
+            self._json(200, {"object": "list", "model": body.get("model"),
+                             "data": [{"object": "embedding", "index": i, "embedding": v} for i, v in enumerate(vectors)],
+                             "usage": {"prompt_tokens": self.server.schedule.prompt_tokens * n,
+                                       "total_tokens": self.server.schedule.prompt_tokens * n}})
+
+    def _write_chunk(self, data: bytes) -> None:
+        self.wfile.write(b"%x\r\n%s\r\n" % (len(data), data))
+
+    def _generate(self, path: str, body: dict[str, Any], received_ns: int) -> None:
+        sched = self.server.schedule
+        n = next(self.server.counter)
+        if sched.error_every and n % sched.error_every == 0:
+            self._json(500, {"error": "synthetic failure"})
+            return
+        framer = Framer(path, body, sched, n)
+        if body.get("stream") is False:
+            self._non_stream(framer, received_ns)
+            return
+        self.send_response(200)
+        self.send_header("Content-Type", "text/event-stream" if framer.sse else "application/x-ndjson")
+        self.send_header("Transfer-Encoding", "chunked")
+        self.end_headers()
+        self.wfile.flush()
+        ttft_ns = int(sched.ttft_ms * 1e6)
+        interval_ns = int(sched.interval_ms * 1e6)
+        late: list[int] = []
+        first_late = 0
+        if interval_ns == 0 and not (sched.drop_every or sched.stall_every):
+            self._burst(framer, received_ns, ttft_ns)
+            return
+        for i in range(sched.chunks):
+            deadline = received_ns + ttft_ns + i * interval_ns
+            sleep_until(deadline)
+            self._write_chunk(framer.chunk(i))
+            lateness = time.perf_counter_ns() - deadline
+            if i == 0:
+                first_late = lateness
+                if sched.drop_every and n % sched.drop_every == 0:
+                    self.close_connection = True
+                    self.connection.shutdown(socket.SHUT_RDWR)
+                    return
+                if sched.stall_every and n % sched.stall_every == 0:
+                    time.sleep(sched.stall_s)
+            else:
+                late.append(lateness)
+        end_ns = time.perf_counter_ns()
+        durations = {"total_duration": end_ns - received_ns, "load_duration": 0,
+                     "prompt_eval_duration": ttft_ns, "eval_duration": max(end_ns - received_ns - ttft_ns, 1)}
+        self._write_chunk(framer.final(durations))
+        self.wfile.write(b"0\r\n\r\n")
+        self.server.stats.add(first_late, late)
+
+    def _burst(self, framer: Framer, received_ns: int, ttft_ns: int) -> None:
+        """Interval 0: every chunk as fast as the socket takes them (the harness's maximum chunk rate)."""
+        sched = self.server.schedule
+        sleep_until(received_ns + ttft_ns)
+        steady = framer.chunk(1) if sched.chunks > 1 else b""
+        wire = b"%x\r\n%s\r\n" % (len(steady), steady) if steady else b""
+        first = framer.chunk(0)
+        self._write_chunk(first)
+        first_late = time.perf_counter_ns() - (received_ns + ttft_ns)
+        per_write = max(1, 32768 // max(len(wire), 1))
+        remaining = sched.chunks - 1
+        while remaining > 0:
+            n = min(per_write, remaining)
+            self.wfile.write(wire * n if not framer.continuous_usage else
+                             b"".join(b"%x\r\n%s\r\n" % (len(c), c) for c in
+                                      (framer.chunk(sched.chunks - remaining + j) for j in range(n))))
+            remaining -= n
+        end_ns = time.perf_counter_ns()
+        durations = {"total_duration": end_ns - received_ns, "load_duration": 0,
+                     "prompt_eval_duration": max(ttft_ns, 1), "eval_duration": max(end_ns - received_ns - ttft_ns, 1)}
+        self._write_chunk(framer.final(durations))
+        self.wfile.write(b"0\r\n\r\n")
+        self.server.stats.add(first_late, [])
+
+    def _non_stream(self, framer: Framer, received_ns: int) -> None:
+        sched = self.server.schedule
+        sleep_until(received_ns + int((sched.ttft_ms + sched.interval_ms * max(sched.chunks - 1, 0)) * 1e6))
+        text = framer.text * sched.chunks
+        eval_count = sched.chunks * sched.tokens_per_chunk
+        elapsed = time.perf_counter_ns() - received_ns
+        durations = {"total_duration": elapsed, "load_duration": 0, "prompt_eval_count": sched.prompt_tokens,
+                     "prompt_eval_duration": int(sched.ttft_ms * 1e6), "eval_count": eval_count,
+                     "eval_duration": max(elapsed - int(sched.ttft_ms * 1e6), 1)}
+        if framer.path == "/api/chat":
+            obj: dict[str, Any] = {"model": framer.model, "created_at": CREATED_AT,
+                                   "message": {"role": "assistant", "content": text}, "done": True,
+                                   "done_reason": "length", **durations}
+        elif framer.path == "/api/generate":
+            obj = {"model": framer.model, "created_at": CREATED_AT, "response": text, "done": True,
+                   "done_reason": "length", **durations}
+        elif framer.path == "/v1/chat/completions":
+            obj = {"id": framer.id, "object": "chat.completion", "created": 0, "model": framer.model,
+                   "choices": [{"index": 0, "message": {"role": "assistant", "content": text},
+                                "finish_reason": "length"}], "usage": framer.usage(sched.chunks)}
+        else:
+            obj = {"id": framer.id, "object": "text_completion", "created": 0, "model": framer.model,
+                   "choices": [{"index": 0, "text": text, "finish_reason": "length"}],
+                   "usage": framer.usage(sched.chunks)}
+        self._json(200, obj)
+
+
+class SyntheticServer(ThreadingHTTPServer):
+    daemon_threads = True
+    request_queue_size = 1024
+
+    def __init__(self, address: tuple[str, int], schedule: Schedule) -> None:
+        super().__init__(address, Handler)
+        self.schedule = schedule
+        self.stats = LatenessStats()
+        self.counter = itertools.count(1)
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(prog="python -m load.synthetic", description=__doc__.split("\n\n")[0])
+    p.add_argument("--host", default="127.0.0.1")
+    p.add_argument("--port", type=int, default=0)
+    p.add_argument("--ttft-ms", type=float, default=200.0)
+    p.add_argument("--interval-ms", type=float, default=20.0)
+    p.add_argument("--chunks", type=int, default=25)
+    p.add_argument("--tokens-per-chunk", type=int, default=2)
+    p.add_argument("--prompt-tokens", type=int, default=16)
+    p.add_argument("--error-every", type=int, default=0)
+    p.add_argument("--stall-every", type=int, default=0)
+    p.add_argument("--stall-s", type=float, default=30.0)
+    p.add_argument("--drop-every", type=int, default=0)
+    args = p.parse_args(argv)
+    if args.chunks < 1 or args.tokens_per_chunk < 1 or args.ttft_ms < 0 or args.interval_ms < 0:
+        p.error("--chunks and --tokens-per-chunk must be >= 1, times >= 0")
+    return args
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    schedule = Schedule(ttft_ms=args.ttft_ms, interval_ms=args.interval_ms, chunks=args.chunks,
+                        tokens_per_chunk=args.tokens_per_chunk, prompt_tokens=args.prompt_tokens,
+                        error_every=args.error_every, stall_every=args.stall_every, stall_s=args.stall_s,
+                        drop_every=args.drop_every)
+    server = SyntheticServer((args.host, args.port), schedule)
+    host, port = server.server_address[:2]
+    print(f"http://{host}:{port}", flush=True)
+    try:
+        server.serve_forever(poll_interval=0.5)
+    except KeyboardInterrupt:
+        pass
+    finally:
+        server.server_close()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
+
+
+class SyntheticProcess:
+    """`python -m load.synthetic ...` as a child process (a context manager): `.url`, `.pid`, `.stop()`."""
+
+    def __init__(self, args: list[str] | None = None, startup_timeout_s: float = 30.0) -> None:
+        self.args = list(args or [])
+        self.startup_timeout_s = startup_timeout_s
+        self.url = ""
+        self.process: Any = None
+
+    @property
+    def pid(self) -> int:
+        return int(self.process.pid)
+
+    def start(self) -> str:
+        import subprocess
+
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "load.synthetic", "--host", "127.0.0.1", "--port", "0", *self.args],
+            stdout=subprocess.PIPE, stdin=subprocess.DEVNULL, text=True,
+        )
+        found: list[str] = []
+
+        def read() -> None:
+            line = self.process.stdout.readline()
+            found.append(line.strip())
+
+        reader = threading.Thread(target=read, daemon=True)
+        reader.start()
+        reader.join(self.startup_timeout_s)
+        if not found or not found[0].startswith("http://"):
+            self.stop()
+            raise RuntimeError(f"synthetic server did not start: {found[0] if found else 'no output'}")
+        self.url = found[0]
+        return self.url
+
+    def stop(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(timeout=10)
+            except Exception:
+                self.process.kill()
+                self.process.wait(timeout=10)
+
+    def __enter__(self) -> SyntheticProcess:
+        self.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()

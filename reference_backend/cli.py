@@ -1,0 +1,130 @@
+"""`ollama-conformance serve` / `python -m reference_backend`: run the reference backend.
+
+Binds first, then prints exactly one line to stdout, the base URL (flushed); all logging goes to stderr.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import os
+import socket
+import sys
+
+from ollama_conformance.errors import UsageError
+
+HELP = "run the reference backend (an Ollama-compatible server on PyTorch: gemma3:270m, all-minilm:22m)"
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--host", help="address to bind (default from OLLAMA_HOST, else 127.0.0.1)")
+    parser.add_argument("--port", type=int, help="port (default from OLLAMA_HOST, else 11434; 0 picks a free one)")
+    parser.add_argument(
+        "--models", help="model store folder (default $OLLAMA_MODELS, else ~/.cache/ollama-conformance/models)"
+    )
+    parser.add_argument(
+        "--num-parallel", type=int, help="decode slots batched together (default $OLLAMA_NUM_PARALLEL or 1)"
+    )
+    parser.add_argument("--max-queue", type=int, help="requests allowed to wait (default $OLLAMA_MAX_QUEUE or 512)")
+    parser.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto")
+    parser.add_argument(
+        "--precision",
+        choices=["auto", "fp32", "bf16", "int8"],
+        default="auto",
+        help="weights on CPU: fp32 (exact) or int8 weight-only linears; CUDA always uses bf16",
+    )
+    parser.add_argument("--threads", type=int, default=0, help="torch threads (default: torch's choice)")
+    parser.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
+    from reference_backend.cloud import add_cloud_arguments
+
+    add_cloud_arguments(parser)  # --cloud, --api-keys-file, --api-key-env
+
+
+def build_config(args: argparse.Namespace):  # -> ServerConfig (imported lazily: keeps `--help` light)
+    from reference_backend.config import ConfigError, ServerConfig
+
+    try:
+        config = ServerConfig.from_env()
+    except ConfigError as exc:
+        raise UsageError(str(exc)) from exc
+    if args.host:
+        config.host = args.host
+    if args.port is not None:
+        if not 0 <= args.port <= 65535:
+            raise UsageError(f"--port must be between 0 and 65535, got {args.port}")
+        config.port = args.port
+    if args.models:
+        from pathlib import Path
+
+        config.models_dir = Path(args.models).expanduser()
+    if args.num_parallel is not None:
+        if args.num_parallel < 1:
+            raise UsageError("--num-parallel must be at least 1")
+        config.num_parallel = args.num_parallel
+    if args.max_queue is not None:
+        if args.max_queue < 0:
+            raise UsageError("--max-queue must be at least 0")
+        config.max_queue = args.max_queue
+    config.device = args.device
+    config.precision = args.precision
+    if args.threads < 0:
+        raise UsageError("--threads must be at least 0")
+    config.threads = args.threads
+    from reference_backend.cloud import apply_cloud_arguments
+
+    try:
+        apply_cloud_arguments(args, config)
+    except ConfigError as exc:
+        raise UsageError(str(exc)) from exc
+    return config
+
+
+def run(args: argparse.Namespace) -> int:
+    logging.basicConfig(
+        level=args.log_level.upper(), stream=sys.stderr, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    config = build_config(args)
+    import uvicorn
+
+    from reference_backend.app import build_app
+
+    try:
+        app = build_app(config)
+    except OSError as exc:
+        raise UsageError(f"cannot use the model store at {config.models_dir}: {exc}") from exc
+    family = socket.AF_INET6 if ":" in config.host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((config.host, config.port))
+    except OSError as exc:
+        sock.close()
+        raise UsageError(f"cannot listen on {config.host}:{config.port}: {exc.strerror or exc}") from exc
+    sock.listen(2048)
+    sock.set_inheritable(True)
+    host, port = sock.getsockname()[:2]
+    shown = f"[{host}]" if family == socket.AF_INET6 else host
+    print(f"http://{shown}:{port}", flush=True)
+    server = uvicorn.Server(
+        uvicorn.Config(
+            app, log_level="warning", access_log=False, timeout_graceful_shutdown=5, lifespan="on", server_header=False
+        )
+    )
+    asyncio.run(server.serve(sockets=[sock]))
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m reference_backend", description=HELP)
+    add_arguments(parser)
+    args = parser.parse_args(argv)
+    try:
+        return run(args)
+    except UsageError as exc:
+        print(f"reference_backend: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130

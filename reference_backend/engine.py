@@ -1,0 +1,299 @@
+"""The text-generation runner: one worker thread per loaded model, OLLAMA_NUM_PARALLEL slots decoded as a batch.
+
+Requests wait in a bounded queue; the worker admits them into free slots (prefill), then runs one batched decode
+step for every active sequence, samples each, and hands each token's text to the request's asyncio queue.
+A cancelled request (client gone) leaves its slot before the next step. Text is emitted incrementally: bytes of
+an unfinished UTF-8 character, and text that may be the start of a stop sequence, are held back until resolved.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import queue
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+import torch
+
+from reference_backend.gemma3 import Gemma3, KVCache
+from reference_backend.options import Options
+from reference_backend.sampling import Sampler, log_softmax_top
+
+log = logging.getLogger("reference_backend.engine")
+
+
+class QueueFull(Exception):
+    """More requests are waiting than OLLAMA_MAX_QUEUE allows."""
+
+
+class Constraint(Protocol):
+    """A grammar that limits which tokens may come next (format / tool-call arguments)."""
+
+    def mask(self, logits: torch.Tensor) -> torch.Tensor: ...
+    def accept(self, token: int) -> None: ...
+    def is_terminated(self) -> bool: ...
+
+
+@dataclass
+class TokenEvent:
+    text: str
+    token_ids: list[int]
+    logprobs: list[dict[str, Any]]
+
+
+@dataclass
+class DoneEvent:
+    done_reason: str  # "stop" | "length"
+    prompt_eval_count: int
+    prompt_eval_duration_ns: int
+    eval_count: int
+    eval_duration_ns: int
+    output_tokens: list[int]
+
+
+@dataclass
+class ErrorEvent:
+    message: str
+
+
+Event = TokenEvent | DoneEvent | ErrorEvent
+
+
+@dataclass
+class GenerationRequest:
+    prompt_tokens: list[int]
+    options: Options
+    num_ctx: int
+    stop_token_ids: frozenset[int]
+    logprobs: bool = False
+    top_logprobs: int = 0
+    constraint_factory: Callable[[], Constraint | None] | None = None
+    # set by the runner
+    loop: asyncio.AbstractEventLoop | None = None
+    events: asyncio.Queue[Event] | None = None
+    cancelled: threading.Event = field(default_factory=threading.Event)
+
+    def emit(self, event: Event) -> None:
+        assert self.loop is not None and self.events is not None
+        try:
+            self.loop.call_soon_threadsafe(self.events.put_nowait, event)
+        except RuntimeError:  # the event loop is closed: the server is shutting down
+            self.cancelled.set()
+
+
+class TextStream:
+    """Incremental detokenization with stop sequences: what can be emitted now, and whether a stop matched."""
+
+    def __init__(self, tokenizer: Any, stops: list[str]) -> None:
+        self.tokenizer = tokenizer
+        self.stops = [s for s in stops if s]
+        self.tokens: list[int] = []
+        self.emitted = ""  # text already sent
+        self.decoded_len = 0  # length of the decoded text already accounted for (sent or withheld for a stop)
+
+    def push(self, token: int) -> tuple[str, bool]:
+        """Add a token; returns (text to send now, stop sequence matched)."""
+        self.tokens.append(token)
+        text = self.tokenizer.decode(self.tokens, skip_special_tokens=False)
+        if text.endswith("\ufffd"):
+            return "", False  # an unfinished multi-byte character
+        pending = text[len(self.emitted) :]
+        for stop in self.stops:
+            index = pending.find(stop)
+            if index >= 0:
+                out = pending[:index]
+                self.emitted += out
+                return out, True
+        hold = 0
+        for stop in self.stops:
+            for n in range(min(len(stop) - 1, len(pending)), 0, -1):
+                if pending.endswith(stop[:n]):
+                    hold = max(hold, n)
+                    break
+        out = pending[: len(pending) - hold]
+        self.emitted += out
+        return out, False
+
+    def flush(self) -> str:
+        """At the end (length / stop token): the held-back text that never became a stop sequence."""
+        text = self.tokenizer.decode(self.tokens, skip_special_tokens=False).rstrip("\ufffd")
+        out = text[len(self.emitted) :]
+        self.emitted += out
+        return out
+
+
+@dataclass
+class Sequence:
+    request: GenerationRequest
+    cache: KVCache
+    sampler: Sampler
+    stream: TextStream
+    constraint: Constraint | None
+    history: list[int]
+    started_ns: int
+    prompt_eval_ns: int = 0
+    first_token_ns: int = 0
+    generated: list[int] = field(default_factory=list)
+    next_token: int = -1  # sampled, not yet fed to the model
+
+
+class TextRunner:
+    """Owns the model weights and the worker thread for one loaded text model."""
+
+    def __init__(self, model: Gemma3, tokenizer: Any, *, num_parallel: int, max_queue: int) -> None:
+        self.model = model
+        self.tokenizer = tokenizer
+        self.num_parallel = max(1, num_parallel)
+        self.max_queue = max_queue
+        self.waiting: queue.Queue[GenerationRequest] = queue.Queue()
+        self.active: list[Sequence] = []
+        self.lock = threading.Lock()
+        self.stopping = threading.Event()
+        self.thread = threading.Thread(target=self._run, name="text-runner", daemon=True)
+        self.thread.start()
+
+    # --- called from the event loop -------------------------------------------------------------------------
+    def submit(self, request: GenerationRequest) -> asyncio.Queue[Event]:
+        with self.lock:
+            busy = len(self.active) >= self.num_parallel
+            if busy and self.waiting.qsize() >= self.max_queue:
+                raise QueueFull()
+            request.loop = asyncio.get_running_loop()
+            request.events = asyncio.Queue()
+            self.waiting.put(request)
+        return request.events
+
+    def load_count(self) -> int:
+        return len(self.active) + self.waiting.qsize()
+
+    def stop(self) -> None:
+        self.stopping.set()
+        self.waiting.put_nowait(None)  # type: ignore[arg-type]  # wakes the worker
+        self.thread.join(timeout=30)
+
+    # --- the worker thread ----------------------------------------------------------------------------------
+    def _run(self) -> None:
+        torch.set_grad_enabled(False)
+        while not self.stopping.is_set():
+            try:
+                self._admit(block=not self.active)
+                self.active = [s for s in self.active if not self._finish_if_cancelled(s)]
+                if self.active:
+                    self._step()
+            except Exception as exc:  # a bug or an engine failure: fail the requests in flight, keep serving
+                log.exception("engine step failed")
+                for seq in self.active:
+                    seq.request.emit(ErrorEvent(f"an error was encountered while running the model: {exc}"))
+                self.active = []
+
+    def _admit(self, block: bool) -> None:
+        while len(self.active) < self.num_parallel:
+            try:
+                request = self.waiting.get(timeout=0.5) if block else self.waiting.get_nowait()
+            except queue.Empty:
+                return
+            if request is None:  # stop() sentinel
+                return
+            block = False
+            if request.cancelled.is_set():
+                continue
+            try:
+                seq = self._prefill(request)
+            except Exception as exc:
+                log.exception("prefill failed")
+                request.emit(ErrorEvent(f"an error was encountered while running the model: {exc}"))
+                continue
+            if seq is not None:
+                self.active.append(seq)
+
+    def _finish_if_cancelled(self, seq: Sequence) -> bool:
+        return seq.request.cancelled.is_set()
+
+    def _prefill(self, request: GenerationRequest) -> Sequence | None:
+        started = time.perf_counter_ns()
+        cache = self.model.new_cache(min(request.num_ctx, len(request.prompt_tokens) + 256))
+        logits = self.model.prefill(request.prompt_tokens, cache)[-1]
+        seq = Sequence(
+            request=request,
+            cache=cache,
+            sampler=Sampler(request.options),
+            stream=TextStream(self.tokenizer, request.options.stop),
+            constraint=request.constraint_factory() if request.constraint_factory else None,
+            history=list(request.prompt_tokens),
+            started_ns=started,
+        )
+        seq.prompt_eval_ns = time.perf_counter_ns() - started
+        return seq if self._consume(seq, logits) else None
+
+    def _step(self) -> None:
+        batch = self.active
+        logits = self.model.decode([s.next_token for s in batch], [s.cache for s in batch])
+        self.active = [seq for i, seq in enumerate(batch) if self._consume(seq, logits[i])]
+
+    def _consume(self, seq: Sequence, logits: torch.Tensor) -> bool:
+        """Sample the next token from `logits`, emit its text; False when the sequence has finished."""
+        request = seq.request
+        if request.cancelled.is_set():
+            return False
+        if seq.constraint is not None:
+            logits = seq.constraint.mask(logits)
+        token = seq.sampler.sample(logits, seq.history)
+        now = time.perf_counter_ns()
+        if not seq.first_token_ns:
+            seq.first_token_ns = now
+        seq.generated.append(token)
+        seq.history.append(token)
+        if seq.constraint is not None:
+            seq.constraint.accept(token)
+        logprobs: list[dict[str, Any]] = []
+        if request.logprobs or request.top_logprobs:
+            logprobs = [self._logprob_entry(logits, token, request.top_logprobs)]
+        if token in request.stop_token_ids:
+            return self._done(seq, "stop", logprobs)
+        text, stopped = seq.stream.push(token)
+        if text or logprobs:
+            request.emit(TokenEvent(text=text, token_ids=[token], logprobs=logprobs))
+        if stopped:
+            return self._done(seq, "stop", [], flush=False)
+        if seq.constraint is not None and seq.constraint.is_terminated():
+            return self._done(seq, "stop", [])
+        num_predict = request.options.num_predict
+        if num_predict >= 0 and len(seq.generated) >= num_predict:
+            return self._done(seq, "length", [])
+        if seq.cache.length + 1 >= request.num_ctx:
+            return self._done(seq, "length", [])
+        seq.next_token = token
+        return True
+
+    def _logprob_entry(self, logits: torch.Tensor, token: int, top: int) -> dict[str, Any]:
+        chosen, alternatives = log_softmax_top(logits, token, top)
+        entry = self._token_info(token, chosen)
+        if top:
+            entry["top_logprobs"] = [self._token_info(t, lp) for t, lp in alternatives]
+        return entry
+
+    def _token_info(self, token: int, logprob: float) -> dict[str, Any]:
+        piece = self.tokenizer.convert_ids_to_tokens(token)
+        text = self.tokenizer.convert_tokens_to_string([piece]) if piece is not None else ""
+        return {"token": text, "logprob": logprob, "bytes": list(text.encode("utf-8"))}
+
+    def _done(self, seq: Sequence, reason: str, logprobs: list[dict[str, Any]], flush: bool = True) -> bool:
+        tail = seq.stream.flush() if flush else ""
+        if tail or logprobs:
+            seq.request.emit(TokenEvent(text=tail, token_ids=[], logprobs=logprobs))
+        now = time.perf_counter_ns()
+        seq.request.emit(
+            DoneEvent(
+                done_reason=reason,
+                prompt_eval_count=len(seq.request.prompt_tokens),
+                prompt_eval_duration_ns=seq.prompt_eval_ns,
+                eval_count=len(seq.generated),
+                eval_duration_ns=max(now - seq.first_token_ns, 1),
+                output_tokens=list(seq.generated),
+            )
+        )
+        return False

@@ -1,0 +1,333 @@
+"""Gemma 3 text decoder written for a serving loop (gpt-fast style): per-sequence KV caches, batched decode.
+
+Transformers' model is used only to load and convert weights; its forward does not batch sequences that sit at
+different positions without padding, and its per-step Python overhead is large at this size. This module holds
+the weights as plain tensors, fuses q/k/v and gate/up, and optionally keeps every linear layer (the 168 M tied
+LM head above all, which dominates a decode step on CPU) as int8 weight-only with per-channel scales.
+The forward matches transformers' Gemma3ForCausalLM (checked in tests/reference_backend/test_gemma3_forward.py).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+
+
+@dataclass(frozen=True)
+class Gemma3Config:
+    vocab_size: int
+    hidden_size: int
+    intermediate_size: int
+    num_layers: int
+    num_heads: int
+    num_kv_heads: int
+    head_dim: int
+    rms_norm_eps: float
+    query_pre_attn_scalar: float
+    sliding_window: int
+    layer_is_sliding: tuple[bool, ...]
+    rope_theta_global: float
+    rope_theta_local: float
+    max_position_embeddings: int
+    final_logit_softcapping: float | None
+    attn_logit_softcapping: float | None
+
+    @classmethod
+    def from_hf_dir(cls, path: Path) -> Gemma3Config:
+        raw = json.loads((path / "config.json").read_text())
+        raw = raw.get("text_config", raw)
+        layers = int(raw["num_hidden_layers"])
+        layer_types = raw.get("layer_types") or [
+            "full_attention" if (i + 1) % int(raw.get("sliding_window_pattern", 6)) == 0 else "sliding_attention"
+            for i in range(layers)
+        ]
+        rope = raw.get("rope_parameters") or {}
+        theta_global = float((rope.get("full_attention") or {}).get("rope_theta", raw.get("rope_theta", 1_000_000.0)))
+        theta_local = float(
+            (rope.get("sliding_attention") or {}).get("rope_theta", raw.get("rope_local_base_freq", 10_000.0))
+        )
+        return cls(
+            vocab_size=int(raw["vocab_size"]),
+            hidden_size=int(raw["hidden_size"]),
+            intermediate_size=int(raw["intermediate_size"]),
+            num_layers=layers,
+            num_heads=int(raw["num_attention_heads"]),
+            num_kv_heads=int(raw["num_key_value_heads"]),
+            head_dim=int(raw["head_dim"]),
+            rms_norm_eps=float(raw.get("rms_norm_eps", 1e-6)),
+            query_pre_attn_scalar=float(raw.get("query_pre_attn_scalar", raw["head_dim"])),
+            sliding_window=int(raw.get("sliding_window") or 512),
+            layer_is_sliding=tuple(t == "sliding_attention" for t in layer_types),
+            rope_theta_global=theta_global,
+            rope_theta_local=theta_local,
+            max_position_embeddings=int(raw.get("max_position_embeddings", 32768)),
+            final_logit_softcapping=raw.get("final_logit_softcapping"),
+            attn_logit_softcapping=raw.get("attn_logit_softcapping"),
+        )
+
+
+class Linear:
+    """y = x @ W.T, with W in the compute dtype or int8 weight-only (per output channel scales)."""
+
+    def __init__(self, weight: torch.Tensor, int8: bool) -> None:
+        self.out_features = weight.shape[0]
+        self.int8 = int8
+        if int8:
+            w = weight.float()
+            scales = (w.abs().amax(dim=1) / 127.0).clamp(min=1e-12)
+            self.weight = torch.round(w / scales[:, None]).clamp(-127, 127).to(torch.int8).contiguous()
+            self.scales = scales.to(weight.dtype).contiguous()
+        else:
+            self.weight = weight.contiguous()
+            self.scales = None
+
+    def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        if self.int8:
+            shape = x.shape
+            y = torch.ops.aten._weight_int8pack_mm(x.reshape(-1, shape[-1]).contiguous(), self.weight, self.scales)
+            return y.reshape(*shape[:-1], self.out_features)
+        return F.linear(x, self.weight)
+
+
+@dataclass
+class Layer:
+    input_norm: torch.Tensor
+    qkv: Linear
+    q_norm: torch.Tensor
+    k_norm: torch.Tensor
+    o: Linear
+    post_attn_norm: torch.Tensor
+    pre_ff_norm: torch.Tensor
+    gate_up: Linear
+    down: Linear
+    post_ff_norm: torch.Tensor
+    sliding: bool
+
+
+class KVCache:
+    """One sequence's keys and values for every layer: [layers, kv_heads, capacity, head_dim], grown on demand."""
+
+    def __init__(self, cfg: Gemma3Config, capacity: int, dtype: torch.dtype, device: torch.device) -> None:
+        self.cfg = cfg
+        self.dtype = dtype
+        self.device = device
+        self.length = 0
+        shape = (cfg.num_layers, cfg.num_kv_heads, max(capacity, 16), cfg.head_dim)
+        self.k = torch.zeros(shape, dtype=dtype, device=device)
+        self.v = torch.zeros(shape, dtype=dtype, device=device)
+
+    @property
+    def capacity(self) -> int:
+        return self.k.shape[2]
+
+    def reserve(self, length: int) -> None:
+        if length <= self.capacity:
+            return
+        new_cap = max(length, self.capacity * 2)
+        pad = new_cap - self.capacity
+        shape = (self.cfg.num_layers, self.cfg.num_kv_heads, pad, self.cfg.head_dim)
+        self.k = torch.cat([self.k, torch.zeros(shape, dtype=self.dtype, device=self.device)], dim=2)
+        self.v = torch.cat([self.v, torch.zeros(shape, dtype=self.dtype, device=self.device)], dim=2)
+
+    def truncate(self, length: int) -> None:
+        self.length = min(self.length, length)
+
+
+def _rms_norm(x: torch.Tensor, weight_plus_one: torch.Tensor, eps: float) -> torch.Tensor:
+    xf = x.float()
+    out = xf * torch.rsqrt(xf.pow(2).mean(-1, keepdim=True) + eps)
+    return (out * weight_plus_one).to(x.dtype)
+
+
+def _rotate_half(x: torch.Tensor) -> torch.Tensor:
+    half = x.shape[-1] // 2
+    return torch.cat((-x[..., half:], x[..., :half]), dim=-1)
+
+
+class Gemma3:
+    """The decoder. `prefill` runs one sequence's new tokens; `decode` runs one token for each of B sequences."""
+
+    def __init__(
+        self,
+        cfg: Gemma3Config,
+        state: dict[str, torch.Tensor],
+        *,
+        dtype: torch.dtype,
+        device: torch.device,
+        int8: bool,
+    ) -> None:
+        self.cfg = cfg
+        self.dtype = dtype
+        self.device = device
+        self.int8 = int8
+
+        def get(name: str) -> torch.Tensor:
+            for prefix in ("model.", "model.language_model.", ""):
+                if prefix + name in state:
+                    return state[prefix + name].to(device=device, dtype=dtype)
+            raise KeyError(name)
+
+        def norm(name: str) -> torch.Tensor:
+            return (1.0 + get(name).float()).contiguous()  # Gemma's RMSNorm scales by (1 + w), computed in fp32
+
+        self.embed = get("embed_tokens.weight").contiguous()
+        self.embed_scale = torch.tensor(math.sqrt(cfg.hidden_size), dtype=dtype).item()
+        lm_head = state.get("lm_head.weight")
+        self.lm_head = Linear(lm_head.to(device=device, dtype=dtype) if lm_head is not None else self.embed, int8)
+        self.final_norm = norm("norm.weight")
+        self.layers: list[Layer] = []
+        for i in range(cfg.num_layers):
+            p = f"layers.{i}."
+            qkv = torch.cat(
+                [
+                    get(p + "self_attn.q_proj.weight"),
+                    get(p + "self_attn.k_proj.weight"),
+                    get(p + "self_attn.v_proj.weight"),
+                ]
+            )
+            gate_up = torch.cat([get(p + "mlp.gate_proj.weight"), get(p + "mlp.up_proj.weight")])
+            self.layers.append(
+                Layer(
+                    input_norm=norm(p + "input_layernorm.weight"),
+                    qkv=Linear(qkv, int8),
+                    q_norm=norm(p + "self_attn.q_norm.weight"),
+                    k_norm=norm(p + "self_attn.k_norm.weight"),
+                    o=Linear(get(p + "self_attn.o_proj.weight"), int8),
+                    post_attn_norm=norm(p + "post_attention_layernorm.weight"),
+                    pre_ff_norm=norm(p + "pre_feedforward_layernorm.weight"),
+                    gate_up=Linear(gate_up, int8),
+                    down=Linear(get(p + "mlp.down_proj.weight"), int8),
+                    post_ff_norm=norm(p + "post_feedforward_layernorm.weight"),
+                    sliding=cfg.layer_is_sliding[i],
+                )
+            )
+        half = cfg.head_dim // 2
+        steps = torch.arange(0, half, dtype=torch.float32) * 2 / cfg.head_dim
+        self.inv_freq_global = (1.0 / (cfg.rope_theta_global**steps)).to(device)
+        self.inv_freq_local = (1.0 / (cfg.rope_theta_local**steps)).to(device)
+        self.q_size = cfg.num_heads * cfg.head_dim
+        self.kv_size = cfg.num_kv_heads * cfg.head_dim
+
+    @classmethod
+    def from_hf_dir(cls, path: Path, *, dtype: torch.dtype, device: torch.device, int8: bool) -> Gemma3:
+        from safetensors.torch import load_file
+
+        cfg = Gemma3Config.from_hf_dir(path)
+        state: dict[str, torch.Tensor] = {}
+        for file in sorted(path.glob("*.safetensors")):
+            state.update(load_file(str(file)))
+        return cls(cfg, state, dtype=dtype, device=device, int8=int8)
+
+    def new_cache(self, capacity: int) -> KVCache:
+        return KVCache(self.cfg, capacity, self.dtype, self.device)
+
+    def _rope(self, positions: torch.Tensor, sliding: bool) -> tuple[torch.Tensor, torch.Tensor]:
+        inv = self.inv_freq_local if sliding else self.inv_freq_global
+        freqs = positions[:, None].float() * inv[None, :]
+        emb = torch.cat((freqs, freqs), dim=-1)
+        return emb.cos().to(self.dtype), emb.sin().to(self.dtype)
+
+    def _project_qkv(
+        self, layer: Layer, h: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """h: [T, hidden] -> q [T, H, D], k [T, KVH, D], v [T, KVH, D] with q/k norm and rotary applied."""
+        cfg = self.cfg
+        qkv = layer.qkv(h)
+        q, k, v = qkv.split([self.q_size, self.kv_size, self.kv_size], dim=-1)
+        q = _rms_norm(q.view(-1, cfg.num_heads, cfg.head_dim), layer.q_norm, cfg.rms_norm_eps)
+        k = _rms_norm(k.view(-1, cfg.num_kv_heads, cfg.head_dim), layer.k_norm, cfg.rms_norm_eps)
+        v = v.view(-1, cfg.num_kv_heads, cfg.head_dim)
+        c, s = cos[:, None, :], sin[:, None, :]
+        q = q * c + _rotate_half(q) * s
+        k = k * c + _rotate_half(k) * s
+        return q, k, v
+
+    def _mlp_and_residual(self, layer: Layer, x: torch.Tensor, attn_out: torch.Tensor) -> torch.Tensor:
+        eps = self.cfg.rms_norm_eps
+        x = x + _rms_norm(layer.o(attn_out), layer.post_attn_norm, eps)
+        h = _rms_norm(x, layer.pre_ff_norm, eps)
+        gate, up = layer.gate_up(h).chunk(2, dim=-1)
+        h = layer.down(F.gelu(gate, approximate="tanh") * up)
+        return x + _rms_norm(h, layer.post_ff_norm, eps)
+
+    def _logits(self, x: torch.Tensor) -> torch.Tensor:
+        h = _rms_norm(x, self.final_norm, self.cfg.rms_norm_eps)
+        logits = self.lm_head(h).float()
+        cap = self.cfg.final_logit_softcapping
+        if cap:
+            logits = torch.tanh(logits / cap) * cap
+        return logits
+
+    @torch.inference_mode()
+    def prefill(self, tokens: list[int], cache: KVCache, *, all_logits: bool = False) -> torch.Tensor:
+        """Append `tokens` to `cache` (which already holds cache.length tokens); return the last (or all) logits."""
+        cfg = self.cfg
+        start = cache.length
+        n = len(tokens)
+        cache.reserve(start + n)
+        ids = torch.tensor(tokens, dtype=torch.long, device=self.device)
+        x = F.embedding(ids, self.embed) * self.embed_scale
+        positions = torch.arange(start, start + n, device=self.device)
+        total = start + n
+        key_pos = torch.arange(total, device=self.device)
+        causal = key_pos[None, :] <= positions[:, None]
+        window = causal & (positions[:, None] - key_pos[None, :] < cfg.sliding_window)
+        rope_local = self._rope(positions, True)
+        rope_global = self._rope(positions, False)
+        group = cfg.num_heads // cfg.num_kv_heads
+        scale = cfg.query_pre_attn_scalar**-0.5
+        for li, layer in enumerate(self.layers):
+            cos, sin = rope_local if layer.sliding else rope_global
+            h = _rms_norm(x, layer.input_norm, cfg.rms_norm_eps)
+            q, k, v = self._project_qkv(layer, h, cos, sin)
+            cache.k[li, :, start:total] = k.transpose(0, 1)
+            cache.v[li, :, start:total] = v.transpose(0, 1)
+            keys = cache.k[li, :, :total].repeat_interleave(group, dim=0)  # [H, total, D]
+            values = cache.v[li, :, :total].repeat_interleave(group, dim=0)
+            mask = window if layer.sliding else causal
+            attn = F.scaled_dot_product_attention(q.transpose(0, 1), keys, values, attn_mask=mask, scale=scale)
+            attn = attn.transpose(0, 1).reshape(n, self.q_size)
+            x = self._mlp_and_residual(layer, x, attn)
+        cache.length = total
+        return self._logits(x if all_logits else x[-1:])
+
+    @torch.inference_mode()
+    def decode(self, tokens: list[int], caches: list[KVCache]) -> torch.Tensor:
+        """One token for each sequence (each at its own position); returns logits [B, vocab]."""
+        cfg = self.cfg
+        b = len(tokens)
+        for cache in caches:
+            cache.reserve(cache.length + 1)
+        ids = torch.tensor(tokens, dtype=torch.long, device=self.device)
+        x = F.embedding(ids, self.embed) * self.embed_scale
+        positions = torch.tensor([c.length for c in caches], device=self.device)
+        rope_local = self._rope(positions, True)
+        rope_global = self._rope(positions, False)
+        group = cfg.num_heads // cfg.num_kv_heads
+        scale = cfg.query_pre_attn_scalar**-0.5
+        for li, layer in enumerate(self.layers):
+            cos, sin = rope_local if layer.sliding else rope_global
+            h = _rms_norm(x, layer.input_norm, cfg.rms_norm_eps)
+            q, k, v = self._project_qkv(layer, h, cos, sin)
+            outs = []
+            for i, cache in enumerate(caches):
+                pos = cache.length
+                cache.k[li, :, pos] = k[i]
+                cache.v[li, :, pos] = v[i]
+                lo = max(0, pos + 1 - cfg.sliding_window) if layer.sliding else 0
+                keys = cache.k[li, :, lo : pos + 1]  # [KVH, S, D]
+                values = cache.v[li, :, lo : pos + 1]
+                qi = q[i].view(cfg.num_kv_heads, group, cfg.head_dim)  # heads sharing a kv head side by side
+                scores = torch.matmul(qi, keys.transpose(1, 2)) * scale  # [KVH, group, S]
+                probs = torch.softmax(scores.float(), dim=-1).to(self.dtype)
+                outs.append(torch.matmul(probs, values).reshape(self.q_size))
+            x = self._mlp_and_residual(layer, x, torch.stack(outs))
+        for cache in caches:
+            cache.length += 1
+        del b
+        return self._logits(x)

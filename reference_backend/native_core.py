@@ -1,0 +1,597 @@
+"""The native inference handlers shared by every HTTP surface: generate, chat, embed (and legacy embeddings).
+
+`chat`/`generate` are async generators yielding exactly the objects of Ollama's NDJSON stream (the last one has
+`done: true`, `done_reason` and the metrics) whatever `stream` says; the HTTP layer streams or merges them.
+Validation errors raise ApiError before the first item; an engine failure after it yields one `{"error": ...}`.
+
+Optional keys a surface may add to the body (never sent by Ollama clients):
+- `_request_start_ns` (int, perf_counter_ns): when the HTTP request arrived, so total_duration covers parsing.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import binascii
+import json
+import math
+import time
+from collections.abc import AsyncIterator
+from typing import Any
+
+from reference_backend import bundled
+from reference_backend.durations import DurationError, parse_keep_alive
+from reference_backend.engine import DoneEvent, ErrorEvent, GenerationRequest, QueueFull, TokenEvent
+from reference_backend.names import parse_name
+from reference_backend.options import OptionError, Options
+from reference_backend.prompts import TemplateError, render_chat, render_go_template
+from reference_backend.scheduler import LoadedModel
+from reference_backend.store import ModelEntry
+from reference_backend.wire import canonical_keys, json_kind, rfc3339_nano
+
+
+class ApiError(Exception):
+    """An error answered with `status` and the native body {"error": message}."""
+
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
+
+
+GENERATE_FIELDS = (
+    "model", "prompt", "suffix", "system", "template", "context", "stream", "raw", "format", "keep_alive",
+    "images", "options", "think", "truncate", "shift", "logprobs", "top_logprobs", "_debug_render_only",
+)  # fmt: skip
+CHAT_FIELDS = (
+    "model", "messages", "tools", "format", "options", "stream", "keep_alive", "think", "truncate", "shift",
+    "logprobs", "top_logprobs", "_debug_render_only",
+)  # fmt: skip
+EMBED_FIELDS = ("model", "input", "truncate", "dimensions", "keep_alive", "options")
+EMBEDDINGS_FIELDS = ("model", "prompt", "keep_alive", "options")
+MESSAGE_FIELDS = ("role", "content", "thinking", "images", "tool_calls", "tool_name", "tool_call_id")
+
+BUSY_MESSAGE = "server busy, please try again.  maximum pending requests exceeded"
+THINK_LEVELS = ("high", "medium", "low", "max")
+
+
+# --- field checks with Go's decoding errors ------------------------------------------------------------------
+def _type_error(struct: str, field: str, value: Any, go_type: str) -> ApiError:
+    return ApiError(
+        400, f"json: cannot unmarshal {json_kind(value)} into Go struct field {struct}.{field} of type {go_type}"
+    )
+
+
+def _check_str(body: dict[str, Any], struct: str, *fields: str) -> None:
+    for field in fields:
+        value = body.get(field)
+        if value is not None and not isinstance(value, str):
+            raise _type_error(struct, field, value, "string")
+
+
+def _check_bool(body: dict[str, Any], struct: str, *fields: str) -> None:
+    for field in fields:
+        value = body.get(field)
+        if value is not None and not isinstance(value, bool):
+            raise _type_error(struct, field, value, "bool")
+
+
+def _check_int(body: dict[str, Any], struct: str, field: str) -> int:
+    value = body.get(field)
+    if value is None:
+        return 0
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise _type_error(struct, field, value, "int")
+    if isinstance(value, float) and not value.is_integer():
+        raise ApiError(400, f"json: cannot unmarshal number {value} into Go struct field {struct}.{field} of type int")
+    return int(value)
+
+
+def _check_images(images: Any, struct: str) -> list[bytes]:
+    if images is None:
+        return []
+    if not isinstance(images, list):
+        raise _type_error(struct, "images", images, "[]api.ImageData")
+    decoded = []
+    for item in images:
+        if not isinstance(item, str):
+            raise _type_error(struct, "images", item, "api.ImageData")
+        try:
+            decoded.append(base64.b64decode(item, validate=True))
+        except (binascii.Error, ValueError) as exc:
+            position = next((i for i, ch in enumerate(item) if not (ch.isalnum() or ch in "+/=")), len(item))
+            raise ApiError(400, f"illegal base64 data at input byte {position}") from exc
+    return decoded
+
+
+def _think(body: dict[str, Any]) -> bool | str | None:
+    value = body.get("think")
+    if value is None or isinstance(value, bool):
+        return value
+    if isinstance(value, str):
+        if value not in THINK_LEVELS:
+            raise ApiError(
+                400, f'invalid think value: "{value}" (must be "high", "medium", "low", "max", true, or false)'
+            )
+        return value
+    raise ApiError(400, 'think must be a boolean or string ("high", "medium", "low", "max", true, or false)')
+
+
+def _keep_alive(body: dict[str, Any]) -> float | None:
+    try:
+        return parse_keep_alive(body.get("keep_alive"))
+    except DurationError as exc:
+        raise ApiError(400, str(exc)) from exc
+
+
+def _top_logprobs(body: dict[str, Any], struct: str) -> int:
+    top = _check_int(body, struct, "top_logprobs")
+    if top < 0 or top > 20:
+        raise ApiError(400, "top_logprobs must be between 0 and 20")
+    return top
+
+
+def _format(body: dict[str, Any]) -> Any:
+    value = body.get("format")
+    if value is None or value == "":
+        return None
+    if value == "json" or isinstance(value, dict):
+        return value
+    raw = value if isinstance(value, str) else json.dumps(value, separators=(",", ":"))
+    raise ApiError(500, f'invalid format: "{raw}"; expected "json" or a valid JSON Schema object')
+
+
+def _options(state: Any, entry: ModelEntry, body: dict[str, Any]) -> Options:
+    raw = body.get("options")
+    if raw is not None and not isinstance(raw, dict):
+        raise ApiError(
+            400,
+            f"json: cannot unmarshal {json_kind(raw)} into Go struct field .options of type map[string]interface {{}}",
+        )
+    options = Options(num_ctx=state.config.context_length)
+    try:
+        options.apply(bundled.params_of(entry, state.store))
+        options.apply(raw)
+    except OptionError as exc:
+        raise ApiError(500, str(exc)) from exc
+    return options
+
+
+def _lookup(state: Any, name: str, *, not_found: str) -> ModelEntry:
+    entry = state.store.get(name) if parse_name(name) else None
+    if entry is None:
+        raise ApiError(404, not_found)
+    return entry
+
+
+def _metrics(done: DoneEvent, started_ns: int, load_ns: int) -> dict[str, Any]:
+    out: dict[str, Any] = {
+        "total_duration": max(time.perf_counter_ns() - started_ns, 1),
+        "load_duration": max(load_ns, 1),
+    }
+    if done.prompt_eval_count:
+        out["prompt_eval_count"] = done.prompt_eval_count
+        out["prompt_eval_duration"] = max(done.prompt_eval_duration_ns, 1)
+    if done.eval_count:
+        out["eval_count"] = done.eval_count
+        out["eval_duration"] = max(done.eval_duration_ns, 1)
+    return out
+
+
+def _num_ctx(options: Options) -> int:
+    return max(4, min(options.num_ctx, 32768))
+
+
+# --- generate --------------------------------------------------------------------------------------------------
+async def generate(state: Any, body: dict[str, Any]) -> AsyncIterator[dict[str, Any]]:
+    started = body.get("_request_start_ns") or time.perf_counter_ns()
+    body = canonical_keys(body, GENERATE_FIELDS)
+    struct = "GenerateRequest"
+    _check_str(body, struct, "model", "prompt", "suffix", "system", "template")
+    _check_bool(body, struct, "stream", "raw", "truncate", "shift", "logprobs")
+    keep_alive = _keep_alive(body)
+    think = _think(body)
+    model_name = body.get("model") or ""
+    if not parse_name(model_name):
+        raise ApiError(404, f"model '{model_name}' not found")
+    entry = _lookup(state, model_name, not_found=f"model '{model_name}' not found")
+    context = body.get("context")
+    if context is not None and (
+        not isinstance(context, list) or not all(isinstance(t, int) and not isinstance(t, bool) for t in context)
+    ):
+        raise _type_error(struct, "context", context, "[]int")
+    images = _check_images(body.get("images"), struct)
+    top_logprobs = _top_logprobs(body, struct)
+    raw = bool(body.get("raw"))
+    if raw and (body.get("template") or body.get("system") or context):
+        raise ApiError(400, "raw mode does not support template, system, or context")
+    prompt = body.get("prompt") or ""
+    fmt = _format(body)
+
+    if not prompt and not images and keep_alive == 0:
+        await state.scheduler.unload(entry)
+        yield {"model": model_name, "created_at": rfc3339_nano(), "response": "", "done": True, "done_reason": "unload"}
+        return
+    caps = bundled.capabilities(entry, state.store)
+    if "completion" not in caps:
+        raise ApiError(400, f'"{model_name}" does not support generate')
+    if body.get("suffix") and "insert" not in caps:
+        raise ApiError(400, f"{entry.name.full} does not support insert")
+    if think not in (None, False) and "thinking" not in caps:
+        raise ApiError(400, f'"{model_name}" does not support thinking')
+    options = _options(state, entry, body)
+
+    loaded, load_ns = await _acquire(state, entry)
+    try:
+        if not prompt and not images:
+            yield {
+                "model": model_name,
+                "created_at": rfc3339_nano(),
+                "response": "",
+                "done": True,
+                "done_reason": "load",
+            }
+            return
+        tokenizer = loaded.tokenizer
+        if raw:
+            text = prompt
+        elif body.get("template"):
+            try:
+                text = render_go_template(
+                    body["template"], {"System": body.get("system") or "", "Prompt": prompt, "Response": ""}
+                )
+            except TemplateError as exc:
+                raise ApiError(400, str(exc)) from exc
+        else:
+            messages = []
+            if body.get("system"):
+                messages.append({"role": "system", "content": body["system"]})
+            messages.append({"role": "user", "content": prompt})
+            text = render_chat(messages, None)
+        if body.get("_debug_render_only"):
+            yield {
+                "model": model_name,
+                "created_at": rfc3339_nano(),
+                "response": "",
+                "done": True,
+                "done_reason": "stop",
+                "_debug_info": {"rendered_template": text},
+            }
+            return
+        if context:
+            text = tokenizer.decode(context, skip_special_tokens=True) + text
+        tokens = tokenizer(text, add_special_tokens=True)["input_ids"]
+        request = _generation_request(state, loaded, tokens, options, body, top_logprobs, fmt, None)
+        output_tokens: list[int] = []
+        async for item in _run(state, loaded, request):
+            if isinstance(item, TokenEvent):
+                chunk: dict[str, Any] = {
+                    "model": model_name,
+                    "created_at": rfc3339_nano(),
+                    "response": item.text,
+                    "done": False,
+                }
+                if item.logprobs:
+                    chunk["logprobs"] = item.logprobs
+                yield chunk
+            elif isinstance(item, DoneEvent):
+                output_tokens = item.output_tokens
+                final: dict[str, Any] = {
+                    "model": model_name,
+                    "created_at": rfc3339_nano(),
+                    "response": "",
+                    "done": True,
+                    "done_reason": item.done_reason,
+                }
+                if not raw:
+                    final["context"] = tokens + output_tokens
+                final.update(_metrics(item, started, load_ns))
+                yield final
+            else:
+                yield {"error": item.message}
+    finally:
+        state.scheduler.release(loaded, keep_alive)
+
+
+# --- chat ------------------------------------------------------------------------------------------------------
+def _messages(body: dict[str, Any]) -> list[dict[str, Any]]:
+    raw = body.get("messages")
+    if raw is None:
+        return []
+    if not isinstance(raw, list):
+        raise _type_error("ChatRequest", "messages", raw, "[]api.Message")
+    messages = []
+    for item in raw:
+        if not isinstance(item, dict):
+            raise _type_error("ChatRequest", "messages", item, "api.Message")
+        message = canonical_keys(item, MESSAGE_FIELDS)
+        _check_str(message, "Message", "role", "content", "thinking", "tool_name", "tool_call_id")
+        message["role"] = (message.get("role") or "").lower()
+        _check_images(message.get("images"), "Message")
+        calls = message.get("tool_calls")
+        if calls is not None and not isinstance(calls, list):
+            raise _type_error("Message", "tool_calls", calls, "[]api.ToolCall")
+        messages.append(message)
+    return messages
+
+
+async def chat(state: Any, body: dict[str, Any]) -> AsyncIterator[dict[str, Any]]:
+    started = body.get("_request_start_ns") or time.perf_counter_ns()
+    body = canonical_keys(body, CHAT_FIELDS)
+    struct = "ChatRequest"
+    _check_str(body, struct, "model")
+    _check_bool(body, struct, "stream", "truncate", "shift", "logprobs")
+    keep_alive = _keep_alive(body)
+    think = _think(body)
+    model_name = body.get("model") or ""
+    if not model_name:
+        raise ApiError(400, "model is required")
+    if not parse_name(model_name):
+        raise ApiError(400, "invalid model name")
+    entry = _lookup(state, model_name, not_found=f"model '{model_name}' not found")
+    messages = _messages(body)
+    tools = body.get("tools")
+    if tools is not None and not isinstance(tools, list):
+        raise _type_error(struct, "tools", tools, "api.Tools")
+    top_logprobs = _top_logprobs(body, struct)
+    fmt = _format(body)
+
+    if not messages and keep_alive == 0:
+        await state.scheduler.unload(entry)
+        yield {
+            "model": model_name,
+            "created_at": rfc3339_nano(),
+            "message": {"role": "assistant", "content": ""},
+            "done": True,
+            "done_reason": "unload",
+        }
+        return
+    caps = bundled.capabilities(entry, state.store)
+    if "completion" not in caps:
+        raise ApiError(400, f'"{model_name}" does not support chat')
+    if tools and "tools" not in caps:
+        raise ApiError(400, f"{entry.name.full} does not support tools")
+    if think not in (None, False) and "thinking" not in caps:
+        raise ApiError(400, f'"{model_name}" does not support thinking')
+    options = _options(state, entry, body)
+
+    loaded, load_ns = await _acquire(state, entry)
+    try:
+        if not messages:
+            yield {
+                "model": model_name,
+                "created_at": rfc3339_nano(),
+                "message": {"role": "assistant", "content": ""},
+                "done": True,
+                "done_reason": "load",
+            }
+            return
+        tokenizer = loaded.tokenizer
+        text = render_chat(messages, tools)
+        if body.get("_debug_render_only"):
+            yield {
+                "model": model_name,
+                "created_at": rfc3339_nano(),
+                "message": {"role": "assistant", "content": ""},
+                "done": True,
+                "done_reason": "stop",
+                "_debug_info": {"rendered_template": text},
+            }
+            return
+        tokens = tokenizer(text, add_special_tokens=True)["input_ids"]
+        num_ctx = _num_ctx(options)
+        if len(tokens) >= num_ctx and body.get("truncate", True):
+            tokens = _truncate_history(messages, tools, tokenizer, num_ctx)
+        request = _generation_request(state, loaded, tokens, options, body, top_logprobs, fmt, tools)
+        from reference_backend.toolcalls import ToolCallParser
+
+        parser = ToolCallParser(tools) if tools else None
+        async for item in _run(state, loaded, request):
+            if isinstance(item, TokenEvent):
+                content = item.text
+                calls: list[dict[str, Any]] = []
+                if parser is not None:
+                    content, calls = parser.feed(content)
+                if not content and not calls and not item.logprobs:
+                    continue
+                message: dict[str, Any] = {"role": "assistant", "content": content}
+                if calls:
+                    message["tool_calls"] = calls
+                chunk: dict[str, Any] = {
+                    "model": model_name,
+                    "created_at": rfc3339_nano(),
+                    "message": message,
+                    "done": False,
+                }
+                if item.logprobs:
+                    chunk["logprobs"] = item.logprobs
+                yield chunk
+            elif isinstance(item, DoneEvent):
+                if parser is not None:
+                    content, calls = parser.finish()
+                    if content or calls:
+                        message = {"role": "assistant", "content": content}
+                        if calls:
+                            message["tool_calls"] = calls
+                        yield {"model": model_name, "created_at": rfc3339_nano(), "message": message, "done": False}
+                final: dict[str, Any] = {
+                    "model": model_name,
+                    "created_at": rfc3339_nano(),
+                    "message": {"role": "assistant", "content": ""},
+                    "done": True,
+                    "done_reason": item.done_reason,
+                }
+                final.update(_metrics(item, started, load_ns))
+                yield final
+            else:
+                yield {"error": item.message}
+    finally:
+        state.scheduler.release(loaded, keep_alive)
+
+
+def _truncate_history(messages: list[dict[str, Any]], tools: Any, tokenizer: Any, num_ctx: int) -> list[int]:
+    """Ollama's truncate: drop the oldest non-system messages until the prompt fits (the last one always stays)."""
+    kept = list(messages)
+    while True:
+        tokens = tokenizer(render_chat(kept, tools), add_special_tokens=True)["input_ids"]
+        if len(tokens) < num_ctx:
+            return tokens
+        index = next((i for i, m in enumerate(kept[:-1]) if m.get("role") != "system"), None)
+        if index is None:
+            return tokens
+        del kept[index]
+
+
+# --- shared generation plumbing --------------------------------------------------------------------------------
+async def _acquire(state: Any, entry: ModelEntry) -> tuple[LoadedModel, int]:
+    """The loaded model and the load duration (the time spent getting it, as Ollama's scheduleRunner reports)."""
+    started = time.perf_counter_ns()
+    try:
+        loaded, _ = await state.scheduler.acquire(entry)
+        return loaded, time.perf_counter_ns() - started
+    except ApiError:
+        raise
+    except Exception as exc:
+        raise ApiError(
+            500,
+            f"model runner has unexpectedly stopped, this may be due to resource limitations or an internal error, check ollama server logs for details: {exc}",
+        ) from exc
+
+
+def _generation_request(
+    state: Any,
+    loaded: LoadedModel,
+    tokens: list[int],
+    options: Options,
+    body: dict[str, Any],
+    top_logprobs: int,
+    fmt: Any,
+    tools: list[dict[str, Any]] | None,
+) -> GenerationRequest:
+    num_ctx = _num_ctx(options)
+    if len(tokens) >= num_ctx:
+        raise ApiError(
+            400,
+            "the prompt is longer than the context length currently available to the model; shorten the prompt, "
+            "adjust the context length in settings, or use a model with a longer context length",
+        )
+    factory = None
+    if fmt is not None or tools:
+        from reference_backend import grammar
+
+        try:
+            factory = grammar.constraint_factory(loaded, fmt, tools)
+        except grammar.GrammarError as exc:
+            raise ApiError(500, str(exc)) from exc
+    return GenerationRequest(
+        prompt_tokens=tokens,
+        options=options,
+        num_ctx=num_ctx,
+        stop_token_ids=bundled.GEMMA_STOP_TOKEN_IDS,
+        logprobs=bool(body.get("logprobs")),
+        top_logprobs=top_logprobs,
+        constraint_factory=factory,
+    )
+
+
+async def _run(
+    state: Any, loaded: LoadedModel, request: GenerationRequest
+) -> AsyncIterator[TokenEvent | DoneEvent | ErrorEvent]:
+    assert loaded.runner is not None
+    try:
+        events = loaded.runner.submit(request)
+    except QueueFull as exc:
+        raise ApiError(503, BUSY_MESSAGE) from exc
+    try:
+        while True:
+            event = await events.get()
+            yield event
+            if isinstance(event, DoneEvent | ErrorEvent):
+                return
+    finally:
+        request.cancelled.set()  # the client went away or the stream ended: free the slot
+
+
+# --- embeddings ------------------------------------------------------------------------------------------------
+async def embed(state: Any, body: dict[str, Any]) -> dict[str, Any]:
+    started = body.get("_request_start_ns") or time.perf_counter_ns()
+    body = canonical_keys(body, EMBED_FIELDS)
+    struct = "EmbedRequest"
+    _check_str(body, struct, "model")
+    _check_bool(body, struct, "truncate")
+    keep_alive = _keep_alive(body)
+    model_name = body.get("model") or ""
+    if not model_name:
+        raise ApiError(404, "model '' not found")
+    entry = _lookup(state, model_name, not_found=f'model "{model_name}" not found, try pulling it first')
+    raw_input = body.get("input")
+    if raw_input is None or raw_input == "" or raw_input == []:
+        texts: list[str] = []
+    elif isinstance(raw_input, str):
+        texts = [raw_input]
+    elif isinstance(raw_input, list) and all(isinstance(t, str) for t in raw_input):
+        texts = list(raw_input)
+    else:
+        raise ApiError(400, "invalid input type")
+    dimensions = _check_int(body, struct, "dimensions")
+    options = _options(state, entry, body)
+    loaded, load_ns = await _acquire(state, entry)
+    try:
+        if not texts:
+            return {"model": model_name, "embeddings": []}
+        vectors, counts = await _embed_texts(
+            loaded, texts, options, truncate=body.get("truncate", True), normalize=True
+        )
+    finally:
+        state.scheduler.release(loaded, keep_alive)
+    if 0 < dimensions < len(vectors[0]):
+        vectors = [_normalize(v[:dimensions]) for v in vectors]
+    return {
+        "model": model_name,
+        "embeddings": vectors,
+        "total_duration": max(time.perf_counter_ns() - started, 1),
+        "load_duration": max(load_ns, 1),
+        "prompt_eval_count": sum(counts),
+    }
+
+
+async def embeddings(state: Any, body: dict[str, Any]) -> dict[str, Any]:
+    """Legacy /api/embeddings: one prompt, the raw (not normalised) vector."""
+    body = canonical_keys(body, EMBEDDINGS_FIELDS)
+    _check_str(body, "EmbeddingRequest", "model", "prompt")
+    keep_alive = _keep_alive(body)
+    model_name = body.get("model") or ""
+    if not model_name:
+        raise ApiError(400, "model is required")
+    entry = _lookup(state, model_name, not_found=f'model "{model_name}" not found, try pulling it first')
+    options = _options(state, entry, body)
+    loaded, _ = await _acquire(state, entry)
+    try:
+        prompt = body.get("prompt") or ""
+        if not prompt:
+            return {"embedding": []}
+        vectors, _ = await _embed_texts(loaded, [prompt], options, truncate=True, normalize=False)
+    finally:
+        state.scheduler.release(loaded, keep_alive)
+    return {"embedding": vectors[0]}
+
+
+async def _embed_texts(
+    loaded: LoadedModel, texts: list[str], options: Options, *, truncate: bool, normalize: bool
+) -> tuple[list[list[float]], list[int]]:
+    from reference_backend.embedder import InputTooLong
+
+    if loaded.embedder is None:
+        raise ApiError(500, "this model does not support embeddings in the reference backend")
+    try:
+        result = await asyncio.to_thread(
+            loaded.embedder.embed, texts, num_ctx=options.num_ctx, truncate=truncate, normalize=normalize
+        )
+    except InputTooLong as exc:
+        raise ApiError(400, str(exc)) from exc
+    return result.vectors, result.token_counts
+
+
+def _normalize(vector: list[float]) -> list[float]:
+    norm = math.sqrt(sum(x * x for x in vector))
+    return [x / norm for x in vector] if norm > 0 else vector

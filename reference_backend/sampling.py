@@ -1,0 +1,92 @@
+"""Token sampling with Ollama's options, in llama.cpp's order (Ollama's runner is llama-server):
+
+penalties (repeat / presence / frequency over the last repeat_last_n tokens) -> top_k -> typical_p -> top_p ->
+min_p -> temperature -> draw. temperature <= 0 is greedy. A request with a seed draws from its own generator, so
+the same seed and options give the same tokens.
+"""
+
+from __future__ import annotations
+
+import math
+import random
+from collections import Counter
+
+import torch
+
+from reference_backend.options import Options
+
+
+class Sampler:
+    def __init__(self, options: Options) -> None:
+        self.options = options
+        seed = options.seed if options.seed >= 0 else random.getrandbits(63)
+        self.generator = torch.Generator(device="cpu")
+        self.generator.manual_seed(seed)
+
+    def penalize(self, logits: torch.Tensor, history: list[int]) -> torch.Tensor:
+        o = self.options
+        last_n = o.repeat_last_n if o.repeat_last_n >= 0 else len(history)
+        if last_n == 0 or not history:
+            return logits
+        if o.repeat_penalty == 1.0 and o.presence_penalty == 0.0 and o.frequency_penalty == 0.0:
+            return logits
+        counts = Counter(history[-last_n:])
+        ids = torch.tensor(list(counts), dtype=torch.long)
+        freq = torch.tensor([counts[i] for i in counts], dtype=logits.dtype)
+        selected = logits[ids]
+        if o.repeat_penalty != 1.0:
+            selected = torch.where(selected > 0, selected / o.repeat_penalty, selected * o.repeat_penalty)
+        selected = selected - freq * o.frequency_penalty - o.presence_penalty
+        logits = logits.clone()
+        logits[ids] = selected
+        return logits
+
+    def sample(self, logits: torch.Tensor, history: list[int]) -> int:
+        """logits: [vocab] fp32 (already masked by a grammar where one applies)."""
+        o = self.options
+        logits = self.penalize(logits, history)
+        if o.temperature <= 0:
+            return int(torch.argmax(logits).item())
+        k = o.top_k if 0 < o.top_k < logits.shape[0] else logits.shape[0]
+        k = min(k, 1024) if o.top_k <= 0 else k  # an unbounded top_k still keeps the draw cheap
+        values, indices = torch.topk(logits, k)
+        finite = torch.isfinite(values)
+        values, indices = values[finite], indices[finite]
+        if values.numel() == 0:
+            return int(torch.argmax(logits).item())
+        probs = torch.softmax(values, dim=-1)
+        keep = torch.ones_like(probs, dtype=torch.bool)
+        if 0 < o.typical_p < 1.0:
+            logp = torch.log(probs.clamp_min(1e-30))
+            entropy = -(probs * logp).sum()
+            shifted = (-logp - entropy).abs()
+            order = torch.argsort(shifted)
+            cum = torch.cumsum(probs[order], dim=0)
+            cutoff = int(torch.searchsorted(cum, torch.tensor(o.typical_p)).item()) + 1
+            mask = torch.zeros_like(keep)
+            mask[order[: max(cutoff, 1)]] = True
+            keep &= mask
+        if 0 < o.top_p < 1.0:
+            cum = torch.cumsum(probs, dim=0)  # probs are sorted descending (topk)
+            cutoff = int(torch.searchsorted(cum, torch.tensor(o.top_p)).item()) + 1
+            keep[max(cutoff, 1) :] = False
+        if o.min_p > 0:
+            keep &= probs >= o.min_p * probs[0]
+        keep[0] = True
+        scaled = values[keep] / max(o.temperature, 1e-6)
+        final = torch.softmax(scaled, dim=-1)
+        choice = torch.multinomial(final, 1, generator=self.generator)
+        return int(indices[keep][choice].item())
+
+
+def log_softmax_top(logits: torch.Tensor, token: int, top: int) -> tuple[float, list[tuple[int, float]]]:
+    """The chosen token's log-probability and the `top` most likely alternatives (token, logprob)."""
+    logp = torch.log_softmax(logits.float(), dim=-1)
+    chosen = float(logp[token].item())
+    alternatives: list[tuple[int, float]] = []
+    if top > 0:
+        values, indices = torch.topk(logp, top)
+        alternatives = [(int(i), float(v)) for v, i in zip(values.tolist(), indices.tolist(), strict=True)]
+    if math.isinf(chosen):
+        chosen = -1e30
+    return chosen, alternatives

@@ -1,0 +1,168 @@
+"""Loaded models: loading on first use, keep_alive expiry, unloading, and what /api/ps reports.
+
+As in Ollama, a model is loaded lazily by the first request that needs it, stays loaded for its keep_alive
+(request value, else OLLAMA_KEEP_ALIVE, default 5m; negative = forever; 0 = unload once idle), and the timer
+runs from the end of its last request. Models are keyed by their weights blob, so a copy shares the runner.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import math
+import os
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+
+from reference_backend import bundled, model_cache
+from reference_backend.config import ServerConfig
+from reference_backend.embedder import Embedder
+from reference_backend.engine import TextRunner
+from reference_backend.gemma3 import Gemma3
+from reference_backend.store import ModelEntry, Store
+
+log = logging.getLogger("reference_backend.scheduler")
+
+
+@dataclass
+class LoadedModel:
+    key: str
+    entry: ModelEntry
+    kind: str  # "gemma3" | "bert"
+    runner: TextRunner | None = None
+    embedder: Embedder | None = None
+    tokenizer: Any = None
+    context_length: int = 4096
+    size: int = 0
+    size_vram: int = 0
+    keep_alive_s: float = 300.0
+    expires_at: float = math.inf  # wall clock seconds
+    refs: int = 0
+    loaded_at: float = field(default_factory=time.time)
+
+
+def pick_device(config: ServerConfig) -> torch.device:
+    if config.device == "cuda" or (config.device == "auto" and torch.cuda.is_available()):
+        return torch.device("cuda")
+    return torch.device("cpu")
+
+
+class Scheduler:
+    def __init__(self, config: ServerConfig, store: Store) -> None:
+        self.config = config
+        self.store = store
+        self.device = pick_device(config)
+        self.loaded: dict[str, LoadedModel] = {}
+        self.locks: dict[str, asyncio.Lock] = {}
+        self.reaper: asyncio.Task[None] | None = None
+
+    def start(self) -> None:
+        self.reaper = asyncio.get_running_loop().create_task(self._reap())
+
+    async def close(self) -> None:
+        if self.reaper:
+            self.reaper.cancel()
+        for key in list(self.loaded):
+            await self._unload(key)
+
+    def key_of(self, entry: ModelEntry) -> str:
+        return entry.model_digest or entry.digest
+
+    async def acquire(self, entry: ModelEntry) -> tuple[LoadedModel, int]:
+        """The loaded model (loading it if needed) and the load duration in ns (0 when already loaded)."""
+        key = self.key_of(entry)
+        lock = self.locks.setdefault(key, asyncio.Lock())
+        async with lock:
+            loaded = self.loaded.get(key)
+            load_ns = 0
+            if loaded is None:
+                started = time.perf_counter_ns()
+                loaded = await asyncio.to_thread(self._load, entry)
+                load_ns = time.perf_counter_ns() - started
+                self.loaded[key] = loaded
+            loaded.refs += 1
+            loaded.expires_at = math.inf
+            return loaded, load_ns
+
+    def release(self, loaded: LoadedModel, keep_alive_s: float | None) -> None:
+        """A request is done with the model: start its keep_alive timer once nothing else uses it."""
+        loaded.refs = max(0, loaded.refs - 1)
+        loaded.keep_alive_s = self.config.keep_alive_s if keep_alive_s is None else keep_alive_s
+        if loaded.refs == 0:
+            loaded.expires_at = time.time() + loaded.keep_alive_s
+            if loaded.keep_alive_s <= 0:
+                asyncio.get_running_loop().create_task(self._unload_if_idle(loaded.key))
+
+    def expires_at(self, loaded: LoadedModel) -> float:
+        return time.time() + loaded.keep_alive_s if loaded.refs > 0 else loaded.expires_at
+
+    async def unload(self, entry: ModelEntry) -> None:
+        await self._unload(self.key_of(entry))
+
+    def ps(self) -> list[LoadedModel]:
+        return sorted(self.loaded.values(), key=lambda m: m.expires_at, reverse=True)
+
+    async def _unload_if_idle(self, key: str) -> None:
+        loaded = self.loaded.get(key)
+        if loaded is not None and loaded.refs == 0:
+            await self._unload(key)
+
+    async def _unload(self, key: str) -> None:
+        lock = self.locks.setdefault(key, asyncio.Lock())
+        async with lock:
+            loaded = self.loaded.pop(key, None)
+            if loaded is None:
+                return
+            if loaded.runner is not None:
+                await asyncio.to_thread(loaded.runner.stop)
+            log.info("unloaded %s", loaded.entry.name.display)
+
+    async def _reap(self) -> None:
+        while True:
+            await asyncio.sleep(0.25)
+            now = time.time()
+            for key, loaded in list(self.loaded.items()):
+                if loaded.refs == 0 and loaded.expires_at <= now:
+                    await self._unload_if_idle(key)
+
+    # --- loading (in a worker thread) -----------------------------------------------------------------------
+    def _load(self, entry: ModelEntry) -> LoadedModel:
+        kind = bundled.kind_of(entry)
+        key = self.key_of(entry)
+        started = time.monotonic()
+        loaded = LoadedModel(key=key, entry=entry, kind=kind, keep_alive_s=self.config.keep_alive_s)
+        if self.config.threads > 0:
+            torch.set_num_threads(self.config.threads)
+        if kind == "bert":
+            loaded.embedder = Embedder(bundled.minilm_dir(), self.device)
+            loaded.context_length = loaded.embedder.context_length
+            loaded.size = entry.size
+        else:
+            loaded.runner, loaded.tokenizer = self._load_gemma(entry)
+            loaded.context_length = self.config.context_length
+            loaded.size = entry.size
+        loaded.size_vram = loaded.size if self.device.type == "cuda" else 0
+        log.info("loaded %s in %.1f s on %s", entry.name.display, time.monotonic() - started, self.device)
+        return loaded
+
+    def _load_gemma(self, entry: ModelEntry) -> tuple[TextRunner, Any]:
+        os.environ.setdefault("HF_HUB_OFFLINE", "1")
+        from transformers import AutoTokenizer
+
+        digest = entry.model_digest
+        if digest is None:
+            raise RuntimeError(f"model {entry.name.display} has no weights layer")
+        folder = model_cache.ensure_converted(self.store.blob_path(digest), digest)
+        tokenizer = AutoTokenizer.from_pretrained(str(folder))
+        precision = self.config.precision
+        if self.device.type == "cuda":
+            dtype, int8 = torch.bfloat16, False
+        else:
+            dtype = torch.bfloat16 if precision == "bf16" else torch.float32
+            int8 = precision == "int8"
+        model = Gemma3.from_hf_dir(folder, dtype=dtype, device=self.device, int8=int8)
+        runner = TextRunner(model, tokenizer, num_parallel=self.config.num_parallel, max_queue=self.config.max_queue)
+        return runner, tokenizer

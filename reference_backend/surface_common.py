@@ -1,0 +1,236 @@
+"""What the compatibility surfaces share: Go-style request decoding, the native stream, merging it, timestamps.
+
+Ollama's /v1 and /v1/messages middlewares bind the body into a Go struct (unknown keys ignored, key match
+case-insensitive, `null` = absent, a wrong JSON type is a 400 with Go's message), rewrite it into a native
+request and read the native handler's output back. `decode_struct` copies that binding for the fields a
+surface reads; `NativeStream` calls the native core and surfaces its validation error before the first byte.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import time
+from collections.abc import AsyncIterator, Mapping
+from datetime import UTC, datetime
+from typing import Any
+
+from starlette.requests import Request
+
+
+class RequestError(Exception):
+    """A request the surface refuses before calling the native core: HTTP status and Ollama's message."""
+
+    def __init__(self, message: str, status: int = 400) -> None:
+        super().__init__(message)
+        self.message = message
+        self.status = status
+
+
+# --- Go-style JSON binding -------------------------------------------------------------------------------------
+
+def _json_type(value: Any) -> str:
+    if isinstance(value, bool):
+        return "bool"
+    if isinstance(value, int | float):
+        return "number"
+    if isinstance(value, str):
+        return "string"
+    if isinstance(value, list):
+        return "array"
+    return "object"
+
+
+def _fits(value: Any, go_type: str) -> bool:
+    if go_type == "any":
+        return True
+    if go_type == "string":
+        return isinstance(value, str)
+    if go_type == "bool":
+        return isinstance(value, bool)
+    if go_type == "int":
+        return isinstance(value, int) and not isinstance(value, bool)
+    if go_type in ("float64", "float32"):
+        return isinstance(value, int | float) and not isinstance(value, bool)
+    if go_type.startswith("[]"):
+        return isinstance(value, list)
+    return isinstance(value, dict)  # struct, pointer to struct or map
+
+
+def decode_struct(data: Any, struct: str, fields: Mapping[str, str]) -> dict[str, Any]:
+    """Bind `data` the way encoding/json fills the Go struct `struct` with `fields` (json name -> Go type).
+
+    Returns the known fields under their canonical names; nulls are dropped (Go leaves the zero value).
+    """
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise RequestError(f"json: cannot unmarshal {_json_type(data)} into Go value of type {struct}")
+    by_folded = {name.lower(): name for name in fields}
+    out: dict[str, Any] = {}
+    for key, value in data.items():
+        name = key if key in fields else by_folded.get(key.lower())
+        if name is None or value is None:
+            continue
+        go_type = fields[name]
+        if not _fits(value, go_type):
+            shown = _json_type(value)
+            if shown == "number":
+                shown = f"number {json.dumps(value)}"
+            field = struct.split(".")[-1]
+            raise RequestError(f"json: cannot unmarshal {shown} into Go struct field {field}.{name} of type {go_type}")
+        out[name] = value
+    return out
+
+
+def _go_char(ch: str) -> str:
+    return "'\\''" if ch == "'" else f"'{ch}'"
+
+
+def go_syntax_error(doc: str, err: json.JSONDecodeError) -> str:
+    """Go's encoding/json message for the syntax error Python found (the messages clients see from Ollama)."""
+    rest = doc[err.pos :]
+    if not rest.strip():
+        return "unexpected EOF"
+    ch = _go_char(rest[0])
+    if err.msg.startswith("Expecting value"):
+        return f"invalid character {ch} looking for beginning of value"
+    if err.msg.startswith("Expecting property name"):
+        return f"invalid character {ch} looking for beginning of object key string"
+    if err.msg.startswith("Expecting ':'"):
+        return f"invalid character {ch} after object key"
+    if err.msg.startswith("Expecting ','"):
+        return f"invalid character {ch} after object key:value pair"
+    if err.msg.startswith("Extra data"):
+        return f"invalid character {ch} after top-level value"
+    return err.msg
+
+
+def parse_json_body(raw: bytes) -> Any:
+    """gin's ShouldBindJSON: an empty body is `EOF`, malformed JSON Go's syntax message (both 400)."""
+    if not raw.strip():
+        raise RequestError("EOF")
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise RequestError(f"invalid character in request body: {exc.reason}") from None
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise RequestError(go_syntax_error(text, exc)) from None
+
+
+async def read_struct(request: Request, struct: str, fields: Mapping[str, str]) -> dict[str, Any]:
+    return decode_struct(parse_json_body(await request.body()), struct, fields)
+
+
+# --- the native core's output ------------------------------------------------------------------------------------
+
+class NativeStream:
+    """The items of one native chat/generate call, with the first one fetched eagerly.
+
+    The native core raises its validation `ApiError` when the first item is requested, so `start()` lets the
+    surface answer with a proper error status before any byte is sent.
+    """
+
+    def __init__(self, items: AsyncIterator[dict[str, Any]]) -> None:
+        self._items = items
+        self._first: dict[str, Any] | None = None
+
+    async def start(self) -> NativeStream:
+        try:
+            self._first = await anext(self._items)
+        except StopAsyncIteration:
+            self._first = None
+        return self
+
+    async def __aiter__(self) -> AsyncIterator[dict[str, Any]]:
+        try:
+            if self._first is not None:
+                yield self._first
+            async for item in self._items:
+                yield item
+        except Exception as exc:  # an engine failure after the first byte is reported like the native stream's
+            yield {"error": str(exc) or type(exc).__name__}
+        finally:
+            await self.aclose()
+
+    async def aclose(self) -> None:
+        close = getattr(self._items, "aclose", None)
+        if close is not None:
+            await close()
+
+    async def collect(self) -> list[dict[str, Any]]:
+        return [item async for item in self]
+
+
+def merge_chat(items: list[dict[str, Any]], had_tools: bool) -> dict[str, Any]:
+    """The non-stream /api/chat object: content and thinking concatenated, logprobs accumulated, tool calls
+    accumulated across chunks when the request had tools (otherwise the last chunk's), the rest from the last."""
+    final = dict(items[-1])
+    message = dict(final.get("message") or {"role": "assistant", "content": ""})
+    message["content"] = "".join((i.get("message") or {}).get("content") or "" for i in items)
+    thinking = "".join((i.get("message") or {}).get("thinking") or "" for i in items)
+    if thinking:
+        message["thinking"] = thinking
+    else:
+        message.pop("thinking", None)
+    if had_tools:
+        calls = [c for i in items for c in ((i.get("message") or {}).get("tool_calls") or [])]
+        if calls:
+            message["tool_calls"] = calls
+    final["message"] = message
+    logprobs = [lp for i in items for lp in (i.get("logprobs") or [])]
+    if logprobs:
+        final["logprobs"] = logprobs
+    return final
+
+
+def merge_generate(items: list[dict[str, Any]]) -> dict[str, Any]:
+    """The non-stream /api/generate object: response and thinking concatenated, logprobs accumulated."""
+    final = dict(items[-1])
+    final["response"] = "".join(i.get("response") or "" for i in items)
+    thinking = "".join(i.get("thinking") or "" for i in items)
+    if thinking:
+        final["thinking"] = thinking
+    logprobs = [lp for i in items for lp in (i.get("logprobs") or [])]
+    if logprobs:
+        final["logprobs"] = logprobs
+    return final
+
+
+def first_error(items: list[dict[str, Any]]) -> str | None:
+    for item in items:
+        if "error" in item:
+            return str(item["error"])
+    return None
+
+
+_FRACTION = re.compile(r"\.(\d+)")
+
+
+def unix_seconds(timestamp: str | None) -> int:
+    """Seconds since the epoch of an RFC 3339 (nano) timestamp, as Go's Time.Unix(); now when absent."""
+    if not timestamp:
+        return int(time.time())
+    text = _FRACTION.sub(lambda m: "." + m.group(1)[:6].ljust(6, "0"), timestamp.replace("Z", "+00:00"), count=1)
+    try:
+        moment = datetime.fromisoformat(text)
+    except ValueError:
+        return int(time.time())
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=UTC)
+    return int(moment.timestamp() // 1)
+
+
+def model_namespace(name: str) -> str:
+    """The namespace part of an Ollama model name (`library` unless given), as model.ParseName finds it."""
+    without_tag = name
+    last_slash = name.rfind("/")
+    colon = name.rfind(":")
+    if colon > last_slash:
+        without_tag = name[:colon]
+    parts = without_tag.split("/")
+    if len(parts) >= 2:
+        return parts[-2]
+    return "library"

@@ -1,0 +1,51 @@
+"""`ollama-conformance report RESULTS... [--out DIR] [--history]`: Markdown, HTML, JSON summary and badge."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from ollama_conformance.errors import UsageError
+
+HELP = "Build Markdown, HTML, JSON and badge reports from check and/or bench results."
+DEFAULT_OUT = "ollama-conformance-report"
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "results",
+        nargs="+",
+        type=Path,
+        metavar="RESULTS",
+        help="a check results JSON, a bench results.json or its folder, or a `run` folder",
+    )
+    parser.add_argument("--out", type=Path, default=Path(DEFAULT_OUT), help=f"folder for the reports (default ./{DEFAULT_OUT})")
+    parser.add_argument(
+        "--history",
+        action="store_true",
+        help="record these results in the history database and draw trends from it in the HTML report",
+    )
+    parser.add_argument("--history-db", type=Path, default=None, help="history database (default $OLLAMA_CONFORMANCE_HISTORY or ~/.local/share/ollama-conformance/history.sqlite)")
+
+
+def run(args: argparse.Namespace) -> int:
+    from reports import history
+    from reports.badge import badge_text
+    from reports.results import load_paths
+    from reports.summary import badge_rates
+    from reports.writer import write_reports
+
+    results = load_paths(list(args.results))
+    if results.empty():
+        raise UsageError("no results in the given paths")
+    db = (args.history_db or history.default_path()) if args.history else None
+    written = write_reports(results, args.out, db)
+    rates = badge_rates(written.summary_data)
+    if rates:
+        print(f"conformance: {badge_text(rates)}")
+    for path in (written.markdown, written.html, written.summary, written.badge):
+        if path is not None:
+            print(f"wrote {path}")
+    if db is not None:
+        print(f"history: {db} ({written.history_added} new run(s) recorded)")
+    return 0

@@ -1,0 +1,352 @@
+"""`ollama-conformance run [--target URL]`: the main job, in one folder.
+
+With no target: start the reference backend once, run the conformance suite and a short benchmark against it,
+write every report (Markdown, HTML, JSON summary, badge) beside the results, record the run in the history,
+print a summary and where the reports are. With `--target URL`, the same against that server.
+
+Exit status: 0 when every applicable MUST test passed; 1 when a MUST test failed or errored, or a phase could
+not produce its results; 2 bad options; 3 the target could not be used at all.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import os
+import re
+import subprocess
+import tempfile
+import threading
+import time
+from collections import deque
+from contextlib import ExitStack
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from ollama_conformance.errors import TargetError, UsageError
+
+HELP = "Check and benchmark a server (default: the bundled reference backend) and write every report to one folder."
+DEFAULT_RUNS_DIR = "ollama-conformance-runs"
+CHECK_FILE = "check.json"
+JUNIT_FILE = "junit.xml"
+CHECK_LOG = "check.log"
+BENCH_DIR = "bench"
+BENCH_LOG = "bench.log"
+EXIT_OK, EXIT_FAIL, EXIT_TARGET = 0, 1, 3
+BENCH_WARMUP_S = 2.0  # seconds of each step not measured (the first requests warm caches)
+BENCH_SEED = 1
+# pytest -v prints "... PASSED   [ 42%]" after each test: the progress bar follows it.
+PYTEST_PERCENT = re.compile(r"\[\s*(\d{1,3})%\]\s*$")
+PYTEST_OUTCOME = re.compile(r"\b(PASSED|FAILED|SKIPPED|ERROR|XFAIL|XPASS)\b")
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--target", metavar="URL", help="base URL of the server (default: start the reference backend)")
+    parser.add_argument("--profile", choices=["local", "cloud", "reference"], help="kind of target (default: local with --target)")
+    parser.add_argument("--api-key-env", metavar="NAME", help="environment variable holding the API key (cloud: OLLAMA_API_KEY)")
+    parser.add_argument("--model", metavar="M", help="chat/generate model (default: discovered; gemma3:270m on the reference backend)")
+    parser.add_argument("--out", type=Path, default=None, help=f"folder for results and reports (default ./{DEFAULT_RUNS_DIR}/<UTC time>)")
+    parser.add_argument("--level", choices=["MUST", "SHOULD", "MAY"], help="check only this level and the stricter ones")
+    parser.add_argument("--surface", metavar="LIST", default="", help="comma-separated surfaces to check: native,openai,anthropic,cloud")
+    parser.add_argument("--check-timeout", metavar="S", type=float, default=120.0, help="per-test timeout in seconds (default 120)")
+    parser.add_argument("--skip-check", action="store_true", help="benchmark only")
+    parser.add_argument("--skip-bench", action="store_true", help="conformance only")
+    parser.add_argument("--concurrency", metavar="LIST", default="1,2", help="benchmark concurrency steps (default 1,2)")
+    parser.add_argument("--requests", metavar="N", type=int, default=12, help="measured requests per benchmark step (default 12)")
+    parser.add_argument("--output-tokens", metavar="N", type=int, default=32, help="cap on output tokens per benchmark request (default 32)")
+    parser.add_argument("--history-db", type=Path, default=None, help="history database (default $OLLAMA_CONFORMANCE_HISTORY or ~/.local/share/ollama-conformance/history.sqlite)")
+    parser.add_argument("--no-history", action="store_true", help="do not record this run in the history")
+
+
+@dataclass
+class RunPlan:
+    out: Path
+    target: str | None
+    profile: str | None
+    concurrency: list[int]
+    history_db: Path | None
+    notes: list[str] = field(default_factory=list)
+
+
+def _plan(args: argparse.Namespace) -> RunPlan:
+    if args.skip_check and args.skip_bench:
+        raise UsageError("--skip-check and --skip-bench leave nothing to run")
+    try:
+        concurrency = [int(v) for v in str(args.concurrency).split(",") if v.strip()]
+    except ValueError as exc:
+        raise UsageError(f"--concurrency must be a comma-separated list of integers, got {args.concurrency!r}") from exc
+    if not concurrency or min(concurrency) < 1:
+        raise UsageError("--concurrency needs at least one step, each ≥ 1")
+    if args.requests < 1 or args.output_tokens < 1:
+        raise UsageError("--requests and --output-tokens must be ≥ 1")
+    if args.target and not re.match(r"^https?://", args.target):
+        raise UsageError(f"--target must be an http(s) URL, got {args.target!r}")
+    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
+    out = args.out or Path(DEFAULT_RUNS_DIR) / stamp
+    if out.exists() and any(out.iterdir()):
+        raise UsageError(f"{out} is not empty; give another --out")
+    from reports import history
+
+    db = None if args.no_history else (args.history_db or history.default_path())
+    return RunPlan(out=out, target=args.target.rstrip("/") if args.target else None, profile=args.profile,
+                   concurrency=concurrency, history_db=db)
+
+
+def _console(*, stderr: bool) -> Any:
+    """Progress goes to stderr, the summary to stdout (rich is imported here: --help stays cheap)."""
+    from rich.console import Console
+
+    return Console(stderr=stderr, highlight=False)
+
+
+def _progress(console: Any) -> Any:
+    from rich.progress import BarColumn, Progress, SpinnerColumn, TaskProgressColumn, TextColumn, TimeElapsedColumn
+
+    return Progress(
+        SpinnerColumn(),
+        TextColumn("[bold]{task.description}"),
+        BarColumn(),
+        TaskProgressColumn(),
+        TimeElapsedColumn(),
+        TextColumn("{task.fields[detail]}"),
+        console=console,
+        transient=False,
+    )
+
+
+def start_reference_backend(progress: Any) -> tuple[Any, str]:
+    from reference_backend.launcher import ReferenceBackend
+
+    task = progress.add_task("reference backend", total=None, detail="starting (a first start converts the model)")
+    backend = ReferenceBackend(quiet=True)
+    url = backend.start()
+    progress.update(task, total=1, completed=1, detail=url)
+    return backend, url
+
+
+def run_check_phase(plan: RunPlan, args: argparse.Namespace, url: str, progress: Any) -> tuple[Path | None, str]:
+    """The conformance suite in a child pytest; progress follows its per-test lines, the full output goes to check.log."""
+    from conformance.runner import CheckOptions, pytest_command
+
+    options = CheckOptions(
+        target=url,
+        profile=plan.profile or ("reference" if plan.target is None else None),
+        api_key_env=args.api_key_env,
+        model=args.model,
+        surfaces=[s.strip() for s in args.surface.split(",") if s.strip()],
+        level=args.level,
+        junit=(plan.out / JUNIT_FILE).resolve(),
+        timeout_s=args.check_timeout,
+    )
+    options.validate()
+    json_path = (plan.out / CHECK_FILE).resolve()
+    cmd = pytest_command(options, json_path)
+    task = progress.add_task("conformance", total=100, detail="collecting")
+    counts: dict[str, int] = {}
+    tail: deque[str] = deque(maxlen=15)
+    with (plan.out / CHECK_LOG).open("w", encoding="utf-8") as log, tempfile.TemporaryDirectory(prefix="ollama-conformance-") as scratch:
+        proc = subprocess.Popen(cmd, cwd=scratch, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=os.environ.copy())
+        assert proc.stdout is not None
+        for line in proc.stdout:
+            log.write(line)
+            tail.append(line.rstrip())
+            outcome = PYTEST_OUTCOME.search(line)
+            percent = PYTEST_PERCENT.search(line)
+            if outcome:
+                counts[outcome.group(1)] = counts.get(outcome.group(1), 0) + 1
+            if percent:
+                detail = " ".join(f"{k.lower()} {v}" for k, v in sorted(counts.items()))
+                progress.update(task, completed=int(percent.group(1)), detail=detail)
+        status = proc.wait()
+    if not json_path.exists():
+        progress.update(task, detail=f"[red]no results (pytest exit {status})")
+        return None, "the conformance suite wrote no results (pytest exit status {}); last lines:\n{}".format(status, "\n".join(tail))
+    progress.update(task, completed=100)
+    return json_path, ""
+
+
+def _count_samples(bench_dir: Path) -> int:
+    """Requests finished so far: lines in the per-step raw sample files the locust processes write."""
+    done = 0
+    for path in bench_dir.glob("locust/*/raw/samples-*.jsonl"):
+        with contextlib.suppress(OSError), path.open("rb") as handle:
+            done += sum(1 for _ in handle)
+    return done
+
+
+def run_bench_phase(plan: RunPlan, args: argparse.Namespace, url: str, server_pid: int | None, progress: Any) -> tuple[Path | None, str]:
+    """A short benchmark: concurrency steps, a fixed number of requests each, into OUT/bench/."""
+    from load.runner import BenchOptions, run_bench
+
+    bench_dir = (plan.out / BENCH_DIR).resolve()
+    options = BenchOptions(
+        target=url,
+        profile=plan.profile or ("reference" if plan.target is None else None),
+        model=args.model or "gemma3:270m",
+        concurrency=plan.concurrency,
+        duration_s=None,
+        requests=args.requests,
+        warmup_s=BENCH_WARMUP_S,
+        output_tokens=args.output_tokens,
+        out_dir=str(bench_dir),
+        server_pid=server_pid,
+        seed=BENCH_SEED,
+        quiet=True,
+    )
+    options.validate()
+    total = len(plan.concurrency) * args.requests
+    task = progress.add_task("benchmark", total=total, detail=f"concurrency {','.join(map(str, plan.concurrency))}")
+    outcome: dict[str, Any] = {}
+
+    def work() -> None:
+        try:
+            outcome["status"] = run_bench(options)
+        except BaseException as exc:  # reported below, in the calling thread
+            outcome["error"] = exc
+
+    worker = threading.Thread(target=work, name="bench", daemon=True)
+    worker.start()
+    while worker.is_alive():
+        worker.join(timeout=0.5)
+        steps_started = sorted(p.name for p in (bench_dir / "locust").glob("*") if p.is_dir()) if (bench_dir / "locust").is_dir() else []
+        detail = f"step {steps_started[-1].replace('-', '=', 1)}" if steps_started else "starting"
+        progress.update(task, completed=min(_count_samples(bench_dir), total), detail=detail)
+    error = outcome.get("error")
+    if isinstance(error, UsageError | TargetError):
+        raise error
+    if error is not None:
+        progress.update(task, detail=f"[red]failed: {type(error).__name__}")
+        return None, f"the benchmark failed: {type(error).__name__}: {error}"
+    if not (bench_dir / "results.json").exists():
+        return None, f"the benchmark wrote no results in {bench_dir}"
+    progress.update(task, completed=total, detail="done" if outcome.get("status") == 0 else "[red]every request failed")
+    if outcome.get("status") != 0:
+        return bench_dir, "every benchmark request failed (see bench/locust/*/locust.log)"
+    return bench_dir, ""
+
+
+def print_summary(console: Any, summary: dict[str, Any], written: Any, plan: RunPlan, problems: list[str], elapsed_s: float) -> None:
+    from rich.table import Table
+
+    from reports.badge import badge_text
+    from reports.results import LEVELS
+    from reports.summary import badge_rates
+
+    for check in summary["conformance"]:
+        table = Table(title=f"Conformance: {badge_text(badge_rates(summary))}")
+        for column in ("level", "pass", "fail", "error", "n/a", "pass rate"):
+            table.add_column(column, justify="left" if column == "level" else "right")
+        for level in LEVELS:
+            c = check["by_level"][level]
+            rate = "–" if c["rate"] is None else f"{int(c['rate'] * 100 + 1e-9)}%"
+            table.add_row(level, str(c["pass"]), str(c["fail"]), str(c["error"]), str(c["not_applicable"]), rate)
+        console.print(table)
+        for failure in check["failures"][:10]:
+            message = " ".join(str(failure.get("message") or "").split())[:140]
+            console.print(f"  [red]{failure['status']}[/] {failure['level']} {failure['feature']}: {message}")
+        if len(check["failures"]) > 10:
+            console.print(f"  … {len(check['failures']) - 10} more in the report")
+    for bench in summary["performance"]:
+        table = Table(title=f"Performance: {(bench.get('model') or {}).get('name', '?')}")
+        for column in ("step", "ok/err", "TTFT p50 ms", "TTFT p90 ms", "ITL p50 ms", "E2E p50 ms", "output tok/s"):
+            table.add_column(column, justify="left" if column == "step" else "right")
+
+        def num(v: float | None, d: int = 1) -> str:
+            return "–" if v is None else f"{v:,.{d}f}"
+
+        for step in bench["steps"]:
+            lat = step["latency"]
+            req = step["requests"]
+            table.add_row(
+                str(step["name"]), f"{req.get('ok', 0)}/{req.get('error', 0) + req.get('timeout', 0)}",
+                num(lat["ttft_ms"]["p50"]), num(lat["ttft_ms"]["p90"]), num(lat["itl_ms"]["p50"]),
+                num(lat["e2e_ms"]["p50"], 0), num(step["output_tokens_per_s"]),
+            )
+        console.print(table)
+    for problem in problems:
+        console.print(f"[yellow]warning:[/] {problem}")
+    console.print(f"reports in [bold]{plan.out}[/] ({elapsed_s:.0f} s):")
+    for path in (written.html, written.markdown, written.summary, written.badge):
+        if path is not None:
+            console.print(f"  {path}")
+    if plan.history_db is not None:
+        console.print(f"history: {plan.history_db}")
+
+
+def run(args: argparse.Namespace) -> int:
+    plan = _plan(args)
+    console = _console(stderr=True)
+    started = time.monotonic()
+    try:
+        plan.out.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise UsageError(f"cannot create {plan.out}: {exc.strerror or exc}") from exc
+    problems: list[str] = []
+    result_paths: list[Path] = []
+    with ExitStack() as stack:
+        progress = stack.enter_context(_progress(console))
+        server_pid = None
+        if plan.target is None:
+            backend, url = start_reference_backend(progress)
+            stack.callback(backend.stop)
+            server_pid = backend.process.pid if backend.process is not None else None
+        else:
+            url = plan.target
+        if not args.skip_check:
+            check_path, problem = run_check_phase(plan, args, url, progress)
+            if check_path:
+                result_paths.append(check_path)
+            else:
+                problems.append(problem)
+        target_error = _target_error(result_paths)
+        if target_error:
+            problems.append(f"the target could not be used: {target_error}")
+        if not args.skip_bench and not target_error:
+            try:
+                bench_path, problem = run_bench_phase(plan, args, url, server_pid, progress)
+            except TargetError as exc:  # keep what the check found: the reports say why the bench is missing
+                bench_path, problem = None, f"the benchmark could not use the target: {exc}"
+                target_error = str(exc)
+            if bench_path:
+                result_paths.append(bench_path)
+            if problem:
+                problems.append(problem)
+        task = progress.add_task("reports", total=1, detail="")
+        written = None
+        if result_paths:
+            from reports.results import load_paths
+            from reports.writer import write_reports
+
+            results = load_paths(result_paths)
+            written = write_reports(results, plan.out, plan.history_db)
+            progress.update(task, completed=1, detail=str(plan.out))
+        else:
+            progress.update(task, detail="[red]no results to report")
+    if written is None:
+        for problem in problems:
+            console.print(f"[red]error:[/] {problem}")
+        raise TargetError(target_error or "no phase produced results")
+    print_summary(_console(stderr=False), written.summary_data, written, plan, problems, time.monotonic() - started)
+    return _exit_status(written.summary_data, problems, target_error)
+
+
+def _target_error(result_paths: list[Path]) -> str:
+    """The check's own verdict that the target is unusable (target.error in check.json), if any."""
+    for path in result_paths:
+        if path.name == CHECK_FILE:
+            with contextlib.suppress(OSError, ValueError, AttributeError):
+                return str((json.loads(path.read_text(encoding="utf-8")).get("target") or {}).get("error") or "")
+    return ""
+
+
+def _exit_status(summary: dict[str, Any], problems: list[str], target_error: str) -> int:
+    if target_error:
+        return EXIT_TARGET
+    for check in summary["conformance"]:
+        must = check["by_level"]["MUST"]
+        if must["fail"] or must["error"]:
+            return EXIT_FAIL
+    return EXIT_FAIL if problems else EXIT_OK

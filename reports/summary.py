@@ -1,0 +1,163 @@
+"""The numbers every report shows, computed once from results files: the JSON summary is this, serialised.
+
+Conformance rates count `pass / (pass + fail + error)`: a not-applicable test is left out (the target lacks the
+capability), an error counts against the target (the harness could not get an answer). Counts are recomputed
+from the per-test rows, not copied from the writer's own summary.
+"""
+
+from __future__ import annotations
+
+from collections import Counter, defaultdict
+from typing import Any
+
+from ollama_conformance import __version__
+from reports.results import LEVELS, STATUSES, BenchResults, CheckResults, ResultSet, finite
+
+SUMMARY_KIND = "ollama-conformance.summary"
+SUMMARY_SCHEMA_VERSION = 1
+# The latency figures shown per step (metric key in results.json, percentiles shown).
+KEY_LATENCY = (("ttft_ms", ("p50", "p90", "p99")), ("itl_ms", ("p50", "p90")), ("e2e_ms", ("p50", "p90")))
+
+
+def counts(tests: list[dict[str, Any]]) -> dict[str, int]:
+    c = Counter(str(t.get("status")) for t in tests)
+    return {status: c.get(status, 0) for status in STATUSES}
+
+
+def pass_rate(c: dict[str, int]) -> float | None:
+    """pass / (pass + fail + error); None when nothing applicable ran."""
+    applicable = c["pass"] + c["fail"] + c["error"]
+    return c["pass"] / applicable if applicable else None
+
+
+def feature_status(statuses: list[str]) -> str:
+    """One state per feature: any fail -> fail, else any error -> error, else any pass -> pass, else n/a."""
+    for state in ("fail", "error", "pass"):
+        if state in statuses:
+            return state
+    return "not_applicable"
+
+
+def _level_order(level: str) -> int:
+    return LEVELS.index(level) if level in LEVELS else len(LEVELS)
+
+
+def features(tests: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """One row per (feature, surface): its level, combined status, test counts and the first failure message."""
+    grouped: dict[tuple[str, str], list[dict[str, Any]]] = defaultdict(list)
+    for test in tests:
+        grouped[(str(test.get("feature") or "?"), str(test.get("surface") or "?"))].append(test)
+    rows = []
+    for (feature, surface), members in grouped.items():
+        statuses = [str(t.get("status")) for t in members]
+        bad = [t for t in members if t.get("status") in ("fail", "error")]
+        reason = next((str(t.get("message") or "") for t in bad if t.get("message")), "")
+        if not reason:
+            reason = next((str(t.get("message") or "") for t in members if t.get("message")), "")
+        rows.append(
+            {
+                "feature": feature,
+                "surface": surface,
+                "level": str(members[0].get("level") or "?"),
+                "status": feature_status(statuses),
+                "counts": counts(members),
+                "reason": reason,
+                "tests": [str(t.get("id")) for t in members],
+            }
+        )
+    rows.sort(key=lambda r: (_level_order(r["level"]), r["feature"], r["surface"]))
+    return rows
+
+
+def check_summary(check: CheckResults) -> dict[str, Any]:
+    tests = check.tests
+    by_level = {}
+    for level in LEVELS:
+        c = counts([t for t in tests if t.get("level") == level])
+        by_level[level] = {**c, "rate": pass_rate(c)}
+    surfaces = sorted({str(t.get("surface") or "?") for t in tests})
+    by_surface = {}
+    for surface in surfaces:
+        c = counts([t for t in tests if str(t.get("surface") or "?") == surface])
+        by_surface[surface] = {**c, "rate": pass_rate(c)}
+    total = counts(tests)
+    failures = [
+        {k: t.get(k) for k in ("id", "feature", "level", "surface", "status", "message")}
+        for t in tests
+        if t.get("status") in ("fail", "error")
+    ]
+    failures.sort(key=lambda f: (_level_order(str(f["level"])), str(f["feature"]), str(f["id"])))
+    return {
+        "source": str(check.path),
+        "started_at": check.raw.get("started_at"),
+        "duration_s": check.raw.get("duration_s"),
+        "spec_version": check.raw.get("spec_version"),
+        "target": check.target,
+        "total": {**total, "rate": pass_rate(total)},
+        "by_level": by_level,
+        "by_surface": by_surface,
+        "features": features(tests),
+        "failures": failures,
+    }
+
+
+def _dist(metrics: dict[str, Any], key: str) -> dict[str, float | None]:
+    raw = metrics.get(key)
+    if not isinstance(raw, dict):
+        return {}
+    return {k: finite(v) for k, v in raw.items()}
+
+
+def bench_summary(bench: BenchResults) -> dict[str, Any]:
+    steps = []
+    for step in bench.steps:
+        metrics = dict(step.get("metrics") or {})
+        latency = {key: {p: _dist(metrics, key).get(p) for p in pcts} for key, pcts in KEY_LATENCY}
+        steps.append(
+            {
+                "name": step.get("name"),
+                "mode": step.get("mode"),
+                "value": finite(step.get("value")),
+                "window_s": finite(step.get("window_s")),
+                "requests": dict(step.get("requests") or {}),
+                "latency": latency,
+                "output_tokens_per_s": finite(metrics.get("output_tokens_per_s")),
+                "requests_per_s": finite(metrics.get("requests_per_s")),
+                "goodput_rps": finite(metrics.get("goodput_rps")),
+                "server_decode_tokens_per_s_p50": _dist(metrics, "server_decode_tokens_per_s").get("p50"),
+            }
+        )
+    telemetry = dict(bench.raw.get("telemetry") or {})
+    gpu = dict(telemetry.get("gpu") or {})
+    rss_samples = (telemetry.get("rss") or {}).get("samples") or []
+    rss_values = [finite(s[1]) for s in rss_samples if isinstance(s, list | tuple) and len(s) >= 2]
+    rss_values = [v for v in rss_values if v is not None]
+    return {
+        "source": str(bench.path),
+        "started_at": bench.raw.get("started_at"),
+        "target": bench.target,
+        "model": bench.raw.get("model"),
+        "hardware": bench.raw.get("hardware"),
+        "config": bench.raw.get("config"),
+        "steps": steps,
+        "gpu": {"available": bool(gpu.get("available")), "reason": gpu.get("reason")},
+        "rss_peak_bytes": max(rss_values) if rss_values else None,
+        "warnings": list((bench.raw.get("harness") or {}).get("warnings") or []),
+    }
+
+
+def build_summary(results: ResultSet) -> dict[str, Any]:
+    return {
+        "kind": SUMMARY_KIND,
+        "schema_version": SUMMARY_SCHEMA_VERSION,
+        "tool_version": __version__,
+        "conformance": [check_summary(c) for c in results.checks],
+        "performance": [bench_summary(b) for b in results.benches],
+    }
+
+
+def badge_rates(summary: dict[str, Any]) -> dict[str, float | None]:
+    """MUST/SHOULD/MAY pass rates of the first conformance results in a summary (what the badge shows)."""
+    if not summary["conformance"]:
+        return {}
+    return {level: summary["conformance"][0]["by_level"][level]["rate"] for level in LEVELS}

@@ -1,0 +1,76 @@
+"""Write every report for a set of results into one folder: report.md, report.html, summary.json, badge.svg."""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+from ollama_conformance.errors import UsageError
+from reports import history
+from reports.badge import badge_svg
+from reports.html import render_html
+from reports.markdown import render_markdown
+from reports.results import ResultSet
+from reports.summary import badge_rates, build_summary
+
+MARKDOWN_FILE = "report.md"
+HTML_FILE = "report.html"
+SUMMARY_FILE = "summary.json"
+BADGE_FILE = "badge.svg"
+
+
+@dataclass
+class Written:
+    markdown: Path
+    html: Path
+    summary: Path
+    badge: Path | None
+    summary_data: dict
+    history_added: int = 0
+
+
+def _write_atomic(path: Path, text: str) -> None:
+    """Write beside the target then rename, so a reader never sees half a report."""
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            handle.write(text)
+        os.chmod(tmp, 0o644)  # mkstemp creates 0600; reports are meant to be shared
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def write_reports(results: ResultSet, out_dir: Path, history_db: Path | None = None) -> Written:
+    """Build and write all reports; with history_db, record the results there and draw trends from it."""
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise UsageError(f"cannot create the output folder {out_dir}: {exc.strerror or exc}") from exc
+    summary = build_summary(results)
+    added = 0
+    charts: list[str] = []
+    if history_db is not None:
+        try:
+            added = history.record(history_db, results)
+            charts = history.trend_charts(history_db, history.keys_of(results))
+        except Exception as exc:  # sqlite3.Error, OSError: a broken history must not lose the reports
+            raise UsageError(f"history database {history_db} is not usable: {exc}") from exc
+    written = Written(
+        markdown=out_dir / MARKDOWN_FILE,
+        html=out_dir / HTML_FILE,
+        summary=out_dir / SUMMARY_FILE,
+        badge=out_dir / BADGE_FILE if summary["conformance"] else None,
+        summary_data=summary,
+        history_added=added,
+    )
+    _write_atomic(written.markdown, render_markdown(summary))
+    _write_atomic(written.html, render_html(summary, results, charts))
+    _write_atomic(written.summary, json.dumps(summary, indent=2) + "\n")
+    if written.badge is not None:
+        _write_atomic(written.badge, badge_svg(badge_rates(summary)))
+    return written

@@ -1,0 +1,324 @@
+"""A deliberately broken Ollama: a proxy in front of a real server that injects one defect per URL prefix.
+
+`http://HOST:PORT/defect/<name>/api/chat` forwards to `<upstream>/api/chat` and applies defect `<name>` to the
+request and/or the answer, so the defect is the only difference from the faithful server behind it
+(`/defect/none/...` forwards untouched: the control). Answers are buffered, rewritten, then sent (the suite reads
+whole bodies anyway), except `drop_connection`, which streams half a body and then breaks the connection.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import re
+import threading
+import time
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass
+from typing import Any
+
+import httpx
+import uvicorn
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import Response, StreamingResponse
+from starlette.routing import Route
+
+HOP_HEADERS = {"content-length", "transfer-encoding", "connection", "content-encoding", "keep-alive"}
+
+
+@dataclass
+class Exchange:
+    """What a defect may rewrite: the request on its way up, the answer on its way down."""
+
+    path: str
+    body: Any  # parsed JSON request body, or None
+    status: int = 0
+    media_type: str = ""
+    text: str = ""
+
+
+def _json_lines(text: str) -> list[dict[str, Any]]:
+    return [json.loads(line) for line in text.splitlines() if line.strip()]
+
+
+def _ndjson(objects: list[dict[str, Any]]) -> str:
+    return "".join(json.dumps(o) + "\n" for o in objects)
+
+
+def _sse_blocks(text: str) -> list[str]:
+    return [b for b in text.split("\n\n") if b.strip()]
+
+
+# --- request defects ----------------------------------------------------------------------------------------
+
+
+def ignore_num_predict(ex: Exchange) -> None:
+    """Generates a few tokens past num_predict / max_tokens."""
+    if isinstance(ex.body, dict):
+        options = ex.body.get("options")
+        if isinstance(options, dict) and isinstance(options.get("num_predict"), int) and options["num_predict"] > 0:
+            options["num_predict"] += 4
+        if isinstance(ex.body.get("max_tokens"), int):
+            ex.body["max_tokens"] += 4
+
+
+def ignore_stop(ex: Exchange) -> None:
+    if isinstance(ex.body, dict):
+        (ex.body.get("options") or {}).pop("stop", None)
+        ex.body.pop("stop", None)
+        ex.body.pop("stop_sequences", None)
+
+
+def ignore_seed(ex: Exchange) -> None:
+    if isinstance(ex.body, dict):
+        options = ex.body.get("options")
+        if isinstance(options, dict) and "seed" in options:
+            options["seed"] = random.randint(0, 2**31)
+        if "seed" in ex.body:
+            ex.body["seed"] = random.randint(0, 2**31)
+
+
+def ignore_keep_alive(ex: Exchange) -> None:
+    if isinstance(ex.body, dict):
+        ex.body.pop("keep_alive", None)
+
+
+def ignore_dimensions(ex: Exchange) -> None:
+    if isinstance(ex.body, dict):
+        ex.body.pop("dimensions", None)
+
+
+def ignore_format(ex: Exchange) -> None:
+    if isinstance(ex.body, dict):
+        ex.body.pop("format", None)
+        ex.body.pop("response_format", None)
+
+
+REQUEST_DEFECTS: dict[str, Callable[[Exchange], None]] = {
+    "ignore_num_predict": ignore_num_predict,
+    "ignore_stop": ignore_stop,
+    "ignore_seed": ignore_seed,
+    "ignore_keep_alive": ignore_keep_alive,
+    "ignore_dimensions": ignore_dimensions,
+    "ignore_format": ignore_format,
+}
+
+
+# --- answer defects -----------------------------------------------------------------------------------------
+
+
+def sse_no_done(ex: Exchange) -> None:
+    if ex.media_type == "text/event-stream":
+        ex.text = "".join(b + "\n\n" for b in _sse_blocks(ex.text) if b.strip() != "data: [DONE]")
+
+
+def sse_no_role(ex: Exchange) -> None:
+    if ex.media_type == "text/event-stream" and ex.path.endswith("chat/completions"):
+        blocks = _sse_blocks(ex.text)
+        first = json.loads(blocks[0].removeprefix("data: "))
+        first["choices"][0]["delta"].pop("role", None)
+        blocks[0] = "data: " + json.dumps(first)
+        ex.text = "".join(b + "\n\n" for b in blocks)
+
+
+def sse_two_finishes(ex: Exchange) -> None:
+    """Repeats the finish chunk (clients would see two finish_reasons)."""
+    if ex.media_type == "text/event-stream" and ex.path.endswith("chat/completions"):
+        blocks = _sse_blocks(ex.text)
+        finish = next(i for i, b in enumerate(blocks) if '"finish_reason":"' in b.replace(" ", ""))
+        blocks.insert(finish, blocks[finish])
+        ex.text = "".join(b + "\n\n" for b in blocks)
+
+
+def messages_no_stop(ex: Exchange) -> None:
+    if ex.media_type == "text/event-stream" and ex.path.endswith("v1/messages"):
+        ex.text = "".join(b + "\n\n" for b in _sse_blocks(ex.text) if "message_stop" not in b)
+
+
+def ndjson_missing_final(ex: Exchange) -> None:
+    if ex.media_type == "application/x-ndjson":
+        ex.text = _ndjson([o for o in _json_lines(ex.text) if not o.get("done")])
+
+
+def ndjson_after_done(ex: Exchange) -> None:
+    if ex.media_type == "application/x-ndjson":
+        objects = _json_lines(ex.text)
+        extra = {**objects[0], "done": False}
+        ex.text = _ndjson([*objects, extra])
+
+
+def ndjson_no_done_reason(ex: Exchange) -> None:
+    if ex.media_type in ("application/x-ndjson", "application/json") and ex.status == 200:
+        objects = _json_lines(ex.text) if ex.media_type == "application/x-ndjson" else [json.loads(ex.text)]
+        for o in objects:
+            if isinstance(o, dict) and o.get("done"):
+                o.pop("done_reason", None)
+        ex.text = _ndjson(objects) if ex.media_type == "application/x-ndjson" else json.dumps(objects[0])
+
+
+def ndjson_as_json(ex: Exchange) -> None:
+    """Labels NDJSON streams application/json (clients then parse the stream as one document)."""
+    if ex.media_type == "application/x-ndjson":
+        ex.media_type = "application/json"
+
+
+def native_error_shape(ex: Exchange) -> None:
+    if ex.status >= 400 and ex.path.startswith("api/") and ex.media_type == "application/json":
+        body = json.loads(ex.text)
+        ex.text = json.dumps({"message": body.get("error")})
+
+
+def openai_error_shape(ex: Exchange) -> None:
+    """/v1 errors in the native shape {"error": "msg"} instead of {"error": {message, type, ...}}."""
+    if ex.status >= 400 and ex.path.startswith("v1/") and ex.media_type == "application/json":
+        body = json.loads(ex.text)
+        error = body.get("error")
+        message = error.get("message") if isinstance(error, dict) else error
+        ex.text = json.dumps({"error": message})
+
+
+def server_error_on_bad_input(ex: Exchange) -> None:
+    if ex.status == 400:
+        ex.status = 500
+
+
+def unnormalised_embeddings(ex: Exchange) -> None:
+    if ex.path == "api/embed" and ex.status == 200:
+        body = json.loads(ex.text)
+        body["embeddings"] = [[x * 2.5 for x in vector] for vector in body.get("embeddings") or []]
+        ex.text = json.dumps(body)
+
+
+def tags_without_digest(ex: Exchange) -> None:
+    if ex.path == "api/tags" and ex.status == 200:
+        body = json.loads(ex.text)
+        for model in body.get("models") or []:
+            model.pop("digest", None)
+        ex.text = json.dumps(body)
+
+
+def metrics_missing(ex: Exchange) -> None:
+    """Final objects without eval_count / eval_duration."""
+    if ex.media_type == "application/x-ndjson":
+        objects = _json_lines(ex.text)
+        for o in objects:
+            o.pop("eval_count", None)
+            o.pop("eval_duration", None)
+        ex.text = _ndjson(objects)
+
+
+def version_not_semver(ex: Exchange) -> None:
+    if ex.path == "api/version":
+        ex.text = json.dumps({"version": "latest"})
+
+
+ANSWER_DEFECTS: dict[str, Callable[[Exchange], None]] = {
+    "sse_no_done": sse_no_done,
+    "sse_no_role": sse_no_role,
+    "sse_two_finishes": sse_two_finishes,
+    "messages_no_stop": messages_no_stop,
+    "ndjson_missing_final": ndjson_missing_final,
+    "ndjson_after_done": ndjson_after_done,
+    "ndjson_no_done_reason": ndjson_no_done_reason,
+    "ndjson_as_json": ndjson_as_json,
+    "native_error_shape": native_error_shape,
+    "openai_error_shape": openai_error_shape,
+    "server_error_on_bad_input": server_error_on_bad_input,
+    "unnormalised_embeddings": unnormalised_embeddings,
+    "tags_without_digest": tags_without_digest,
+    "metrics_missing": metrics_missing,
+    "version_not_semver": version_not_semver,
+}
+STREAM_DEFECTS = ("drop_connection",)
+DEFECTS = ("none", *REQUEST_DEFECTS, *ANSWER_DEFECTS, *STREAM_DEFECTS)
+
+
+def build_app(upstream: str) -> Starlette:
+    client = httpx.AsyncClient(base_url=upstream, timeout=httpx.Timeout(300.0, connect=10.0))
+
+    async def forward(request: Request) -> Response:
+        defect = request.path_params["defect"]
+        if defect not in DEFECTS:
+            return Response(f"unknown defect {defect!r}", status_code=400, media_type="text/plain")
+        path = request.path_params["path"]
+        raw = await request.body()
+        ex = Exchange(path=path, body=None)
+        if raw and defect in REQUEST_DEFECTS:
+            try:
+                ex.body = json.loads(raw)
+            except ValueError:
+                ex.body = None
+            if ex.body is not None:
+                REQUEST_DEFECTS[defect](ex)
+                raw = json.dumps(ex.body).encode()
+        headers = {k: v for k, v in request.headers.items() if k.lower() in ("content-type", "authorization", "accept")}
+        upstream_request = client.build_request(
+            request.method, "/" + path, params=request.query_params, content=raw, headers=headers
+        )
+        answer = await client.send(upstream_request, stream=True)
+        if defect == "drop_connection" and answer.headers.get("content-type", "").startswith(
+            ("application/x-ndjson", "text/event-stream")
+        ):
+            return StreamingResponse(_break_midway(answer), status_code=answer.status_code,
+                                     media_type=answer.headers.get("content-type"))
+        body = await answer.aread()
+        await answer.aclose()
+        ex.status = answer.status_code
+        ex.media_type = answer.headers.get("content-type", "").split(";")[0].strip()
+        ex.text = body.decode("utf-8", errors="replace")
+        out_headers = {k: v for k, v in answer.headers.items() if k.lower() not in HOP_HEADERS}
+        original_type = ex.media_type
+        if defect in ANSWER_DEFECTS and ex.text:
+            ANSWER_DEFECTS[defect](ex)
+        if ex.media_type != original_type:
+            out_headers["content-type"] = ex.media_type
+        return Response(ex.text.encode() if ex.text or body else b"", status_code=ex.status, headers=out_headers)
+
+    async def _break_midway(answer: httpx.Response) -> AsyncIterator[bytes]:
+        sent = 0
+        async for chunk in answer.aiter_bytes():
+            yield chunk
+            sent += 1
+            if sent >= 2:
+                break
+        await answer.aclose()
+        raise ConnectionAbortedError("broken target: connection dropped mid-stream on purpose")
+
+    methods = ["GET", "HEAD", "POST", "PUT", "DELETE", "PATCH", "OPTIONS"]
+    return Starlette(routes=[Route("/defect/{defect}/{path:path}", forward, methods=methods)])
+
+
+class BrokenTarget:
+    """The proxy on a free loopback port, in a background thread. `url_for(defect)` gives a target base URL."""
+
+    def __init__(self, upstream: str) -> None:
+        self.upstream = upstream.rstrip("/")
+        self.server: uvicorn.Server | None = None
+        self.thread: threading.Thread | None = None
+        self.base = ""
+
+    def start(self) -> BrokenTarget:
+        config = uvicorn.Config(build_app(self.upstream), host="127.0.0.1", port=0, log_level="warning", lifespan="off")
+        self.server = uvicorn.Server(config)
+        self.thread = threading.Thread(target=self.server.run, name="broken-target", daemon=True)
+        self.thread.start()
+        deadline = time.monotonic() + 20
+        while not (self.server.started and self.server.servers):
+            if time.monotonic() > deadline or not self.thread.is_alive():
+                raise RuntimeError("the broken target did not start")
+            time.sleep(0.05)
+        port = self.server.servers[0].sockets[0].getsockname()[1]
+        self.base = f"http://127.0.0.1:{port}"
+        return self
+
+    def url_for(self, defect: str) -> str:
+        if not re.fullmatch(r"[a-z_]+", defect) or defect not in DEFECTS:
+            raise ValueError(f"unknown defect {defect!r}")
+        return f"{self.base}/defect/{defect}"
+
+    def stop(self) -> None:
+        if self.server is not None:
+            self.server.should_exit = True
+        if self.thread is not None:
+            self.thread.join(timeout=10)

@@ -1,0 +1,31 @@
+"""Helpers for the project's tests that run the conformance suite in a child pytest and read its results."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+from conformance.plugin import SUITE_DIR
+
+
+def run_suite(target: str, tmp: Path, selection: list[str] | None = None, *extra: str, timeout_s: float = 900) -> tuple[int, dict[str, Any], str]:
+    """Run the suite (or node ids under conformance/suite, e.g. 'test_chat.py::test_x') against `target`.
+
+    Returns (pytest exit status, the results JSON, the combined output).
+    """
+    out = tmp / "results.json"
+    args = [str(SUITE_DIR / s) for s in selection] if selection else [str(SUITE_DIR)]
+    cmd = [sys.executable, "-m", "pytest", *args, "-p", "no:cacheprovider", "-o", "addopts=", "-q",
+           "--target", target, "--conformance-json", str(out), "--conformance-timeout", "120", *extra]
+    proc = subprocess.run(cmd, cwd=tmp, capture_output=True, text=True, timeout=timeout_s)
+    output = proc.stdout + proc.stderr
+    results = json.loads(out.read_text(encoding="utf-8")) if out.exists() else {}
+    return proc.returncode, results, output
+
+
+def statuses(results: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """Test id (conformance/suite/<module>::<test>) -> its result entry."""
+    return {entry["id"]: entry for entry in results.get("tests", [])}

@@ -1,0 +1,149 @@
+"""The stream readers and grammar checks: silent on real Ollama traffic, loud on each kind of broken stream.
+
+The broken variants are made from the real recordings with the same rewrites the broken target applies.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import broken_target as broken
+import pytest
+import yaml
+
+from conformance.streams import (
+    check_chat_sse_grammar,
+    check_messages_sse_grammar,
+    check_ndjson_grammar,
+    check_responses_sse_grammar,
+    parse_ndjson,
+    parse_sse,
+)
+
+NDJSON_CASSETTES = [
+    "traceloop__openllmetry/test_ollama_streaming_chat_legacy.yaml",
+    "traceloop__openllmetry/test_ollama_streaming_generation_legacy.yaml",
+]
+SSE_CASSETTES = [
+    "crmne__ruby_llm/chat_streaming_responses_ollama_qwen3_supports_streaming_responses.yml",
+    "crmne__ruby_llm/chat_streaming_responses_ollama_cloud_gpt-oss_120b_supports_streaming_responses.yml",
+]
+
+
+def cassette_body(path: Path) -> str:
+    data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    interaction = (data.get("interactions") or data.get("http_interactions"))[0]
+    body = interaction["response"]["body"]["string"]
+    return body
+
+
+def ndjson_text(recordings: Path, name: str) -> str:
+    return cassette_body(recordings / name)
+
+
+def rewrite(defect, path: str, media_type: str, text: str) -> str:
+    ex = broken.Exchange(path=path, body=None, status=200, media_type=media_type, text=text)
+    defect(ex)
+    return ex.text
+
+
+@pytest.mark.parametrize("name", NDJSON_CASSETTES)
+def test_real_ndjson_streams_conform(recordings: Path, name: str) -> None:
+    stream = parse_ndjson(ndjson_text(recordings, name))
+    assert stream.problems == []
+    assert check_ndjson_grammar(stream.objects) == []
+    assert len(stream.objects) > 2
+
+
+def test_prism_tool_stream_conforms(recordings: Path) -> None:
+    stream = parse_ndjson((recordings / "prism-php__prism/stream-with-tools-1.sse").read_text(encoding="utf-8"))
+    assert stream.problems == [] and check_ndjson_grammar(stream.objects) == []
+
+
+@pytest.mark.parametrize(
+    ("defect", "expected"),
+    [
+        (broken.ndjson_missing_final, "ended without its final done:true"),
+        (broken.ndjson_after_done, "follow it"),
+        (broken.ndjson_no_done_reason, "no done_reason"),
+        (broken.metrics_missing, "lacks metrics"),
+    ],
+)
+def test_broken_ndjson_is_caught(recordings: Path, defect, expected: str) -> None:
+    text = rewrite(defect, "api/chat", "application/x-ndjson", ndjson_text(recordings, NDJSON_CASSETTES[0]))
+    problems = check_ndjson_grammar(parse_ndjson(text).objects)
+    assert any(expected in p for p in problems), problems
+
+
+def test_ndjson_framing_problems() -> None:
+    assert "not JSON" in parse_ndjson('{"done": false}\nnot json\n').problems[0]
+    assert "blank" in parse_ndjson('{"done": false}\n\n{"done": true}\n').problems[0]
+    assert "newline" in parse_ndjson('{"done": true}').problems[0]
+    assert "not an object" in parse_ndjson("[1]\n").problems[0]
+
+
+def test_error_line_ends_a_stream() -> None:
+    objects = [{"done": False, "response": "a"}, {"error": "runner crashed"}]
+    assert check_ndjson_grammar(objects, allow_error_end=True) == []
+    assert check_ndjson_grammar(objects) == ["the stream ended with an error object: 'runner crashed'"]
+    assert "goes on" in check_ndjson_grammar([{"error": "x"}, {"done": True, "done_reason": "load"}])[0]
+
+
+@pytest.mark.parametrize("name", SSE_CASSETTES)
+def test_real_sse_streams_conform(recordings: Path, name: str) -> None:
+    stream = parse_sse(cassette_body(recordings / name))
+    assert stream.problems == []
+    assert check_chat_sse_grammar(stream.events, include_usage=True) == []
+
+
+@pytest.mark.parametrize(
+    ("defect", "expected"),
+    [
+        (broken.sse_no_done, "[DONE]"),
+        (broken.sse_no_role, "role"),
+        (broken.sse_two_finishes, "finish_reason"),
+    ],
+)
+def test_broken_sse_is_caught(recordings: Path, defect, expected: str) -> None:
+    text = rewrite(defect, "v1/chat/completions", "text/event-stream", cassette_body(recordings / SSE_CASSETTES[0]))
+    problems = check_chat_sse_grammar(parse_sse(text).events, include_usage=True)
+    assert any(expected in p for p in problems), problems
+
+
+def test_usage_chunk_only_when_asked(recordings: Path) -> None:
+    events = parse_sse(cassette_body(recordings / SSE_CASSETTES[0])).events
+    problems = check_chat_sse_grammar(events, include_usage=False)
+    assert any("include_usage was not asked" in p for p in problems), problems
+
+
+def _sse(events: list[tuple[str, dict]]) -> str:
+    return "".join(f"event: {name}\ndata: {json.dumps(data)}\n\n" for name, data in events)
+
+
+MESSAGES_STREAM = [
+    ("message_start", {"type": "message_start", "message": {}}),
+    ("content_block_start", {"type": "content_block_start", "index": 0}),
+    ("content_block_delta", {"type": "content_block_delta", "index": 0}),
+    ("content_block_delta", {"type": "content_block_delta", "index": 0}),
+    ("content_block_stop", {"type": "content_block_stop", "index": 0}),
+    ("message_delta", {"type": "message_delta"}),
+    ("message_stop", {"type": "message_stop"}),
+]
+
+
+def test_messages_event_order() -> None:
+    assert check_messages_sse_grammar(parse_sse(_sse(MESSAGES_STREAM)).events) == []
+    no_stop = rewrite(broken.messages_no_stop, "v1/messages", "text/event-stream", _sse(MESSAGES_STREAM))
+    assert any("message_stop" in p for p in check_messages_sse_grammar(parse_sse(no_stop).events))
+    unclosed = [e for e in MESSAGES_STREAM if e[0] != "content_block_stop"]
+    assert any("never stopped" in p or "outside" in p for p in check_messages_sse_grammar(parse_sse(_sse(unclosed)).events))
+
+
+def test_responses_event_order() -> None:
+    names = ["response.created", "response.in_progress", "response.output_text.delta", "response.completed"]
+    good = [(n, {"type": n, "sequence_number": i}) for i, n in enumerate(names)]
+    assert check_responses_sse_grammar(parse_sse(_sse(good)).events) == []
+    shuffled = [good[1], good[0], *good[2:]]
+    problems = check_responses_sse_grammar(parse_sse(_sse(shuffled)).events)
+    assert any("sequence_number" in p for p in problems) and any("starts with" in p for p in problems)

@@ -1,0 +1,141 @@
+"""Pure functions of the reference backend: durations, names, options, wire encoding, templates, tool calls."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+
+from reference_backend.durations import DurationError, parse_env_keep_alive, parse_go_duration, parse_keep_alive
+from reference_backend.names import parse_name
+from reference_backend.options import OptionError, Options
+from reference_backend.prompts import TemplateError, render_chat, render_go_template
+from reference_backend.toolcalls import ToolCallParser
+from reference_backend.wire import BodyError, canonical_keys, decode_body, go_json, rfc3339_nano
+
+
+@pytest.mark.parametrize(
+    ("text", "seconds"),
+    [("5m", 300.0), ("1h30m", 5400.0), ("0", 0.0), ("1.5s", 1.5), ("300ms", 0.3), ("-1s", -1.0), ("2h", 7200.0)],
+)
+def test_go_durations(text: str, seconds: float) -> None:
+    assert parse_go_duration(text) == pytest.approx(seconds)
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("abc", 'time: invalid duration "abc"'),
+        ("10", 'time: missing unit in duration "10"'),
+        ("5x", 'time: unknown unit "x" in duration "5x"'),
+        ("", 'time: invalid duration ""'),
+    ],
+)
+def test_go_duration_errors(text: str, message: str) -> None:
+    with pytest.raises(DurationError) as info:
+        parse_go_duration(text)
+    assert str(info.value) == message
+
+
+def test_keep_alive_values() -> None:
+    assert parse_keep_alive(None) is None
+    assert parse_keep_alive(0) == 0
+    assert parse_keep_alive(2.5) == 2.5
+    assert parse_keep_alive(-1) == math.inf
+    assert parse_keep_alive("-5m") == math.inf
+    assert parse_keep_alive("10m") == 600
+    with pytest.raises(DurationError, match="Unsupported type: 'bool'"):
+        parse_keep_alive(True)
+    assert parse_env_keep_alive("30") == 30
+    assert parse_env_keep_alive("-1") == math.inf
+
+
+def test_model_names() -> None:
+    name = parse_name("gemma3:270m")
+    assert name is not None and name.display == "gemma3:270m" and name.full == "registry.ollama.ai/library/gemma3:270m"
+    bare = parse_name("gemma3")
+    assert bare is not None and bare.display == "gemma3:latest"
+    namespaced = parse_name("me/model:v1")
+    assert namespaced is not None and namespaced.display == "me/model:v1"
+    hosted = parse_name("example.com:5000/me/model:v1")
+    assert hosted is not None and hosted.host == "example.com:5000"
+    for bad in ["", "bad name", "a/b/c/d", "-x", "x:", ":tag", " x"]:
+        assert parse_name(bad) is None, bad
+
+
+def test_options_types_and_defaults() -> None:
+    options = Options()
+    assert (options.temperature, options.top_k, options.top_p, options.num_predict, options.seed) == (0.8, 40, 0.9, -1, -1)
+    options.apply({"temperature": 0, "num_predict": 7.9, "stop": ["x"], "unknown": 1, "top_k": None})
+    assert options.temperature == 0.0 and options.num_predict == 7 and options.stop == ["x"] and options.top_k == 40
+    for key, value, message in [
+        ("temperature", "hot", 'option "temperature" must be of type float32'),
+        ("num_predict", "3", 'option "num_predict" must be of type integer'),
+        ("stop", "x", 'option "stop" must be of type array'),
+        ("stop", [1], 'option "stop" must be of an array of strings'),
+        ("use_mmap", 1, 'option "use_mmap" must be of type boolean'),
+    ]:
+        with pytest.raises(OptionError) as info:
+            Options().apply({key: value})
+        assert str(info.value) == message
+
+
+def test_go_json_escapes_like_go() -> None:
+    assert go_json({"a": "<b>&"}) == b'{"a":"\\u003cb\\u003e\\u0026"}'
+    assert go_json({"x": "é"}) == '{"x":"é"}'.encode()
+
+
+def test_timestamps_are_rfc3339_nano() -> None:
+    assert rfc3339_nano(1_700_000_000_123_456_000) == "2023-11-14T22:13:20.123456Z"
+    assert rfc3339_nano(1_700_000_000_000_000_000) == "2023-11-14T22:13:20Z"
+
+
+def test_body_decoding_errors() -> None:
+    for raw, message in [
+        (b"", "missing request body"),
+        (b"{", "unexpected EOF"),
+        (b"x", "invalid character 'x' looking for beginning of value"),
+    ]:
+        with pytest.raises(BodyError) as info:
+            decode_body(raw)
+        assert str(info.value) == message
+    assert decode_body(b"null") == {}
+
+
+def test_keys_match_case_insensitively() -> None:
+    assert canonical_keys({"Model": "a", "PROMPT": "b", "other": 1, "_hint": 2}, ("model", "prompt")) == {
+        "model": "a",
+        "prompt": "b",
+        "_hint": 2,
+    }
+
+
+def test_gemma_chat_template() -> None:
+    text = render_chat([{"role": "system", "content": "S"}, {"role": "user", "content": "Hi"}], None)
+    assert text == "<start_of_turn>user\nS<end_of_turn>\n<start_of_turn>user\nHi<end_of_turn>\n<start_of_turn>model\n"
+    continued = render_chat([{"role": "user", "content": "Hi"}, {"role": "assistant", "content": "Hel"}], None)
+    assert continued.endswith("<start_of_turn>model\nHel")
+    tools = [{"type": "function", "function": {"name": "f", "parameters": {"type": "object"}}}]
+    assert '"name": "f"' in render_chat([{"role": "user", "content": "x"}], tools)
+
+
+def test_go_template_subset() -> None:
+    template = "{{ if .System }}S:{{ .System }} {{ end }}P:{{ .Prompt }}{{- /* c */ -}}  !"
+    assert render_go_template(template, {"System": "sys", "Prompt": "p"}) == "S:sys P:p!"
+    assert render_go_template(template, {"Prompt": "p"}) == "P:p!"
+    with pytest.raises(TemplateError):
+        render_go_template("{{ if .System }}x", {})
+
+
+def test_tool_call_parser() -> None:
+    parser = ToolCallParser([{"type": "function", "function": {"name": "get_weather"}}])
+    content, calls = parser.feed('Sure. {"name": "get_wea')
+    assert content == "Sure. " and calls == []
+    content, calls = parser.feed('ther", "arguments": {"city": "Paris"}} done')
+    assert content == " done"
+    assert len(calls) == 1
+    call = calls[0]
+    assert call["id"].startswith("call_") and len(call["id"]) == 13
+    assert call["function"] == {"index": 0, "name": "get_weather", "arguments": {"city": "Paris"}}
+    content, calls = parser.feed('{"not": "a call"}')
+    assert content == '{"not": "a call"}' and calls == []

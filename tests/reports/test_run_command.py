@@ -1,0 +1,92 @@
+"""`ollama-conformance run`: the main job, end to end against the reference backend (a short configuration)."""
+
+from __future__ import annotations
+
+import json
+import os
+import sqlite3
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from ollama_conformance.cli import main
+
+ARTEFACTS = ("check.json", "junit.xml", "check.log", "bench/results.json", "bench/samples.jsonl",
+             "report.md", "report.html", "summary.json", "badge.svg")
+
+
+def _run(args: list[str], env: dict[str, str], timeout_s: float) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "ollama_conformance.cli", "run", *args],
+        capture_output=True, text=True, timeout=timeout_s, env={**os.environ, **env}, check=False,
+    )
+
+
+@pytest.mark.parametrize(
+    ("args", "fragment"),
+    [
+        (["--skip-check", "--skip-bench"], "leave nothing to run"),
+        (["--concurrency", "one"], "--concurrency must be a comma-separated list"),
+        (["--concurrency", "0"], "each ≥ 1"),
+        (["--target", "ftp://example"], "--target must be an http(s) URL"),
+        (["--requests", "0"], "must be ≥ 1"),
+    ],
+)
+def test_bad_options_exit_2(args: list[str], fragment: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["run", "--out", str(tmp_path / "out"), *args]) == 2
+    assert fragment in capsys.readouterr().err
+    assert not (tmp_path / "out").exists()
+
+
+def test_non_empty_out_is_refused(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    (tmp_path / "keep.txt").write_text("mine")
+    assert main(["run", "--out", str(tmp_path)]) == 2
+    assert "is not empty" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_unreachable_target_is_reported_not_hung(tmp_path: Path, private_history: Path) -> None:
+    out = tmp_path / "run"
+    proc = _run(["--target", "http://127.0.0.1:9", "--out", str(out), "--level", "MUST", "--check-timeout", "10"],
+                {"OLLAMA_CONFORMANCE_HISTORY": str(private_history)}, timeout_s=300)
+    assert proc.returncode == 3, proc.stderr[-2000:]
+    summary = json.loads((out / "summary.json").read_text())
+    check = summary["conformance"][0]
+    assert check["target"]["error"]  # the reports say why
+    assert check["total"]["pass"] == 0 and check["total"]["error"] > 0
+    assert summary["performance"] == []  # no benchmark against a target that does not answer
+    assert "target error" in (out / "report.md").read_text()
+
+
+@pytest.mark.slow
+def test_run_end_to_end_on_the_reference_backend(tmp_path: Path, private_history: Path) -> None:
+    """No --target: run starts the reference backend itself, as the README's first command does."""
+    out = tmp_path / "run"
+    proc = _run(
+        ["--out", str(out), "--level", "MUST", "--surface", "native",
+         "--concurrency", "1,2", "--requests", "3", "--output-tokens", "8"],
+        {"OLLAMA_CONFORMANCE_HISTORY": str(private_history)}, timeout_s=900,
+    )
+    assert proc.returncode in (0, 1), proc.stderr[-3000:]
+    for name in ARTEFACTS:
+        assert (out / name).is_file(), f"missing {name}"
+    summary = json.loads((out / "summary.json").read_text())
+    check = summary["conformance"][0]
+    assert not check["target"].get("error")
+    assert check["target"]["profile"] == "reference"
+    assert check["total"]["pass"] > 0
+    assert set(check["by_surface"]) == {"native"}
+    must = check["by_level"]["MUST"]
+    assert proc.returncode == (1 if must["fail"] or must["error"] else 0)  # the exit status follows MUST
+    bench = summary["performance"][0]
+    assert [s["name"] for s in bench["steps"]] == ["concurrency=1", "concurrency=2"]
+    assert all(s["requests"]["ok"] >= 1 for s in bench["steps"])
+    assert (bench.get("model") or {}).get("name") == "gemma3:270m"
+    assert str(out / "report.html") in proc.stdout  # the summary says where the reports are
+    assert "Conformance" in proc.stdout and "Performance" in proc.stdout
+    badge = (out / "badge.svg").read_text()
+    assert f"MUST {int(must['rate'] * 100 + 1e-9)}%" in badge
+    with sqlite3.connect(private_history) as conn:
+        assert conn.execute("SELECT count(*) FROM runs").fetchone()[0] == 2

@@ -1,0 +1,132 @@
+"""Load every recording and check each exchange against the spec (shared by the tests and by nothing else)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from recording_formats import (
+    JSON,
+    NDJSON,
+    SSE,
+    Exchange,
+    RecordingFormatError,
+    parse_body_only,
+    parse_cassette,
+    parse_httprr,
+    parse_llamastack,
+)
+
+import spec
+from spec.schemas import response_media
+
+# Body-only files carry no request: the recordings README says which endpoint each one answers.
+BODY_ONLY: dict[str, tuple[str, str, str]] = {
+    "prism-php__prism/generate-text-with-a-prompt-1.json": ("POST", "/api/chat", JSON),
+    "prism-php__prism/generate-text-with-multiple-tools-1.json": ("POST", "/api/chat", JSON),
+    "prism-php__prism/structured-1.json": ("POST", "/api/chat", JSON),
+    "prism-php__prism/embeddings-multiple-inputs-1.json": ("POST", "/api/embed", JSON),
+    # `.sse` is prism's naming; the content is NDJSON
+    "prism-php__prism/stream-with-thinking-1.sse": ("POST", "/api/chat", NDJSON),
+    "prism-php__prism/stream-with-tools-1.sse": ("POST", "/api/chat", NDJSON),
+}
+
+# Files in the folder that are documentation, not recordings.
+NOT_RECORDINGS = frozenset({"README.md"})
+
+
+def recording_files(root: Path) -> list[str]:
+    return sorted(
+        str(p.relative_to(root))
+        for p in root.rglob("*")
+        if p.is_file() and str(p.relative_to(root)) not in NOT_RECORDINGS
+    )
+
+
+def parse_recording(root: Path, rel: str) -> list[Exchange]:
+    path = root / rel
+    if rel in BODY_ONLY:
+        method, api_path, content_type = BODY_ONLY[rel]
+        return parse_body_only(path, rel, method, api_path, content_type)
+    if path.suffix == ".httprr":
+        return parse_httprr(path, rel)
+    if path.suffix in (".yaml", ".yml"):
+        return parse_cassette(path, rel)
+    if rel.startswith("llamastack__llama-stack/") and path.suffix == ".json":
+        return parse_llamastack(path, rel)
+    raise RecordingFormatError(f"{rel}: no parser knows this recording format")
+
+
+def _is_final_native(value: Any) -> bool:
+    return isinstance(value, dict) and value.get("done") is True
+
+
+def _framing_problems(exchange: Exchange, media: dict[str, Any]) -> list[str]:
+    """Stream-level invariants the per-item schemas cannot express."""
+    items = [p.value for p in exchange.payloads]
+    problems: list[str] = []
+    if not items:
+        return ["stream has no items"]
+    if media.get("x-stream") == "ndjson" and exchange.path in ("/api/chat", "/api/generate"):
+        finals = [i for i, v in enumerate(items) if _is_final_native(v)]
+        errors = [i for i, v in enumerate(items) if isinstance(v, dict) and "error" in v]
+        if errors:
+            if errors != [len(items) - 1]:
+                problems.append("an error line must be the last line of the stream")
+        elif finals != [len(items) - 1]:
+            problems.append(f"exactly one done:true chunk, last, expected; found at {finals} of {len(items)}")
+    if media.get("x-stream") == "sse" and exchange.fidelity in ("cassette", "raw-wire", "raw-lines"):
+        # framing is only visible where the wire text was kept (client objects lose it)
+        sentinel = media.get("x-sse-sentinel")
+        if sentinel and not exchange.sse_sentinel:
+            problems.append(f"SSE stream did not end with data: {sentinel}")
+        if not sentinel and exchange.sse_sentinel:
+            problems.append("SSE stream sent a [DONE] sentinel the spec does not declare")
+    if exchange.path == "/v1/messages" and exchange.content_type == SSE:
+        types = [v.get("type") for v in items if isinstance(v, dict)]
+        if types[:1] != ["message_start"] or types[-1:] != ["message_stop"]:
+            problems.append(
+                f"Anthropic stream must start with message_start and end with message_stop, got {types[:1]}..{types[-1:]}"
+            )
+    return problems
+
+
+def check_exchange(exchange: Exchange) -> list[str]:
+    """Every way the exchange disagrees with the spec ([] when it conforms)."""
+    found = spec.find_path(exchange.path)
+    if found is None:
+        return [f"path {exchange.path} is not in the spec"]
+    try:
+        statuses = spec.declared_statuses(exchange.method, exchange.path)
+    except KeyError:
+        return [f"{exchange.method} {exchange.path} is not in the spec"]
+    if str(exchange.status) not in statuses:
+        return [f"status {exchange.status} is not declared for {exchange.method} {exchange.path} ({statuses})"]
+    problems: list[str] = []
+    declared = spec.response_media_types(exchange.method, exchange.path, exchange.status)
+    if exchange.content_type not in declared:
+        return [f"content type {exchange.content_type!r} is not declared for status {exchange.status} ({declared})"]
+    media = response_media(exchange.method, exchange.path, exchange.status, exchange.content_type) or {}
+    item_schema = media.get("schema")
+    if item_schema is None:
+        return [f"no schema for {exchange.content_type} at status {exchange.status}"]
+    events = media.get("x-sse-events") or {}
+    for n, payload in enumerate(exchange.payloads):
+        where = f"item {n}" if media.get("x-stream") else "body"
+        for line in spec.validate(payload.value, item_schema):
+            problems.append(f"{where}: {line}")
+        if events and exchange.fidelity != "client-object":
+            if payload.event not in events:
+                problems.append(f"{where}: SSE event {payload.event!r} is not declared ({sorted(events)})")
+            else:
+                if isinstance(payload.value, dict) and payload.value.get("type") != payload.event:
+                    problems.append(f"{where}: data type {payload.value.get('type')!r} != event {payload.event!r}")
+                for line in spec.validate(payload.value, events[payload.event]):
+                    problems.append(f"{where} (event {payload.event}): {line}")
+    if media.get("x-stream"):
+        problems += _framing_problems(exchange, media)
+    if exchange.status == 200 and isinstance(exchange.request_body, dict):
+        schema = spec.request_schema(exchange.method, exchange.path)
+        if schema is not None:
+            problems += [f"request: {line}" for line in spec.validate(exchange.request_body, schema)]
+    return problems
