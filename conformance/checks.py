@@ -82,6 +82,8 @@ class Api:
             return stream.objects
         if got.media_type == SSE:
             return [json.loads(e.data) for e in self.sse(got) if e.data != "[DONE]"]
+        if got.media_type.startswith("text/"):
+            return [got.text]
         try:
             return [got.json()]
         except ValueError as exc:

@@ -290,13 +290,13 @@ class ConformanceSession:
         elif self.target_error:
             tr.write_line(f"target unusable: {self.target_error}", red=True)
         summary = self.summary()
-        header = f"{'':<12}" + "".join(f"{s:>16}" for s in STATES)
+        header = f"{'':<20}" + "".join(f"{s:>16}" for s in STATES)
         tr.write_line(header)
         rows = [("total", summary["total"])]
         rows += [(f"level {k}", v) for k, v in summary["by_level"].items() if sum(v.values())]
         rows += [(f"surface {k}", v) for k, v in sorted(summary["by_surface"].items())]
         for name, counts in rows:
-            tr.write_line(f"{name:<12}" + "".join(f"{counts[s]:>16}" for s in STATES))
+            tr.write_line(f"{name:<20}" + "".join(f"{counts[s]:>16}" for s in STATES))
         failing = [e for e in self.results.values() if e["status"] in ("fail", "error")]
         for entry in failing[:60]:
             tr.write_line(f"{entry['status'].upper():<6} {entry['level']:<6} {entry['feature']}: {entry['id']}: "

@@ -123,7 +123,7 @@ def discover(
 ) -> Target:
     """Ask the target what it is and which models it serves; pick a chat and an embedding model."""
     target = Target(url=url, profile=profile, api_key=api_key, timeout_s=timeout_s, allow_mutations=allow_mutations)
-    with httpx.Client(base_url=url, headers=target.headers(), timeout=min(timeout_s / 2, 30.0)) as client:
+    with httpx.Client(base_url=url, headers=target.headers(), timeout=timeout_s) as client:
         version = _get_json(client, "GET", "/api/version")
         target.version = version.get("version") if isinstance(version, dict) else None
         tags = _get_json(client, "GET", "/api/tags")

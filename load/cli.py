@@ -38,6 +38,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--request-timeout", default="120s", help="per-request time limit (default 120s)")
     p.add_argument("--seed", type=int, help="sampling seed sent with every request")
     p.add_argument("--server-pid", type=int, help="pid of a local server process, to sample its RSS")
+    p.add_argument("--no-preload", action="store_true",
+                   help="skip the unmeasured request that loads the model before the first step")
     p.add_argument("--quiet", action="store_true", help="print nothing but errors")
     p.add_argument("--calibrate", action="store_true",
                    help="measure the harness's own error against the built-in synthetic server, and print it")
@@ -62,7 +64,7 @@ def options_from_args(args: argparse.Namespace) -> object:
         warmup_s=parse_duration(args.warmup, "--warmup"), prompts=args.prompts, input_tokens=args.input_tokens,
         output_tokens=args.output_tokens, slo=parse_slo(args.slo), workers=args.workers, out_dir=args.out,
         request_timeout_s=parse_duration(args.request_timeout, "--request-timeout"), seed=args.seed,
-        server_pid=args.server_pid, quiet=args.quiet,
+        server_pid=args.server_pid, preload=not args.no_preload, quiet=args.quiet,
     )
 
 

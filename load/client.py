@@ -80,9 +80,24 @@ class StreamClient:
         sock.settimeout(self.timeout_s)
         return _Connection(sock)
 
+    def _recv(self, conn: _Connection, stamps: dict[str, int], deadline: int) -> tuple[bytes, int]:
+        try:
+            data = conn.sock.recv(RECV_BYTES)
+        except TimeoutError:
+            raise Timeout(f"no data for {self.timeout_s:g} s") from None
+        now = time.perf_counter_ns()  # stamped before anything is parsed
+        if "first_byte_ns" not in stamps:
+            stamps["first_byte_ns"] = now
+        if now > deadline:
+            raise Timeout(f"request exceeded {self.timeout_s:g} s")
+        return data, now
+
     def _exchange(self, conn: _Connection, path: str, content: bytes, stamps: dict[str, int], deadline: int,
-                  on_data: Any) -> tuple[int, bytes]:
-        """Write the request, feed body bytes to `on_data(bytes, ns)` (or collect them); return (status, body)."""
+                  on_data: Any) -> tuple[int, bytes, bool]:
+        """Write the request, feed body bytes to `on_data(bytes, ns)` (or collect them).
+
+        Returns (status, collected body, whether the connection can carry another request).
+        """
         headers = [("Host", self.host_header), ("User-Agent", USER_AGENT), ("Accept", "*/*"),
                    ("Content-Type", "application/json"), ("Content-Length", str(len(content))), *self.headers]
         hc = conn.h11
@@ -92,33 +107,73 @@ class StreamClient:
         stamps["request_written_ns"] = time.perf_counter_ns()
         status = 0
         collected: list[bytes] = []
+        now = 0
         while True:
             event = hc.next_event()
             if event is h11.NEED_DATA:
-                try:
-                    data = conn.sock.recv(RECV_BYTES)
-                except TimeoutError:
-                    raise Timeout(f"no data for {self.timeout_s:g} s") from None
-                now = time.perf_counter_ns()
-                if "first_byte_ns" not in stamps:
-                    stamps["first_byte_ns"] = now
-                self._now = now
-                if now > deadline:
-                    raise Timeout(f"request exceeded {self.timeout_s:g} s")
+                data, now = self._recv(conn, stamps, deadline)
                 hc.receive_data(data)
                 continue
             kind = type(event)
             if kind is h11.Data:
                 if status == 200 and on_data is not None:
-                    on_data(bytes(event.data), self._now)
+                    on_data(bytes(event.data), now)
                 else:
                     collected.append(bytes(event.data))
             elif kind is h11.Response:
                 status = event.status_code
+                if status == 200 and on_data is not None and _is_chunked(event.headers):
+                    reusable = self._stream_chunked(conn, hc.trailing_data[0], on_data, now, stamps, deadline)
+                    conn.h11 = h11.Connection(h11.CLIENT, max_incomplete_event_size=1 << 20)
+                    return status, b"", reusable and not _closes(event.headers)
             elif kind is h11.EndOfMessage:
-                return status, b"".join(collected)
+                reusable = hc.our_state is h11.DONE and hc.their_state is h11.DONE
+                if reusable:
+                    hc.start_next_cycle()
+                return status, b"".join(collected), reusable
             elif kind is h11.ConnectionClosed:
                 raise TargetFault("connection closed before the response ended")
+
+    def _stream_chunked(self, conn: _Connection, buf: bytes, on_data: Any, now: int, stamps: dict[str, int],
+                        deadline: int) -> bool:
+        """The hot path of a stream: decode `Transfer-Encoding: chunked` straight off the socket.
+
+        h11 yields one event per HTTP chunk; here all chunks completed by one `recv` go to the parser at once with
+        that recv's stamp, which halves the client's cost per chunk. Returns whether the message ended cleanly
+        with nothing after it (so the connection can be reused).
+        """
+        pending = bytearray(buf)
+        pos = 0
+        while True:
+            ready: list[bytes] = []
+            while True:
+                eol = pending.find(b"\r\n", pos)
+                if eol < 0:
+                    break
+                try:
+                    size = int(bytes(pending[pos:eol]).split(b";", 1)[0], 16)
+                except ValueError:
+                    raise TargetFault(f"invalid chunk size line {bytes(pending[pos:eol])[:40]!r}") from None
+                if size == 0:
+                    end = pending.find(b"\r\n\r\n", eol)  # the last chunk, then trailers (if any) and CRLF
+                    if end < 0:
+                        break
+                    if ready:
+                        on_data(b"".join(ready), now)
+                    return end + 4 == len(pending)
+                if len(pending) < eol + 2 + size + 2:
+                    break
+                ready.append(bytes(pending[eol + 2:eol + 2 + size]))
+                pos = eol + 2 + size + 2
+            if ready:
+                on_data(b"".join(ready), now)
+            if pos:
+                del pending[:pos]
+                pos = 0
+            data, now = self._recv(conn, stamps, deadline)
+            if not data:
+                raise TargetFault("connection closed before the response ended")
+            pending += data
 
     def measure(self, spec: EndpointSpec, body: dict[str, Any], intended_start_ns: int) -> dict[str, Any]:
         """Send one request and return its sample (stamps in perf_counter_ns); target faults become its status."""
@@ -135,7 +190,7 @@ class StreamClient:
             if self._idle:
                 conn = self._idle.pop()
                 try:
-                    status, raw = self._exchange(conn, spec.path, content, stamps, deadline, on_data)
+                    status, raw, reusable = self._exchange(conn, spec.path, content, stamps, deadline, on_data)
                 except (TargetFault, h11.ProtocolError, OSError):
                     if "first_byte_ns" in stamps:
                         raise
@@ -144,13 +199,12 @@ class StreamClient:
                     conn = None
             if conn is None:
                 conn = self._open(stamps)
-                status, raw = self._exchange(conn, spec.path, content, stamps, deadline, on_data)
+                status, raw, reusable = self._exchange(conn, spec.path, content, stamps, deadline, on_data)
             sample["http_status"] = status
             if status != 200:
                 sample["status"], sample["error"] = "error", _error_text(status, raw)
             parser.close(time.perf_counter_ns())
-            if conn.h11.our_state is h11.DONE and conn.h11.their_state is h11.DONE:
-                conn.h11.start_next_cycle()
+            if reusable:
                 self._idle.append(conn)
             else:
                 conn.close()
@@ -187,6 +241,14 @@ class StreamClient:
             sample.update(_embed_figures(raw, sample))
         sample.update({k: v for k, v in request_metrics(sample).items() if k in ("ttft_ms", "itl_ms", "e2e_ms")})
         return sample
+
+
+def _is_chunked(headers: list[tuple[bytes, bytes]]) -> bool:
+    return any(k == b"transfer-encoding" and b"chunked" in v.lower() for k, v in headers)
+
+
+def _closes(headers: list[tuple[bytes, bytes]]) -> bool:
+    return any(k == b"connection" and b"close" in v.lower() for k, v in headers)
 
 
 def _error_text(status: int, body: bytes) -> str:

@@ -247,6 +247,9 @@ class BenchUser(User):
             flags = user._claim(intended)
             if flags is None:
                 user._stop()
+            early = (intended - time.perf_counter_ns()) / 1e9
+            if early > 0:  # locust runs a user's first task before any wait_time
+                gevent.sleep(early)
             while len(user.inflight) >= user.options.max_in_flight:  # the cap makes sends late: counted as lateness
                 gevent.sleep(0.001)
             user.inflight.spawn(user._one, intended, flags)

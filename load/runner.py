@@ -73,6 +73,7 @@ class BenchOptions:
     request_timeout_s: float = 120.0
     seed: int | None = None
     server_pid: int | None = None
+    preload: bool = True
     quiet: bool = False
 
     def validate(self) -> None:
@@ -164,6 +165,24 @@ def probe_target(url: str, model: str, headers: dict[str, str]) -> tuple[str | N
             return version, digest
     except httpx.HTTPError as exc:
         raise TargetError(f"cannot reach {url}: {type(exc).__name__}: {exc}") from None
+
+
+def preload_model(opts: BenchOptions, url: str, headers: dict[str, str]) -> dict[str, Any]:
+    """One unmeasured request before the steps, so a cold model load is not booked into a step's latencies.
+
+    Its figures are kept (`load_duration` shows the cold load) and a failure is reported, not fatal: the steps
+    will show what the target does.
+    """
+    from load.client import StreamClient
+
+    spec = endpoint_spec(opts.surface, opts.endpoint, opts.model, 1, opts.seed)
+    client = StreamClient(url, max(opts.request_timeout_s, 300.0), headers)
+    try:
+        s = client.measure(spec, spec.body(load_prompts(opts.prompts, opts.input_tokens)[0]), time.perf_counter_ns())
+    finally:
+        client.close()
+    return {"status": s["status"], "error": s["error"], "e2e_ms": s["e2e_ms"],
+            "load_duration_ms": (s.get("server") or {}).get("load_duration", 0) / 1e6}
 
 
 def hardware() -> dict[str, Any]:
@@ -315,6 +334,11 @@ def run_bench(opts: BenchOptions) -> int:
         _log(opts, f"bench: target {url} (profile {profile}, version {version}), model {opts.model}")
         sampler = TelemetrySampler(url, pid, headers)
         sampler.start()
+        preload = None
+        if opts.preload:
+            preload = preload_model(opts, url, headers)
+            _log(opts, f"bench: preload request {preload['status']} in {preload['e2e_ms'] or 0:.0f} ms"
+                 + (f" ({preload['error']})" if preload["error"] else ""))
         steps: list[dict[str, Any]] = []
         health: list[dict[str, Any]] = []
         samples_path = out / "samples.jsonl"
@@ -353,6 +377,7 @@ def run_bench(opts: BenchOptions) -> int:
         "hardware": hardware(),
         "config": {**asdict(opts), "mode": opts.mode, "path": endpoint_spec(
             opts.surface, opts.endpoint, opts.model, opts.output_tokens, opts.seed).path},
+        "preload": preload,
         "steps": steps,
         "telemetry": telemetry,
         "harness": harness_health(health, steps, opts.mode),

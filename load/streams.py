@@ -111,29 +111,34 @@ class SseParser:
     def __init__(self) -> None:
         self.state = StreamState()
         self._tail = b""
-        self._data: list[bytes] = []
 
     def feed(self, data: bytes, arrival_ns: int) -> None:
         buf = self._tail + data if self._tail else data
-        lines = buf.split(b"\n")
-        self._tail = lines.pop()
-        for line in lines:
-            line = line.rstrip(b"\r")
-            if not line:
-                if self._data:
-                    self._event(b"\n".join(self._data), arrival_ns)
-                    self._data = []
-            elif line.startswith(b"data:"):
+        if b"\r" in buf:  # CRLF line ends (a CR split from its LF by a read boundary is rejoined here)
+            buf = buf.replace(b"\r\n", b"\n")
+        events = buf.split(b"\n\n")
+        self._tail = events.pop()
+        for event in events:
+            if event.startswith(b"data: ") and b"\n" not in event:  # the common case: one data line
+                self._event(event[6:], arrival_ns)
+            else:
+                self._fields(event, arrival_ns)
+
+    def _fields(self, event: bytes, arrival_ns: int) -> None:
+        data = []
+        for line in event.split(b"\n"):
+            if line.startswith(b"data:"):
                 value = line[5:]
-                self._data.append(value[1:] if value.startswith(b" ") else value)
-            # other fields (event:, id:, retry:, comments) carry nothing we measure
+                data.append(value[1:] if value.startswith(b" ") else value)
+            # other fields (event:, id:, retry:) and comments carry nothing we measure
+        if data:
+            self._event(b"\n".join(data), arrival_ns)
 
     def close(self, arrival_ns: int) -> None:
-        if self._tail:
-            self.feed(b"\n", arrival_ns)
-        if self._data:
-            self._event(b"\n".join(self._data), arrival_ns)
-            self._data = []
+        tail = self._tail.replace(b"\r\n", b"\n").strip(b"\n")
+        self._tail = b""
+        if tail:
+            self._fields(tail, arrival_ns)
 
     def _event(self, payload: bytes, arrival_ns: int) -> None:
         st = self.state

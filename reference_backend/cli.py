@@ -110,7 +110,7 @@ def run(args: argparse.Namespace) -> int:
     print(f"http://{shown}:{port}", flush=True)
     server = uvicorn.Server(
         uvicorn.Config(
-            app, log_level="warning", access_log=False, timeout_graceful_shutdown=5, lifespan="on", server_header=False
+            app, log_level="warning", access_log=False, timeout_graceful_shutdown=2, lifespan="on", server_header=False
         )
     )
     asyncio.run(server.serve(sockets=[sock]))

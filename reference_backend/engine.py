@@ -160,15 +160,17 @@ class TextRunner:
     def submit(self, request: GenerationRequest) -> asyncio.Queue[Event]:
         with self.lock:
             busy = len(self.active) >= self.num_parallel
-            if busy and self.waiting.qsize() >= self.max_queue:
+            if busy and self.queued() >= self.max_queue:
                 raise QueueFull()
             request.loop = asyncio.get_running_loop()
             request.events = asyncio.Queue()
             self.waiting.put(request)
         return request.events
 
-    def load_count(self) -> int:
-        return len(self.active) + self.waiting.qsize()
+    def queued(self) -> int:
+        """Requests waiting for a slot (those whose client has gone no longer count)."""
+        with self.waiting.mutex:
+            return sum(1 for r in self.waiting.queue if r is not None and not r.cancelled.is_set())
 
     def stop(self) -> None:
         self.stopping.set()

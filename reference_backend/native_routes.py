@@ -7,6 +7,8 @@ status and `{"error": ...}` (`application/json`); after it, an `{"error": ...}` 
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import json
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -93,6 +95,28 @@ def _reorder(obj: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
+class ClientGone(Exception):
+    """The client disconnected while its request waited (for a slot, or for the model to load)."""
+
+
+async def first_item(request: Request, items: AsyncIterator[dict[str, Any]]) -> dict[str, Any]:
+    """The stream's first object; a client that hangs up while waiting for it gives its queue place back."""
+    task = asyncio.ensure_future(items.__anext__())
+    try:
+        while True:
+            done, _ = await asyncio.wait({task}, timeout=0.5)
+            if done:
+                return task.result()
+            if await request.is_disconnected():
+                raise ClientGone()
+    finally:
+        if not task.done():
+            task.cancel()
+            with contextlib.suppress(BaseException):
+                await task
+            await items.aclose()
+
+
 async def inference_response(
     request: Request, kind: str, produce: Callable[[Any, dict[str, Any]], AsyncIterator[dict[str, Any]]]
 ) -> Response:
@@ -103,9 +127,11 @@ async def inference_response(
     with_tools = bool(next((v for k, v in body.items() if k.lower() == "tools"), None))
     items = produce(state_of(request), body)
     try:
-        first = await items.__anext__()
+        first = await first_item(request, items)
     except StopAsyncIteration:
         return error_response(500, "no response")
+    except ClientGone:
+        return error_response(499, "request canceled")
     if "error" in first:
         await items.aclose()
         return error_response(500, first["error"], "application/json")

@@ -278,6 +278,8 @@ def render_html(summary: dict[str, Any], results: ResultSet, history_charts: lis
     if rates:
         body.append(f" · {escape(badge_text(rates))}")
     body.append("</p>")
+    for note in summary.get("notes") or []:
+        body.append(f"<p class=warn>note: {escape(str(note))}</p>")
     for check in summary["conformance"]:
         body.append(conformance_html(check))
     for bench_summary, bench in zip(summary["performance"], results.benches, strict=True):

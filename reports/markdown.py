@@ -108,6 +108,10 @@ def performance_section(bench: dict[str, Any]) -> list[str]:
 
 def render_markdown(summary: dict[str, Any]) -> str:
     lines = ["# ollama-conformance report", ""]
+    for note in summary.get("notes") or []:
+        lines.append(f"> **note:** {cell(note)}")
+    if summary.get("notes"):
+        lines.append("")
     for check in summary["conformance"]:
         lines += [*conformance_section(check), ""]
     for bench in summary["performance"]:

@@ -38,6 +38,16 @@ BENCH_LOG = "bench.log"
 EXIT_OK, EXIT_FAIL, EXIT_TARGET = 0, 1, 3
 BENCH_WARMUP_S = 2.0  # seconds of each step not measured (the first requests warm caches)
 BENCH_SEED = 1
+PLAIN_INTERVAL_S = 10.0
+DEFAULT_CHAT_MODEL = "gemma3:270m"
+DEFAULT_EMBED_MODEL = "all-minilm:22m"
+WARM_UP_TIMEOUT_S = 600.0
+WARM_UP_REQUESTS: tuple[tuple[str, dict[str, Any]], ...] = (
+    ("/api/show", {"model": DEFAULT_CHAT_MODEL}),
+    ("/api/show", {"model": DEFAULT_EMBED_MODEL}),
+    ("/api/generate", {"model": DEFAULT_CHAT_MODEL, "prompt": "Hello", "stream": False, "options": {"num_predict": 1}}),
+    ("/api/embed", {"model": DEFAULT_EMBED_MODEL, "input": "Hello"}),
+)
 # pytest -v prints "... PASSED   [ 42%]" after each test: the progress bar follows it.
 PYTEST_PERCENT = re.compile(r"\[\s*(\d{1,3})%\]\s*$")
 PYTEST_OUTCOME = re.compile(r"\b(PASSED|FAILED|SKIPPED|ERROR|XFAIL|XPASS)\b")
@@ -51,6 +61,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", type=Path, default=None, help=f"folder for results and reports (default ./{DEFAULT_RUNS_DIR}/<UTC time>)")
     parser.add_argument("--level", choices=["MUST", "SHOULD", "MAY"], help="check only this level and the stricter ones")
     parser.add_argument("--surface", metavar="LIST", default="", help="comma-separated surfaces to check: native,openai,anthropic,cloud")
+    parser.add_argument("--feature", metavar="GLOB", action="append", default=[], help="check only feature ids matching this glob (repeatable)")
     parser.add_argument("--check-timeout", metavar="S", type=float, default=120.0, help="per-test timeout in seconds (default 120)")
     parser.add_argument("--skip-check", action="store_true", help="benchmark only")
     parser.add_argument("--skip-bench", action="store_true", help="conformance only")
@@ -102,7 +113,68 @@ def _console(*, stderr: bool) -> Any:
     return Console(stderr=stderr, highlight=False)
 
 
+class PlainProgress:
+    """Progress as plain lines, for logs and CI (rich draws live bars only on a terminal).
+
+    Same calls as rich's Progress (add_task, update); prints a phase's line when its detail changes, at most
+    every PLAIN_INTERVAL_S seconds, and always when it completes.
+    """
+
+    def __init__(self, console: Any) -> None:
+        self.console = console
+        self.tasks: dict[int, dict[str, Any]] = {}
+        self.t0 = time.monotonic()
+
+    def __enter__(self) -> PlainProgress:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        return None
+
+    def add_task(self, description: str, total: float | None = None, detail: str = "", **_: Any) -> int:
+        task_id = len(self.tasks)
+        self.tasks[task_id] = {"description": description, "total": total, "completed": 0, "detail": detail,
+                               "printed_at": 0.0, "done": False}
+        self._print(task_id)
+        return task_id
+
+    def update(self, task_id: int, *, completed: float | None = None, total: float | None = None, detail: str | None = None) -> None:
+        task = self.tasks[task_id]
+        changed = detail is not None and detail != task["detail"]
+        if total is not None:
+            task["total"] = total
+        if completed is not None:
+            changed = changed or completed != task["completed"]
+            task["completed"] = completed
+        if detail is not None:
+            task["detail"] = detail
+        finished = task["total"] is not None and task["completed"] >= task["total"] and not task["done"]
+        if finished or (changed and time.monotonic() - task["printed_at"] >= PLAIN_INTERVAL_S):
+            task["done"] = task["done"] or finished
+            self._print(task_id)
+
+    def _print(self, task_id: int) -> None:
+        task = self.tasks[task_id]
+        task["printed_at"] = time.monotonic()
+        share = f" {100 * task['completed'] / task['total']:.0f}%" if task["total"] else ""
+        elapsed = time.monotonic() - self.t0
+        self.console.print(f"[{elapsed:6.1f}s] {task['description']}{share} {_plain(task['detail'])}", markup=False)
+
+
+def _plain(text: str) -> str:
+    """Rich markup removed ("[red]failed" -> "failed")."""
+    from rich.errors import MarkupError
+    from rich.text import Text
+
+    try:
+        return Text.from_markup(text).plain
+    except MarkupError:
+        return text
+
+
 def _progress(console: Any) -> Any:
+    if not console.is_terminal:
+        return PlainProgress(console)
     from rich.progress import BarColumn, Progress, SpinnerColumn, TaskProgressColumn, TextColumn, TimeElapsedColumn
 
     return Progress(
@@ -127,6 +199,31 @@ def start_reference_backend(progress: Any) -> tuple[Any, str]:
     return backend, url
 
 
+def warm_up(url: str, chat_model: str, progress: Any) -> str:
+    """Load the reference backend's models before the suite runs, so no test pays for the first load.
+
+    A fresh backend answers its first /api/show and first generation only once the model is converted and
+    loaded (a minute or more on a busy CPU), past the suite's per-request timeouts. Returns a problem, or "".
+    """
+    import httpx
+
+    task = progress.add_task("warm-up", total=len(WARM_UP_REQUESTS), detail="loading models")
+    try:
+        with httpx.Client(base_url=url, timeout=httpx.Timeout(WARM_UP_TIMEOUT_S, connect=10.0)) as client:
+            for i, (path, body) in enumerate(WARM_UP_REQUESTS):
+                body = {**body, "model": chat_model if body["model"] == DEFAULT_CHAT_MODEL else body["model"]}
+                progress.update(task, completed=i, detail=f"{path} {body['model']}")
+                response = client.post(path, json=body)
+                if response.status_code != 200:
+                    progress.update(task, detail=f"[yellow]{path}: HTTP {response.status_code}")
+                    return f"warm-up {path} {body['model']}: HTTP {response.status_code} {response.text[:200]}"
+    except httpx.HTTPError as exc:
+        progress.update(task, detail=f"[yellow]{type(exc).__name__}")
+        return f"warm-up failed: {type(exc).__name__}: {exc}"
+    progress.update(task, completed=len(WARM_UP_REQUESTS), detail="models loaded")
+    return ""
+
+
 def run_check_phase(plan: RunPlan, args: argparse.Namespace, url: str, progress: Any) -> tuple[Path | None, str]:
     """The conformance suite in a child pytest; progress follows its per-test lines, the full output goes to check.log."""
     from conformance.runner import CheckOptions, pytest_command
@@ -138,6 +235,7 @@ def run_check_phase(plan: RunPlan, args: argparse.Namespace, url: str, progress:
         model=args.model,
         surfaces=[s.strip() for s in args.surface.split(",") if s.strip()],
         level=args.level,
+        features=list(args.feature),
         junit=(plan.out / JUNIT_FILE).resolve(),
         timeout_s=args.check_timeout,
     )
@@ -148,7 +246,8 @@ def run_check_phase(plan: RunPlan, args: argparse.Namespace, url: str, progress:
     counts: dict[str, int] = {}
     tail: deque[str] = deque(maxlen=15)
     with (plan.out / CHECK_LOG).open("w", encoding="utf-8") as log, tempfile.TemporaryDirectory(prefix="ollama-conformance-") as scratch:
-        proc = subprocess.Popen(cmd, cwd=scratch, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=os.environ.copy())
+        proc = subprocess.Popen(cmd, cwd=scratch, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                                env={**os.environ, "PYTHONUNBUFFERED": "1"})  # line by line, for the progress bar
         assert proc.stdout is not None
         for line in proc.stdout:
             log.write(line)
@@ -185,7 +284,7 @@ def run_bench_phase(plan: RunPlan, args: argparse.Namespace, url: str, server_pi
     options = BenchOptions(
         target=url,
         profile=plan.profile or ("reference" if plan.target is None else None),
-        model=args.model or "gemma3:270m",
+        model=args.model or DEFAULT_CHAT_MODEL,
         concurrency=plan.concurrency,
         duration_s=None,
         requests=args.requests,
@@ -244,6 +343,9 @@ def print_summary(console: Any, summary: dict[str, Any], written: Any, plan: Run
             rate = "–" if c["rate"] is None else f"{int(c['rate'] * 100 + 1e-9)}%"
             table.add_row(level, str(c["pass"]), str(c["fail"]), str(c["error"]), str(c["not_applicable"]), rate)
         console.print(table)
+        if check["target"].get("error"):
+            console.print(f"  [red]target error:[/] {check['target']['error']} (every test is an error)")
+            continue
         for failure in check["failures"][:10]:
             message = " ".join(str(failure.get("message") or "").split())[:140]
             console.print(f"  [red]{failure['status']}[/] {failure['level']} {failure['feature']}: {message}")
@@ -293,6 +395,9 @@ def run(args: argparse.Namespace) -> int:
             backend, url = start_reference_backend(progress)
             stack.callback(backend.stop)
             server_pid = backend.process.pid if backend.process is not None else None
+            problem = warm_up(url, args.model or DEFAULT_CHAT_MODEL, progress)
+            if problem:
+                problems.append(problem)
         else:
             url = plan.target
         if not args.skip_check:
@@ -321,7 +426,7 @@ def run(args: argparse.Namespace) -> int:
             from reports.writer import write_reports
 
             results = load_paths(result_paths)
-            written = write_reports(results, plan.out, plan.history_db)
+            written = write_reports(results, plan.out, plan.history_db, notes=problems)
             progress.update(task, completed=1, detail=str(plan.out))
         else:
             progress.update(task, detail="[red]no results to report")

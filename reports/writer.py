@@ -45,13 +45,17 @@ def _write_atomic(path: Path, text: str) -> None:
         raise
 
 
-def write_reports(results: ResultSet, out_dir: Path, history_db: Path | None = None) -> Written:
-    """Build and write all reports; with history_db, record the results there and draw trends from it."""
+def write_reports(results: ResultSet, out_dir: Path, history_db: Path | None = None, notes: list[str] | None = None) -> Written:
+    """Build and write all reports; with history_db, record the results there and draw trends from it.
+
+    `notes` are problems of the run that produced the results (a phase that failed): every report shows them.
+    """
     try:
         out_dir.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise UsageError(f"cannot create the output folder {out_dir}: {exc.strerror or exc}") from exc
     summary = build_summary(results)
+    summary["notes"] = list(notes or [])  # what the caller (e.g. `run`) could not do, and why
     added = 0
     charts: list[str] = []
     if history_db is not None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from collections import Counter
 from typing import Any
@@ -103,9 +104,13 @@ def _print_text(data: dict[str, Any]) -> None:
 
 def run(args: argparse.Namespace) -> int:
     data = coverage(args.surface)
-    if args.json:
-        json.dump(data, sys.stdout, indent=2)
-        sys.stdout.write("\n")
-    else:
-        _print_text(data)
+    try:
+        if args.json:
+            json.dump(data, sys.stdout, indent=2)
+            sys.stdout.write("\n")
+        else:
+            _print_text(data)
+        sys.stdout.flush()
+    except BrokenPipeError:  # piped into `head`: stop quietly, as other CLI tools do
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
     return 0

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import copy
+from functools import cache
 from typing import Any
 
 from spec.documents import _load, find_operation, media_type_base
@@ -60,13 +62,22 @@ def response_media_types(method: str, path: str, status: int | str) -> list[str]
     return list(_content(surface, response))
 
 
-def response_media(method: str, path: str, status: int | str, media_type: str) -> dict[str, Any] | None:
-    """The whole resolved Media Type Object (schema, x-stream, x-sse-events, ...), or None."""
-    surface, op = _operation(method, path)
+@cache
+def _resolved_media(method: str, template: str, status: str, media_type: str) -> dict[str, Any] | None:
+    surface, op = _operation(method, template)
     response = _response(surface, op, status)
     if response is None:
         return None
-    return _content(surface, response).get(media_type_base(media_type))
+    return _content(surface, response).get(media_type)
+
+
+def response_media(method: str, path: str, status: int | str, media_type: str) -> dict[str, Any] | None:
+    """The whole resolved Media Type Object (schema, x-stream, x-sse-events, ...), or None. A copy: callers may mutate."""
+    found = find_operation(method, path)
+    if found is None:
+        raise KeyError(f"no operation {method.upper()} {path} in the spec")
+    media = _resolved_media(method.upper(), found[1], str(status), media_type_base(media_type))
+    return copy.deepcopy(media)
 
 
 def response_schema(method: str, path: str, status: int | str, media_type: str) -> dict[str, Any] | None:

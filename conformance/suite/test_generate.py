@@ -17,7 +17,7 @@ from conformance.target import Target
 PROMPT = "The capital of France is"
 SMALL = {"num_predict": 4}
 GREEDY = {"temperature": 0, "num_predict": 8}
-BOOL_SCHEMA = {"type": "object", "properties": {"ok": {"type": "boolean"}}, "required": ["ok"]}
+BOOL_SCHEMA = {"type": "object", "properties": {"ok": {"type": "boolean"}}, "required": ["ok"], "additionalProperties": False}
 
 
 def generate(api: Api, model: str, **fields: object):

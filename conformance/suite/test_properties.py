@@ -13,7 +13,7 @@ from functools import cache
 from typing import Any
 
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, Phase, given, settings
 
 import spec
 from conformance.checks import Api
@@ -52,6 +52,7 @@ def bound(body: Any, path: str, target: Target) -> Any:
     if model:
         body["model"] = model
     body.pop("keep_alive", None)
+    body.pop("verbose", None)  # /api/show verbose returns the whole vocabulary: costly, not more telling
     options = body.get("options")
     if path in ("/api/generate", "/api/chat"):
         options = dict(options) if isinstance(options, dict) else {}
@@ -111,7 +112,8 @@ def run_property(api: Api, target: Target, op: spec.Operation, mode: str) -> Non
     examples = MAX_EXAMPLES if op.method == "POST" else 1
 
     @settings(max_examples=examples, deadline=None, derandomize=True, database=None,
-              suppress_health_check=list(HealthCheck), print_blob=False)
+              suppress_health_check=list(HealthCheck), print_blob=False,
+              phases=[Phase.explicit, Phase.generate])  # no shrinking: its cost is unbounded
     @given(case=strategy)
     def prop(case: Any) -> None:
         body = None if case.body is NOT_SET else case.body

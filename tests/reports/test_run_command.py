@@ -90,3 +90,22 @@ def test_run_end_to_end_on_the_reference_backend(tmp_path: Path, private_history
     assert f"MUST {int(must['rate'] * 100 + 1e-9)}%" in badge
     with sqlite3.connect(private_history) as conn:
         assert conn.execute("SELECT count(*) FROM runs").fetchone()[0] == 2
+
+
+def test_plain_progress_prints_lines_for_logs() -> None:
+    """Without a terminal (CI logs), progress is plain lines: each phase's start and completion at least."""
+    from rich.console import Console
+
+    from reports.run_command import PYTEST_PERCENT, PlainProgress
+
+    console = Console(record=True, width=200, force_terminal=False)
+    progress = PlainProgress(console)
+    task = progress.add_task("conformance", total=100, detail="collecting")
+    for pct in (10, 20, 100):
+        progress.update(task, completed=pct, detail=f"[red]passed {pct}")
+    text = console.export_text()
+    assert "conformance 0% collecting" in text
+    assert "conformance 100% passed 100" in text and "[red]" not in text
+    assert text.count("conformance") == 2  # throttled: the 10% and 20% updates fall inside the interval
+    match = PYTEST_PERCENT.search("test_chat.py::test_basic PASSED                         [ 42%]")
+    assert match and match.group(1) == "42"

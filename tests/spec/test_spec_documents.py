@@ -3,6 +3,8 @@ every route Ollama serves is there with its error statuses, and streaming/securi
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 from jsonschema import Draft202012Validator
 from openapi_spec_validator import validate as validate_openapi
@@ -170,3 +172,121 @@ def test_schemathesis_loads_the_document(surface: str) -> None:
         loaded.append((operation.method.upper(), operation.path))
     expected = {(m, p) for s, m, p in EXPECTED_OPERATIONS if s == surface}
     assert set(loaded) == expected
+
+
+def _schemathesis_operations() -> list[tuple[str, str, str]]:
+    return sorted((op.surface, op.method, op.path) for op in spec.operations())
+
+
+@pytest.mark.parametrize(("surface", "method", "path"), _schemathesis_operations(), ids=lambda v: str(v))
+def test_schemathesis_generates_requests(surface: str, method: str, path: str) -> None:
+    """The conformance suite fuzzes from these documents: every operation yields valid requests, and every
+    operation that takes a body yields invalid ones too (bounded: two examples each)."""
+    import schemathesis
+    from schemathesis import GenerationMode
+
+    operation = schemathesis.openapi.from_dict(spec.document(surface))[path][method]
+    request_schema = spec.request_schema(method, path)
+    modes = [GenerationMode.POSITIVE]
+    if request_schema is not None and method == "POST" and "{" not in path:
+        modes.append(GenerationMode.NEGATIVE)
+    for mode in modes:
+        seen = _draw(operation, mode, request_schema)
+        assert seen, f"{method} {path}: no {mode.value} case generated"
+
+
+def _draw(operation: Any, mode: Any, request_schema: dict | None) -> list[object]:
+    from hypothesis import HealthCheck, given, settings
+    from schemathesis import GenerationMode
+    from schemathesis.core import NOT_SET
+
+    seen: list[object] = []
+
+    @settings(max_examples=2, deadline=None, derandomize=True, database=None, suppress_health_check=list(HealthCheck))
+    @given(case=operation.as_strategy(generation_mode=mode))
+    def draw(case: Any) -> None:
+        body = getattr(case, "body", NOT_SET)
+        # a positive case must satisfy our own request schema (a negative one may break the body or anything else)
+        if mode == GenerationMode.POSITIVE and body is not NOT_SET and request_schema is not None:
+            assert spec.validate(body, request_schema) == []
+        seen.append(case)
+
+    draw()
+    return seen
+
+
+SCHEMA_KEYWORDS = frozenset(
+    [
+        "$ref",
+        "type",
+        "properties",
+        "required",
+        "items",
+        "oneOf",
+        "anyOf",
+        "allOf",
+        "not",
+        "if",
+        "then",
+        "else",
+        "const",
+        "enum",
+        "description",
+        "default",
+        "examples",
+        "pattern",
+        "minimum",
+        "maximum",
+        "minLength",
+        "maxLength",
+        "minItems",
+        "maxItems",
+        "minProperties",
+        "maxProperties",
+        "additionalProperties",
+        "deprecated",
+        "contentEncoding",
+        "contentMediaType",
+        "format",
+        "title",
+    ]
+)
+
+
+def _stray_keywords(node: object, where: str) -> list[str]:
+    """Keys of schema objects that are no JSON Schema keyword (a YAML slip such as `{description: a, b}`)."""
+    if not isinstance(node, dict):
+        return []
+    problems = [f"{where}: {key!r}" for key in node if key not in SCHEMA_KEYWORDS and not key.startswith("x-")]
+    for key, value in (node.get("properties") or {}).items():
+        problems += _stray_keywords(value, f"{where}.properties.{key}")
+    for key in ("items", "not", "if", "then", "else", "additionalProperties"):
+        problems += _stray_keywords(node.get(key), f"{where}.{key}")
+    for key in ("oneOf", "anyOf", "allOf"):
+        for i, sub in enumerate(node.get(key) or []):
+            problems += _stray_keywords(sub, f"{where}.{key}[{i}]")
+    return problems
+
+
+@pytest.mark.parametrize("surface", spec.SURFACES)
+def test_schemas_use_only_json_schema_keywords(surface: str) -> None:
+    doc = spec.document(surface)
+    problems = []
+    for name, schema in doc["components"]["schemas"].items():
+        problems += _stray_keywords(schema, name)
+    for path, item in doc["paths"].items():
+        for method, op in item.items():
+            if not isinstance(op, dict) or "responses" not in op:
+                continue
+            bodies = [op.get("requestBody") or {}, *op["responses"].values()]
+            for body in bodies:
+                for media_type, media in (body.get("content") or {}).items():
+                    problems += _stray_keywords(media.get("schema"), f"{method} {path} {media_type}")
+                    for event, schema in (media.get("x-sse-events") or {}).items():
+                        problems += _stray_keywords(schema, f"{method} {path} event {event}")
+    assert problems == []
+
+
+def test_stray_keyword_check_catches_a_yaml_slip() -> None:
+    slip = {"type": "object", "properties": {"n": {"type": "integer", "description": "Default 5", "at most 10.": None}}}
+    assert _stray_keywords(slip, "S") == ["S.properties.n: 'at most 10.'"]

@@ -86,10 +86,10 @@ def test_every_item_was_checked() -> None:
     assert len(exchanges) >= 45
     assert items >= 900
     assert {e.path for e in exchanges} >= {
-        "/api/chat", "/api/generate", "/api/embed", "/api/embeddings", "/api/pull", "/api/ps",
+        "/api/chat", "/api/generate", "/api/embed", "/api/embeddings", "/api/pull",
         "/v1/chat/completions", "/v1/completions", "/v1/models", "/v1/messages",
     }  # fmt: skip
-    assert len(streams) >= 20
+    assert len(streams) >= 18
 
 
 def _corrupt(value: object) -> object:

@@ -1,0 +1,50 @@
+"""The whole suite against the reference backend: every applicable MUST and SHOULD test passes, except the
+deviations listed below with their reason. Prints the run's duration (the ≤ 10 minute target is a figure, not an
+assertion)."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import pytest
+from suite_runs import run_suite, statuses
+
+from conformance.results import validate_results
+
+pytestmark = pytest.mark.slow
+
+# Known deviations: test id -> why it fails against the reference backend today. Each is a real difference from
+# Ollama (or a spec gap), reported to its owner; the test stays red for any other server with the same defect.
+KNOWN_DEVIATIONS: dict[str, str] = {
+    "conformance/suite/test_generate.py::test_format_json_gives_json":
+        "reference backend: format 'json' may produce an array; Ollama's grammar is `root ::= object`",
+    "conformance/suite/test_chat.py::test_format_json":
+        "reference backend: format 'json' may produce an array; Ollama's grammar is `root ::= object`",
+    "conformance/suite/test_properties.py::test_generated_requests[POST /v1/completions valid]":
+        "spec: /v1/completions finish_reason enum lacks 'load', which Ollama sends for an empty prompt",
+    "conformance/suite/test_models.py::test_create_without_source":
+        "reference backend: POST /api/create is not routed (404)",
+}
+
+
+def test_suite_passes_against_the_reference_backend(reference_url: str, tmp_path: Path) -> None:
+    started = time.monotonic()
+    code, results, output = run_suite(reference_url, tmp_path, timeout_s=1500)
+    elapsed = time.monotonic() - started
+    print(f"\nconformance suite against the reference backend: {elapsed:.1f} s wall, "
+          f"{results.get('summary', {}).get('total')}")
+    assert results, f"no results file:\n{output[-4000:]}"
+    assert validate_results(results) == []
+    assert "error" not in results["target"], results["target"]
+    unexpected = {
+        test_id: f"{entry['status']}: {entry['message'][:300]}"
+        for test_id, entry in statuses(results).items()
+        if entry["level"] in ("MUST", "SHOULD") and entry["status"] in ("fail", "error") and test_id not in KNOWN_DEVIATIONS
+    }
+    assert not unexpected, "MUST/SHOULD tests not passing against the reference backend:\n" + "\n".join(
+        f"  {k}: {v}" for k, v in sorted(unexpected.items()))
+    stale = [t for t in KNOWN_DEVIATIONS if statuses(results).get(t, {}).get("status") == "pass"]
+    if stale:
+        print(f"known deviations now passing (remove them from KNOWN_DEVIATIONS): {stale}")
+    assert code in (0, 1), output[-4000:]
