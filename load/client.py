@@ -228,6 +228,9 @@ class StreamClient:
             output_chunks=st.output_chunks, chunks=st.chunks, done_reason=st.done_reason,
             server=st.server, usage=st.usage,
         )
+        if st.server_stamps:
+            sample["server_stamps"] = st.server_stamps
+            sample["server_arrived_ns"] = st.server_arrived_ns
         if spec.streaming:
             n_out, source = output_tokens(st.server, st.usage, st.output_chunks)
             sample["output_tokens"], sample["output_tokens_source"] = n_out, source

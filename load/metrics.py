@@ -145,6 +145,7 @@ def step_metrics(samples: Sequence[Mapping[str, Any]], warmup_s: float, slo: Slo
         "overhead_ms": dist(m["overhead_ms"] for m in per),
         "send_lateness_ms": dist(request_metrics(s)["send_lateness_ms"] for s in rows),
         "connect_ms": dist(m["connect_ms"] for m in per),
+        "tls_ms": dist(m["tls_ms"] for m in per),
         "request_written_ms": dist(m["request_written_ms"] for m in per),
         "first_byte_ms": dist(m["first_byte_ms"] for m in per),
         "output_tokens": dist(s.get("output_tokens") for s in ok),

@@ -32,6 +32,18 @@ class StreamState:
     server: dict[str, int] = field(default_factory=dict)
     usage: dict[str, int] | None = None
     error: str | None = None
+    # [arrival_ns, server's x_sent_ns] for chunks that carry the synthetic server's send stamp (calibration)
+    server_stamps: list[list[int]] = field(default_factory=list)
+    server_arrived_ns: int | None = None
+
+
+def _server_stamps(st: StreamState, obj: dict[str, Any], arrival_ns: int) -> None:
+    sent = obj.get("x_sent_ns")
+    if isinstance(sent, int):
+        st.server_stamps.append([arrival_ns, sent])
+        arrived = obj.get("x_arrived_ns")
+        if isinstance(arrived, int):
+            st.server_arrived_ns = arrived
 
 
 def _native_has_output(obj: dict[str, Any]) -> bool:
@@ -91,6 +103,8 @@ class NdjsonParser:
             st.error = st.error or f"server error in stream: {obj['error']}"
         out = _native_has_output(obj)
         st.chunks.append([arrival_ns, None if out else 0])
+        if "x_sent_ns" in obj:
+            _server_stamps(st, obj, arrival_ns)
         if out:
             st.output_chunks += 1
             if st.first_output_ns is None:
@@ -164,6 +178,8 @@ class SseParser:
                 tokens = usage["completion_tokens"] - seen
             st.usage = {k: v for k, v in usage.items() if isinstance(v, int)}
         st.chunks.append([arrival_ns, tokens])
+        if "x_sent_ns" in obj:
+            _server_stamps(st, obj, arrival_ns)
         if out:
             st.output_chunks += 1
             if st.first_output_ns is None:

@@ -5,8 +5,9 @@ read, then one chunk every `interval_ms`, `chunks` chunks in all, each carrying 
 final object carries the server figures (`eval_count` = chunks x tokens_per_chunk, durations in ns) and the
 OpenAI `usage`. Deadlines are absolute (no drift) and each connection has its own thread sleeping with
 `time.sleep` (nanosleep, ~0.1 ms precise) rather than an event loop whose epoll timeouts round up to 1 ms.
-The server measures its own lateness against the schedule (GET /synthetic/stats), so a calibration can tell
-the server's error from the client's.
+The server measures its own lateness against the schedule (GET /synthetic/stats), and each paced chunk carries
+`x_sent_ns` (and the first one `x_arrived_ns`, when the request line arrived), both on the machine's monotonic
+clock, so a calibration can tell the server's error from the client's.
 
 Faults, for the harness's own tests: `--error-every K` answers every K-th generation request with a 500,
 `--stall-every K` stops every K-th stream after its first chunk for `--stall-s` seconds, `--drop-every K`
@@ -114,12 +115,15 @@ class Framer:
             "total_tokens": self.sched.prompt_tokens + completion,
         }
 
-    def chunk(self, index: int) -> bytes:
+    def chunk(self, index: int, stamps: dict[str, int] | None = None) -> bytes:
+        """Chunk `index`; `stamps` (server clock, perf_counter_ns) are added as `x_*` keys, which clients ignore."""
+        extra = stamps or {}
         if self.path == "/api/chat":
             return _ndjson({"model": self.model, "created_at": CREATED_AT,
-                            "message": {"role": "assistant", "content": self.text}, "done": False})
+                            "message": {"role": "assistant", "content": self.text}, "done": False, **extra})
         if self.path == "/api/generate":
-            return _ndjson({"model": self.model, "created_at": CREATED_AT, "response": self.text, "done": False})
+            return _ndjson({"model": self.model, "created_at": CREATED_AT, "response": self.text, "done": False,
+                            **extra})
         if self.path == "/v1/chat/completions":
             delta: dict[str, Any] = {"content": self.text}
             if index == 0:
@@ -132,6 +136,7 @@ class Framer:
                    "system_fingerprint": "fp_ollama", "choices": [{"index": 0, "text": self.text, "finish_reason": None}]}
         if self.continuous_usage:
             obj["usage"] = self.usage(index + 1)
+        obj.update(extra)
         return _sse(obj)
 
     def final(self, durations: dict[str, int]) -> bytes:
@@ -200,7 +205,7 @@ class Handler(BaseHTTPRequestHandler):
                                                          "owned_by": "library"}]})
         elif path == "/synthetic/stats":
             self._json(200, self.server.stats.summary())
-        elif path == "/":
+        elif path in ("/", "/health"):  # /health: what OpenAI-style benchmark tools probe first
             self._json(200, "Ollama is running")
         else:
             self._json(404, {"error": "404 page not found"})
@@ -271,7 +276,11 @@ class Handler(BaseHTTPRequestHandler):
         for i in range(sched.chunks):
             deadline = received_ns + ttft_ns + i * interval_ns
             sleep_until(deadline)
-            self._write_chunk(framer.chunk(i))
+            # the server's own send stamp rides in the chunk, so a calibration can separate client from server error
+            stamps = {"x_sent_ns": time.perf_counter_ns()}
+            if i == 0:
+                stamps["x_arrived_ns"] = received_ns
+            self._write_chunk(framer.chunk(i, stamps))
             lateness = time.perf_counter_ns() - deadline
             if i == 0:
                 first_late = lateness

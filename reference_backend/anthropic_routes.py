@@ -17,10 +17,11 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from reference_backend.sse import go_json, json_response, sse_event, sse_response
+from reference_backend.sse import JSON, JSON_UTF8, go_json, json_response, sse_event, sse_response
 from reference_backend.surface_common import (
     NativeStream,
     RequestError,
+    collect_unless_disconnected,
     decode_struct,
     first_error,
     merge_chat,
@@ -55,8 +56,8 @@ def error_body(status: int, message: str) -> dict[str, Any]:
             "request_id": new_id("req")}
 
 
-def error_response(status: int, message: str) -> Response:
-    return json_response(error_body(status, message), status_code=status)
+def error_response(status: int, message: str, content_type: str = JSON) -> Response:
+    return json_response(error_body(status, message), status_code=status, content_type=content_type)
 
 
 # --- request translation ---------------------------------------------------------------------------------------
@@ -420,12 +421,14 @@ async def create_message(request: Request) -> Response:
         native_request = messages_request_to_native(req)
         stream = await _open_chat(request, native_request)
     except RequestError as exc:
-        return error_response(exc.status, exc.message)
+        return error_response(exc.status, exc.message, JSON_UTF8)
     except ApiError as exc:
         return error_response(exc.status, exc.message)
     message_id = new_id("msg")
     if not req.get("stream"):
-        items = await stream.collect()
+        items = await collect_unless_disconnected(request, stream)
+        if items is None:
+            return Response(status_code=499)
         error = first_error(items)
         if error is not None or not items:
             return error_response(500, error or "no response from the model")

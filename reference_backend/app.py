@@ -21,7 +21,7 @@ from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 from starlette.routing import Route
 
-from reference_backend import bundled, cloud, native_routes
+from reference_backend import bundled, cloud, guards, native_routes
 from reference_backend.config import ServerConfig
 from reference_backend.scheduler import Scheduler
 from reference_backend.store import Store
@@ -59,7 +59,7 @@ def route_modules() -> list[ModuleType]:
 
 def middleware(config: ServerConfig) -> list[Middleware]:
     """Middleware applied to every route, outermost first (the cloud mode adds its auth here)."""
-    return [*cloud.cloud_middleware(config)]
+    return [*guards.guard_middleware(config), *cloud.cloud_middleware(config)]
 
 
 def _plain(text: str, status: int, headers: dict[str, str] | None = None) -> Response:

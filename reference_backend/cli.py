@@ -35,6 +35,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="weights on CPU: fp32 (exact) or int8 weight-only linears; CUDA always uses bf16",
     )
     parser.add_argument("--threads", type=int, default=0, help="torch threads (default: torch's choice)")
+    parser.add_argument(
+        "--kv-cache",
+        choices=["auto", "static", "dynamic"],
+        default="auto",
+        help="static: one preallocated cache for all slots (CUDA graphs on CUDA); dynamic: per-request caches",
+    )
     parser.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
     from reference_backend.cloud import add_cloud_arguments
 
@@ -71,6 +77,7 @@ def build_config(args: argparse.Namespace):  # -> ServerConfig (imported lazily:
     if args.threads < 0:
         raise UsageError("--threads must be at least 0")
     config.threads = args.threads
+    config.kv_cache = args.kv_cache
     from reference_backend.cloud import apply_cloud_arguments
 
     try:

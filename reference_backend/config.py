@@ -80,6 +80,7 @@ class ServerConfig:
     device: str = "auto"  # auto | cpu | cuda
     precision: str = "auto"  # auto | fp32 | bf16 | int8 (weight-only linears; the CPU default)
     threads: int = 0  # torch threads; 0 = torch's default
+    kv_cache: str = "auto"  # auto (static + CUDA graph on CUDA, dynamic on CPU) | static | dynamic
 
     @classmethod
     def from_env(cls) -> ServerConfig:

@@ -19,7 +19,7 @@ from typing import Any, Protocol
 
 import torch
 
-from reference_backend.gemma3 import Gemma3, KVCache
+from reference_backend.gemma3 import Gemma3, KVCache, StaticSlots
 from reference_backend.options import Options
 from reference_backend.sampling import Sampler, log_softmax_top
 
@@ -72,6 +72,7 @@ class GenerationRequest:
     logprobs: bool = False
     top_logprobs: int = 0
     constraint_factory: Callable[[], Constraint | None] | None = None
+    shift: bool = True  # on a full context: shift (Ollama's default) or stop with "length"
     # set by the runner
     loop: asyncio.AbstractEventLoop | None = None
     events: asyncio.Queue[Event] | None = None
@@ -129,7 +130,7 @@ class TextStream:
 @dataclass
 class Sequence:
     request: GenerationRequest
-    cache: KVCache
+    cache: KVCache | None  # the sequence's own cache (dynamic path), None when it lives in a static slot
     sampler: Sampler
     stream: TextStream
     constraint: Constraint | None
@@ -139,16 +140,34 @@ class Sequence:
     first_token_ns: int = 0
     generated: list[int] = field(default_factory=list)
     next_token: int = -1  # sampled, not yet fed to the model
+    slot: int = -1  # its slot in StaticSlots (static path)
+    length: int = 0  # tokens in its KV cache
 
 
 class TextRunner:
     """Owns the model weights and the worker thread for one loaded text model."""
 
-    def __init__(self, model: Gemma3, tokenizer: Any, *, num_parallel: int, max_queue: int) -> None:
+    def __init__(
+        self,
+        model: Gemma3,
+        tokenizer: Any,
+        *,
+        num_parallel: int,
+        max_queue: int,
+        static_context: int = 0,
+        use_cuda_graph: bool = False,
+    ) -> None:
         self.model = model
         self.tokenizer = tokenizer
         self.num_parallel = max(1, num_parallel)
         self.max_queue = max_queue
+        # static_context > 0: one static KV cache for all slots (the CUDA path, replayed as a CUDA graph)
+        self.static = (
+            StaticSlots(model, self.num_parallel, static_context, use_cuda_graph=use_cuda_graph)
+            if static_context > 0
+            else None
+        )
+        self.free_slots = list(range(self.num_parallel))
         self.waiting: queue.Queue[GenerationRequest] = queue.Queue()
         self.active: list[Sequence] = []
         self.lock = threading.Lock()
@@ -189,6 +208,7 @@ class TextRunner:
             except Exception as exc:  # a bug or an engine failure: fail the requests in flight, keep serving
                 log.exception("engine step failed")
                 for seq in self.active:
+                    self._release(seq)
                     seq.request.emit(ErrorEvent(f"an error was encountered while running the model: {exc}"))
                 self.active = []
 
@@ -213,15 +233,32 @@ class TextRunner:
                 self.active.append(seq)
 
     def _finish_if_cancelled(self, seq: Sequence) -> bool:
-        return seq.request.cancelled.is_set()
+        if seq.request.cancelled.is_set():
+            self._release(seq)
+            return True
+        return False
+
+    def _release(self, seq: Sequence) -> None:
+        if seq.slot >= 0:
+            self.free_slots.append(seq.slot)
+            seq.slot = -1
+        seq.cache = None
 
     def _prefill(self, request: GenerationRequest) -> Sequence | None:
         started = time.perf_counter_ns()
+        if self.static is not None:
+            request.num_ctx = min(request.num_ctx, self.static.context)
         cache = self.model.new_cache(min(request.num_ctx, len(request.prompt_tokens) + 256))
         logits = self.model.prefill(request.prompt_tokens, cache)[-1]
+        slot = -1
+        if self.static is not None:
+            slot = self.free_slots.pop()
+            self.static.load(slot, cache)
         seq = Sequence(
             request=request,
-            cache=cache,
+            cache=None if self.static is not None else cache,
+            slot=slot,
+            length=cache.length,
             sampler=Sampler(request.options),
             stream=TextStream(self.tokenizer, request.options.stop),
             constraint=request.constraint_factory() if request.constraint_factory else None,
@@ -233,13 +270,23 @@ class TextRunner:
 
     def _step(self) -> None:
         batch = self.active
-        logits = self.model.decode([s.next_token for s in batch], [s.cache for s in batch])
-        self.active = [seq for i, seq in enumerate(batch) if self._consume(seq, logits[i])]
+        if self.static is not None:
+            by_slot = self.static.decode({s.slot: s.next_token for s in batch})
+            rows = [by_slot[s.slot] for s in batch]
+        else:
+            caches = [s.cache for s in batch]
+            assert all(c is not None for c in caches)
+            logits = self.model.decode([s.next_token for s in batch], caches)  # type: ignore[arg-type]
+            rows = [logits[i] for i in range(len(batch))]
+        for seq in batch:
+            seq.length += 1
+        self.active = [seq for seq, row in zip(batch, rows, strict=True) if self._consume(seq, row)]
 
     def _consume(self, seq: Sequence, logits: torch.Tensor) -> bool:
         """Sample the next token from `logits`, emit its text; False when the sequence has finished."""
         request = seq.request
         if request.cancelled.is_set():
+            self._release(seq)
             return False
         if seq.constraint is not None:
             logits = seq.constraint.mask(logits)
@@ -266,10 +313,28 @@ class TextRunner:
         num_predict = request.options.num_predict
         if num_predict >= 0 and len(seq.generated) >= num_predict:
             return self._done(seq, "length", [])
-        if seq.cache.length + 1 >= request.num_ctx:
-            return self._done(seq, "length", [])
+        if seq.length + 1 >= request.num_ctx:
+            if not request.shift:
+                return self._done(seq, "length", [])
+            self._shift_context(seq)
         seq.next_token = token
         return True
+
+    def _shift_context(self, seq: Sequence) -> None:
+        """Ollama's context shift: keep the first num_keep tokens, drop half of the rest, go on generating.
+        Positions change, so the kept tokens are prefilled again into a fresh cache."""
+        cached = seq.history[:-1]  # the last sampled token is not in the cache yet
+        keep = max(0, min(seq.request.options.num_keep, len(cached)))
+        discard = max(1, (len(cached) - keep) // 2)
+        kept = cached[:keep] + cached[keep + discard :]
+        cache = self.model.new_cache(seq.request.num_ctx)
+        self.model.prefill(kept, cache)
+        seq.length = cache.length
+        if self.static is not None:
+            self.static.load(seq.slot, cache)
+        else:
+            seq.cache = cache
+        log.info("context shift: kept %d of %d tokens", len(kept), len(cached))
 
     def _logprob_entry(self, logits: torch.Tensor, token: int, top: int) -> dict[str, Any]:
         chosen, alternatives = log_softmax_top(logits, token, top)
@@ -287,6 +352,7 @@ class TextRunner:
         tail = seq.stream.flush() if flush else ""
         if tail or logprobs:
             seq.request.emit(TokenEvent(text=tail, token_ids=[], logprobs=logprobs))
+        self._release(seq)
         now = time.perf_counter_ns()
         seq.request.emit(
             DoneEvent(

@@ -13,6 +13,7 @@ import json
 import math
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -72,25 +73,28 @@ class Gemma3Config:
 
 
 class Linear:
-    """y = x @ W.T, with W in the compute dtype or int8 weight-only (per output channel scales)."""
+    """y = x @ W.T, with W in the compute dtype, or int8: fbgemm's dynamically quantized linear (int8 weights with
+    per-channel scales, activations quantized per call; VNNI kernels on x86). On this CPU the int8 LM head is
+    about 3x faster than fp32, which is what a memory-bound decode step needs."""
 
     def __init__(self, weight: torch.Tensor, int8: bool) -> None:
         self.out_features = weight.shape[0]
-        self.int8 = int8
-        if int8:
+        self.int8 = int8 and weight.device.type == "cpu"
+        self.weight = weight.contiguous()
+        self.packed: Any = None
+        if self.int8:
             w = weight.float()
-            scales = (w.abs().amax(dim=1) / 127.0).clamp(min=1e-12)
-            self.weight = torch.round(w / scales[:, None]).clamp(-127, 127).to(torch.int8).contiguous()
-            self.scales = scales.to(weight.dtype).contiguous()
-        else:
-            self.weight = weight.contiguous()
-            self.scales = None
+            scales = (w.abs().amax(dim=1) / 127.0).clamp(min=1e-12).double()
+            zero_points = torch.zeros(w.shape[0], dtype=torch.long)
+            quantized = torch.quantize_per_channel(w, scales, zero_points, 0, torch.qint8)
+            self.packed = torch.ops.quantized.linear_prepack(quantized, None)
+            self.weight = torch.empty(0)  # the packed copy is the only one kept
 
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
         if self.int8:
             shape = x.shape
-            y = torch.ops.aten._weight_int8pack_mm(x.reshape(-1, shape[-1]).contiguous(), self.weight, self.scales)
-            return y.reshape(*shape[:-1], self.out_features)
+            y = torch.ops.quantized.linear_dynamic(x.reshape(-1, shape[-1]).float().contiguous(), self.packed, True)
+            return y.reshape(*shape[:-1], self.out_features).to(x.dtype)
         return F.linear(x, self.weight)
 
 
@@ -160,11 +164,13 @@ class Gemma3:
         dtype: torch.dtype,
         device: torch.device,
         int8: bool,
+        int8_head: bool | None = None,
     ) -> None:
         self.cfg = cfg
         self.dtype = dtype
         self.device = device
         self.int8 = int8
+        int8_head = int8 if int8_head is None else int8_head
 
         def get(name: str) -> torch.Tensor:
             for prefix in ("model.", "model.language_model.", ""):
@@ -178,7 +184,7 @@ class Gemma3:
         self.embed = get("embed_tokens.weight").contiguous()
         self.embed_scale = torch.tensor(math.sqrt(cfg.hidden_size), dtype=dtype).item()
         lm_head = state.get("lm_head.weight")
-        self.lm_head = Linear(lm_head.to(device=device, dtype=dtype) if lm_head is not None else self.embed, int8)
+        self.lm_head = Linear(lm_head.to(device=device, dtype=dtype) if lm_head is not None else self.embed, int8_head)
         self.final_norm = norm("norm.weight")
         self.layers: list[Layer] = []
         for i in range(cfg.num_layers):
@@ -214,14 +220,16 @@ class Gemma3:
         self.kv_size = cfg.num_kv_heads * cfg.head_dim
 
     @classmethod
-    def from_hf_dir(cls, path: Path, *, dtype: torch.dtype, device: torch.device, int8: bool) -> Gemma3:
+    def from_hf_dir(
+        cls, path: Path, *, dtype: torch.dtype, device: torch.device, int8: bool, int8_head: bool | None = None
+    ) -> Gemma3:
         from safetensors.torch import load_file
 
         cfg = Gemma3Config.from_hf_dir(path)
         state: dict[str, torch.Tensor] = {}
         for file in sorted(path.glob("*.safetensors")):
             state.update(load_file(str(file)))
-        return cls(cfg, state, dtype=dtype, device=device, int8=int8)
+        return cls(cfg, state, dtype=dtype, device=device, int8=int8, int8_head=int8_head)
 
     def new_cache(self, capacity: int) -> KVCache:
         return KVCache(self.cfg, capacity, self.dtype, self.device)
@@ -331,3 +339,100 @@ class Gemma3:
             cache.length += 1
         del b
         return self._logits(x)
+
+
+class StaticSlots:
+    """Decode for a fixed set of slots over one static KV cache: [layers, slots, kv_heads, ctx, head_dim].
+
+    Every step runs all slots with the same shapes (idle slots compute on a dummy token and are ignored), so on
+    CUDA the step is captured once as a CUDA graph and replayed: no per-step allocation or Python dispatch per
+    layer. Attention masks the whole context (keys after a slot's position, and outside the sliding window).
+    Prefill runs the dynamic path into a temporary cache that is then copied into the slot.
+    """
+
+    def __init__(self, model: Gemma3, slots: int, context: int, *, use_cuda_graph: bool) -> None:
+        cfg = model.cfg
+        self.model = model
+        self.slots = slots
+        self.context = context
+        device, dtype = model.device, model.dtype
+        shape = (cfg.num_layers, slots, cfg.num_kv_heads, context, cfg.head_dim)
+        self.k = torch.zeros(shape, dtype=dtype, device=device)
+        self.v = torch.zeros(shape, dtype=dtype, device=device)
+        self.lengths = [0] * slots
+        self.tokens = torch.zeros(slots, dtype=torch.long, device=device)
+        self.positions = torch.zeros(slots, dtype=torch.long, device=device)
+        self.key_positions = torch.arange(context, device=device)
+        self.slot_index = torch.arange(slots, device=device)
+        self.logits: torch.Tensor | None = None
+        self.graph: Any = None
+        self.use_cuda_graph = use_cuda_graph and device.type == "cuda"
+
+    def load(self, slot: int, cache: KVCache) -> None:
+        """Copies a prefilled sequence into a slot."""
+        n = cache.length
+        if n > self.context:
+            raise ValueError(f"sequence of {n} tokens does not fit a {self.context}-token slot")
+        self.k[:, slot, :, :n] = cache.k[:, :, :n]
+        self.v[:, slot, :, :n] = cache.v[:, :, :n]
+        self.lengths[slot] = n
+
+    @torch.inference_mode()
+    def _step(self) -> torch.Tensor:
+        model, cfg = self.model, self.model.cfg
+        x = F.embedding(self.tokens, model.embed) * model.embed_scale
+        rope_local = model._rope(self.positions, True)
+        rope_global = model._rope(self.positions, False)
+        group = cfg.num_heads // cfg.num_kv_heads
+        scale = cfg.query_pre_attn_scalar**-0.5
+        causal = self.key_positions[None, :] <= self.positions[:, None]  # [S, ctx]
+        window = causal & (self.positions[:, None] - self.key_positions[None, :] < cfg.sliding_window)
+        for li, layer in enumerate(model.layers):
+            cos, sin = rope_local if layer.sliding else rope_global
+            h = _rms_norm(x, layer.input_norm, cfg.rms_norm_eps)
+            q, k, v = model._project_qkv(layer, h, cos, sin)
+            self.k[li, self.slot_index, :, self.positions] = k
+            self.v[li, self.slot_index, :, self.positions] = v
+            qg = q.view(self.slots, cfg.num_kv_heads, group, cfg.head_dim)
+            scores = torch.matmul(qg, self.k[li].transpose(-1, -2)) * scale  # [S, KVH, group, ctx]
+            mask = window if layer.sliding else causal
+            scores = scores.float().masked_fill(~mask[:, None, None, :], float("-inf"))
+            probs = torch.softmax(scores, dim=-1).to(model.dtype)
+            attn = torch.matmul(probs, self.v[li]).reshape(self.slots, model.q_size)
+            x = model._mlp_and_residual(layer, x, attn)
+        return model._logits(x)
+
+    @torch.inference_mode()
+    def decode(self, tokens: dict[int, int]) -> dict[int, torch.Tensor]:
+        """One token for each busy slot ({slot: token}); returns {slot: logits}."""
+        token_list = [0] * self.slots
+        position_list = [0] * self.slots
+        for slot, token in tokens.items():
+            if self.lengths[slot] >= self.context:
+                raise ValueError("slot is full")
+            token_list[slot] = token
+            position_list[slot] = self.lengths[slot]
+        self.tokens.copy_(torch.tensor(token_list), non_blocking=True)
+        self.positions.copy_(torch.tensor(position_list), non_blocking=True)
+        if self.use_cuda_graph:
+            if self.graph is None:
+                self._capture()
+            self.graph.replay()
+            logits = self.logits
+        else:
+            logits = self._step()
+        assert logits is not None
+        for slot in tokens:
+            self.lengths[slot] += 1
+        return {slot: logits[slot] for slot in tokens}
+
+    def _capture(self) -> None:
+        warmup = torch.cuda.Stream()
+        warmup.wait_stream(torch.cuda.current_stream())
+        with torch.cuda.stream(warmup):
+            for _ in range(2):  # warm-up writes land in idle positions that a real step overwrites
+                self._step()
+        torch.cuda.current_stream().wait_stream(warmup)
+        self.graph = torch.cuda.CUDAGraph()
+        with torch.cuda.graph(self.graph):
+            self.logits = self._step()

@@ -491,6 +491,7 @@ def _generation_request(
         logprobs=bool(body.get("logprobs")),
         top_logprobs=top_logprobs,
         constraint_factory=factory,
+        shift=body.get("shift") is not False,
     )
 
 

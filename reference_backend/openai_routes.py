@@ -20,10 +20,11 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from reference_backend.sse import DONE_SENTINEL, go_json, json_response, sse_data, sse_response
+from reference_backend.sse import DONE_SENTINEL, JSON, JSON_UTF8, go_json, json_response, sse_data, sse_response
 from reference_backend.surface_common import (
     NativeStream,
     RequestError,
+    collect_unless_disconnected,
     decode_struct,
     first_error,
     merge_chat,
@@ -69,8 +70,8 @@ def error_body(status: int, message: str) -> dict[str, Any]:
     return {"error": {"message": message, "type": kind, "param": None, "code": None}}
 
 
-def error_response(status: int, message: str) -> Response:
-    return json_response(error_body(status, message), status_code=status)
+def error_response(status: int, message: str, content_type: str = JSON) -> Response:
+    return json_response(error_body(status, message), status_code=status, content_type=content_type)
 
 
 # --- request translation ---------------------------------------------------------------------------------------
@@ -500,12 +501,14 @@ async def chat_completions(request: Request) -> Response:
         native_request = chat_request_to_native(req)
         stream = await _open("chat", request, native_request)
     except RequestError as exc:
-        return error_response(exc.status, exc.message)
+        return error_response(exc.status, exc.message, JSON_UTF8)
     except ApiError as exc:
         return error_response(exc.status, exc.message)
     completion_id = new_id("chatcmpl")
     if not req.get("stream"):
-        items = await stream.collect()
+        items = await collect_unless_disconnected(request, stream)
+        if items is None:
+            return Response(status_code=499)
         error = first_error(items)
         if error is not None or not items:
             return error_response(500, error or "no response from the model")
@@ -536,12 +539,14 @@ async def completions(request: Request) -> Response:
         req = decode_struct(parse_json_body(await request.body()), "openai.CompletionRequest", COMPLETION_FIELDS)
         stream = await _open("generate", request, completion_request_to_native(req))
     except RequestError as exc:
-        return error_response(exc.status, exc.message)
+        return error_response(exc.status, exc.message, JSON_UTF8)
     except ApiError as exc:
         return error_response(exc.status, exc.message)
     completion_id = new_id("cmpl")
     if not req.get("stream"):
-        items = await stream.collect()
+        items = await collect_unless_disconnected(request, stream)
+        if items is None:
+            return Response(status_code=499)
         error = first_error(items)
         if error is not None or not items:
             return error_response(500, error or "no response from the model")
@@ -570,7 +575,7 @@ async def embeddings(request: Request) -> Response:
         req = decode_struct(parse_json_body(await request.body()), "openai.EmbedRequest", EMBED_FIELDS)
         native = await native_core.embed(request.app.state.server, embed_request_to_native(req))
     except RequestError as exc:
-        return error_response(exc.status, exc.message)
+        return error_response(exc.status, exc.message, JSON_UTF8)
     except ApiError as exc:
         return error_response(exc.status, exc.message)
     return json_response(to_embedding_list(req.get("model", ""), native, req.get("encoding_format", "")))

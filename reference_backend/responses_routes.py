@@ -19,10 +19,11 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from reference_backend.openai_routes import error_response, think_from_effort, to_tool_calls
-from reference_backend.sse import json_response, sse_event, sse_response
+from reference_backend.sse import JSON_UTF8, json_response, sse_event, sse_response
 from reference_backend.surface_common import (
     NativeStream,
     RequestError,
+    collect_unless_disconnected,
     decode_struct,
     first_error,
     merge_chat,
@@ -447,13 +448,15 @@ async def create_response(request: Request) -> Response:
         native_request = responses_request_to_native(req)
         stream = await NativeStream(native_core.chat(request.app.state.server, native_request)).start()
     except RequestError as exc:
-        return error_response(exc.status, exc.message)
+        return error_response(exc.status, exc.message, JSON_UTF8)
     except ApiError as exc:
         return error_response(exc.status, exc.message)
     response_id = f"resp_{random.randrange(999999)}"
     item_id = f"msg_{random.randrange(999999)}"
     if not req.get("stream"):
-        items = await stream.collect()
+        items = await collect_unless_disconnected(request, stream)
+        if items is None:
+            return Response(status_code=499)
         error = first_error(items)
         if error is not None or not items:
             return error_response(500, error or "no response from the model")

@@ -164,5 +164,13 @@ class Scheduler:
             dtype = torch.bfloat16 if precision == "bf16" else torch.float32
             int8 = precision == "int8"
         model = Gemma3.from_hf_dir(folder, dtype=dtype, device=self.device, int8=int8)
-        runner = TextRunner(model, tokenizer, num_parallel=self.config.num_parallel, max_queue=self.config.max_queue)
+        static = self.config.kv_cache == "static" or (self.config.kv_cache == "auto" and self.device.type == "cuda")
+        runner = TextRunner(
+            model,
+            tokenizer,
+            num_parallel=self.config.num_parallel,
+            max_queue=self.config.max_queue,
+            static_context=self.config.context_length if static else 0,
+            use_cuda_graph=self.device.type == "cuda",
+        )
         return runner, tokenizer

@@ -34,9 +34,17 @@ def sse_event(event: str, obj: Any, *, sort_keys: bool = False) -> bytes:
     return f"event: {event}\ndata: {go_json(obj, sort_keys=sort_keys)}\n\n".encode()
 
 
-def json_response(obj: Any, status_code: int = 200) -> Response:
-    """A non-stream body as Go's json.Encoder writes it (trailing newline), `Content-Type: application/json`."""
-    return Response((go_json(obj) + "\n").encode(), status_code=status_code, media_type="application/json")
+JSON = "application/json"
+# What gin's c.AbortWithStatusJSON sends: Ollama's middlewares answer their own validation errors with it, while
+# bodies that pass through their response writers get the writer's bare `application/json`.
+JSON_UTF8 = "application/json; charset=utf-8"
+
+
+def json_response(obj: Any, status_code: int = 200, content_type: str = JSON) -> Response:
+    """A body as Go's json.Encoder writes it (trailing newline)."""
+    response = Response((go_json(obj) + "\n").encode(), status_code=status_code)
+    response.headers["content-type"] = content_type
+    return response
 
 
 def sse_response(body: AsyncIterator[bytes], headers: dict[str, str] | None = None) -> StreamingResponse:

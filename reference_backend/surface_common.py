@@ -8,6 +8,8 @@ surface reads; `NativeStream` calls the native core and surfaces its validation 
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import json
 import re
 import time
@@ -162,6 +164,28 @@ class NativeStream:
 
     async def collect(self) -> list[dict[str, Any]]:
         return [item async for item in self]
+
+
+async def collect_unless_disconnected(request: Request, stream: NativeStream) -> list[dict[str, Any]] | None:
+    """All items of a non-stream call, or None when the client went away first: then the generation is
+    cancelled, as Ollama's request context cancels it."""
+
+    async def disconnected() -> None:
+        while (await request.receive())["type"] != "http.disconnect":
+            pass
+
+    collecting = asyncio.ensure_future(stream.collect())
+    watching = asyncio.ensure_future(disconnected())
+    try:
+        done, _ = await asyncio.wait({collecting, watching}, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        watching.cancel()
+    if collecting in done:
+        return collecting.result()
+    collecting.cancel()
+    with contextlib.suppress(asyncio.CancelledError, Exception):
+        await collecting
+    return None
 
 
 def merge_chat(items: list[dict[str, Any]], had_tools: bool) -> dict[str, Any]:

@@ -38,6 +38,7 @@ BENCH_LOG = "bench.log"
 EXIT_OK, EXIT_FAIL, EXIT_TARGET = 0, 1, 3
 BENCH_WARMUP_S = 2.0  # seconds of each step not measured (the first requests warm caches)
 BENCH_SEED = 1
+PROFILE_URLS = {"local": "http://localhost:11434", "cloud": "https://ollama.com"}
 PLAIN_INTERVAL_S = 10.0
 DEFAULT_CHAT_MODEL = "gemma3:270m"
 DEFAULT_EMBED_MODEL = "all-minilm:22m"
@@ -55,7 +56,7 @@ PYTEST_OUTCOME = re.compile(r"\b(PASSED|FAILED|SKIPPED|ERROR|XFAIL|XPASS)\b")
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--target", metavar="URL", help="base URL of the server (default: start the reference backend)")
-    parser.add_argument("--profile", choices=["local", "cloud", "reference"], help="kind of target (default: local with --target)")
+    parser.add_argument("--profile", choices=["local", "cloud", "reference"], help="kind of target; local or cloud alone means localhost:11434 or ollama.com (default: local with --target)")
     parser.add_argument("--api-key-env", metavar="NAME", help="environment variable holding the API key (cloud: OLLAMA_API_KEY)")
     parser.add_argument("--model", metavar="M", help="chat/generate model (default: discovered; gemma3:270m on the reference backend)")
     parser.add_argument("--out", type=Path, default=None, help=f"folder for results and reports (default ./{DEFAULT_RUNS_DIR}/<UTC time>)")
@@ -102,8 +103,8 @@ def _plan(args: argparse.Namespace) -> RunPlan:
     from reports import history
 
     db = None if args.no_history else (args.history_db or history.default_path())
-    return RunPlan(out=out, target=args.target.rstrip("/") if args.target else None, profile=args.profile,
-                   concurrency=concurrency, history_db=db)
+    target = args.target.rstrip("/") if args.target else PROFILE_URLS.get(args.profile or "")
+    return RunPlan(out=out, target=target, profile=args.profile, concurrency=concurrency, history_db=db)
 
 
 def _console(*, stderr: bool) -> Any:
@@ -284,7 +285,7 @@ def run_bench_phase(plan: RunPlan, args: argparse.Namespace, url: str, server_pi
     options = BenchOptions(
         target=url,
         profile=plan.profile or ("reference" if plan.target is None else None),
-        model=args.model or DEFAULT_CHAT_MODEL,
+        model=args.model or _chat_model_from_check(plan.out / CHECK_FILE) or DEFAULT_CHAT_MODEL,
         concurrency=plan.concurrency,
         duration_s=None,
         requests=args.requests,
@@ -436,6 +437,14 @@ def run(args: argparse.Namespace) -> int:
         raise TargetError(target_error or "no phase produced results")
     print_summary(_console(stderr=False), written.summary_data, written, plan, problems, time.monotonic() - started)
     return _exit_status(written.summary_data, problems, target_error)
+
+
+def _chat_model_from_check(check_path: Path) -> str | None:
+    """The model the check discovered for chat/generate (first with the completion capability), if it ran."""
+    with contextlib.suppress(OSError, ValueError, AttributeError, TypeError):
+        models = (json.loads(check_path.read_text(encoding="utf-8")).get("target") or {}).get("models") or []
+        return next((str(m["name"]) for m in models if "completion" in (m.get("capabilities") or [])), None)
+    return None
 
 
 def _target_error(result_paths: list[Path]) -> str:

@@ -299,7 +299,7 @@ class BrokenTarget:
         self.base = ""
 
     def start(self) -> BrokenTarget:
-        config = uvicorn.Config(build_app(self.upstream), host="127.0.0.1", port=0, log_level="warning", lifespan="off")
+        config = uvicorn.Config(build_app(self.upstream), host="127.0.0.1", port=0, log_level="critical", lifespan="off")
         self.server = uvicorn.Server(config)
         self.thread = threading.Thread(target=self.server.run, name="broken-target", daemon=True)
         self.thread.start()

@@ -95,3 +95,17 @@ def test_root_and_version(http: httpx.Client) -> None:
     version = http.get("/api/version").json()["version"]
     assert version.count(".") == 2
     assert http.get("/api/status").json() == {"cloud": {"disabled": False, "source": "none"}}
+
+
+def test_host_check_and_cors(http: httpx.Client) -> None:
+    rebinding = http.get("/api/version", headers={"host": "evil.example.com"})
+    assert (rebinding.status_code, rebinding.content) == (403, b"")
+    assert http.get("/api/version", headers={"host": "localhost:11434"}).status_code == 200
+    foreign = http.get("/api/version", headers={"origin": "https://evil.example.com"})
+    assert (foreign.status_code, foreign.content) == (403, b"")
+    local = http.get("/api/version", headers={"origin": "http://localhost:3000"})
+    assert local.status_code == 200 and local.headers["access-control-allow-origin"] == "http://localhost:3000"
+    preflight = http.options(
+        "/api/chat", headers={"origin": "http://127.0.0.1:8080", "access-control-request-method": "POST"}
+    )
+    assert preflight.status_code == 204 and "POST" in preflight.headers["access-control-allow-methods"]

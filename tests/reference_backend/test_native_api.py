@@ -235,3 +235,11 @@ def test_load_and_unload(http: httpx.Client) -> None:
     unloaded = http.post("/api/generate", json={"model": MINILM, "prompt": "", "keep_alive": 0}).json()
     assert unloaded["done_reason"] == "unload"
     assert MINILM not in {m["model"] for m in http.get("/api/ps").json()["models"]}
+
+
+def test_context_shift_keeps_generating(http: httpx.Client) -> None:
+    body = {"model": GEMMA, "prompt": "Once upon a time", "raw": True, "stream": False}
+    shifted = http.post("/api/generate", json={**body, "options": {"num_ctx": 24, "num_predict": 30, "temperature": 0}}).json()
+    assert shifted["eval_count"] == 30 and shifted["done_reason"] == "length"
+    stopped = http.post("/api/generate", json={**body, "shift": False, "options": {"num_ctx": 24, "num_predict": 30, "temperature": 0}}).json()
+    assert stopped["eval_count"] < 30 and stopped["done_reason"] == "length"

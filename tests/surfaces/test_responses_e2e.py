@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import json
 import re
+from typing import Any
 
 import httpx
 import openai
 import pytest
 
-from .wire import CHAT_MODEL, post_stream, split_sse
+from .wire import CHAT_MODEL, FEW_SHOT, LAST_QUESTION, WEATHER_PARAMETERS, capabilities, post_stream, split_sse
 
 pytestmark = pytest.mark.slow
 
@@ -71,13 +73,33 @@ def test_token_counts_and_format_agree_with_native(http: httpx.Client) -> None:
     assert response["text"]["format"]["type"] == "json_schema"
 
 
-def test_function_tools_on_a_model_without_tools(openai_client: openai.OpenAI) -> None:
+def tool_items() -> list[dict[str, Any]]:
+    items: list[dict[str, Any]] = []
+    for i, (city, result, answer) in enumerate(FEW_SHOT):
+        items += [
+            {"role": "user", "content": f"Weather in {city}?"},
+            {"type": "function_call", "call_id": f"call_{i}", "name": "get_weather", "arguments": json.dumps({"city": city})},
+            {"type": "function_call_output", "call_id": f"call_{i}", "output": result},
+            {"role": "assistant", "content": answer},
+        ]
+    return [*items, {"role": "user", "content": LAST_QUESTION}]
+
+
+def test_function_call_items(openai_client: openai.OpenAI, http: httpx.Client) -> None:
     tool = {"type": "function", "name": "get_weather", "description": "Weather.", "strict": False,
-            "parameters": {"type": "object", "properties": {"city": {"type": "string"}}}}
-    with pytest.raises(openai.BadRequestError) as caught:
-        openai_client.responses.create(model=CHAT_MODEL, input=INPUT, tools=[tool], max_output_tokens=2)
-    assert caught.value.body == {"message": "registry.ollama.ai/library/gemma3:270m does not support tools",
-                                 "type": "invalid_request_error", "param": None, "code": None}
+            "parameters": WEATHER_PARAMETERS}
+    if "tools" not in capabilities(http):
+        with pytest.raises(openai.BadRequestError) as caught:
+            openai_client.responses.create(model=CHAT_MODEL, input=INPUT, tools=[tool], max_output_tokens=2)
+        assert str(caught.value.body["message"]).endswith(" does not support tools")  # type: ignore[index]
+        return
+    response = openai_client.responses.create(model=CHAT_MODEL, input=tool_items(), tools=[tool],  # type: ignore[arg-type]
+                                              max_output_tokens=20, temperature=0)
+    calls = [item for item in response.output if item.type == "function_call"]
+    assert calls, "the few-shot conversation should make the model call get_weather"
+    assert calls[0].name == "get_weather" and json.loads(calls[0].arguments) and calls[0].call_id.startswith("call_")
+    assert calls[0].status == "completed" and all(item.type != "message" for item in response.output)
+    assert response.tools[0].name == "get_weather"
 
 
 def test_bad_input_is_a_400(http: httpx.Client) -> None:

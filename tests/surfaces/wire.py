@@ -40,3 +40,15 @@ def post_stream(http: httpx.Client, path: str, body: dict[str, Any]) -> tuple[ht
     with http.stream("POST", path, json=body) as response:
         raw = response.read()
     return response, raw
+
+
+def capabilities(http: httpx.Client, model: str = CHAT_MODEL) -> list[str]:
+    return list(http.post("/api/show", json={"model": model}).json().get("capabilities") or [])
+
+
+# A few-shot tool conversation: under greedy decoding the bundled base model answers the last turn with a call
+# of get_weather (the template renders earlier calls as `{"name": ..., "arguments": ...}`). Each surface's test
+# writes it in that surface's own message format.
+WEATHER_PARAMETERS = {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]}
+FEW_SHOT = [("Oslo", "cold", "Cold."), ("Rome", "warm", "Warm.")]
+LAST_QUESTION = "Weather in Paris?"

