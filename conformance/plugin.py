@@ -60,6 +60,8 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     group.addoption("--allow-mutations", action="store_true", default=False, help="allow copy/delete/create on the target")
     group.addoption("--conformance-json", default=None, metavar="PATH", help="write the results JSON file")
     group.addoption("--conformance-timeout", type=float, default=DEFAULT_TIMEOUT_S, metavar="S", help="per-test timeout")
+    group.addoption("--max-requests", type=int, default=None, metavar="N",
+                    help="send at most N requests from the tests (then: not applicable); keeps a cloud run cheap")
 
 
 def pytest_configure(config: pytest.Config) -> None:

@@ -38,6 +38,7 @@ class CheckOptions:
     junit: Path | None = None
     json: Path | None = None
     timeout_s: float = 120.0
+    max_requests: int | None = None  # request budget of the tests (conformance/cloud_profile.py)
     workers: int = 0  # pytest-xdist processes; 0 = none
     quiet: bool = False
     pytest_args: list[str] = field(default_factory=list)  # e.g. ["-k", "stream"], ["-x"]
@@ -52,6 +53,8 @@ class CheckOptions:
             raise UsageError(f"unknown profile {self.profile!r}; choose local, cloud or reference")
         if self.timeout_s <= 0:
             raise UsageError("--timeout must be a positive number of seconds")
+        if self.max_requests is not None and self.max_requests < 1:
+            raise UsageError("--max-requests must be at least 1")
         if self.workers < 0:
             raise UsageError("the number of workers must be ≥ 0")
         if self.target is not None:
@@ -92,6 +95,8 @@ def pytest_command(options: CheckOptions, json_path: Path) -> list[str]:
         cmd += ["--junitxml", str(options.junit)]
     if options.workers:
         cmd += ["-n", str(options.workers)]
+    if options.max_requests is not None:
+        cmd += ["--max-requests", str(options.max_requests)]
     cmd.append("-q" if options.quiet else "-v")
     return cmd + list(options.pytest_args)
 

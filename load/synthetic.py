@@ -354,6 +354,12 @@ class SyntheticServer(ThreadingHTTPServer):
     daemon_threads = True
     request_queue_size = 1024
 
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        # a client that goes away mid-stream (a benchmark stopping) is normal here, not worth a traceback
+        if isinstance(sys.exc_info()[1], ConnectionError):
+            return
+        super().handle_error(request, client_address)
+
     def __init__(self, address: tuple[str, int], schedule: Schedule) -> None:
         super().__init__(address, Handler)
         self.schedule = schedule

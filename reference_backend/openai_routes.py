@@ -267,6 +267,8 @@ def chat_request_to_native(req: dict[str, Any]) -> dict[str, Any]:
         native["logprobs"] = True
     if req.get("top_logprobs"):
         native["top_logprobs"] = req["top_logprobs"]
+    if req.get("_debug_render_only"):
+        native["_debug_render_only"] = True
     return native
 
 
@@ -291,6 +293,8 @@ def completion_request_to_native(req: dict[str, Any]) -> dict[str, Any]:
     if req.get("logprobs", 0) > 0:
         native["logprobs"] = True
         native["top_logprobs"] = req["logprobs"]
+    if req.get("_debug_render_only"):
+        native["_debug_render_only"] = True
     return native
 
 
@@ -356,9 +360,12 @@ def to_chat_completion(completion_id: str, native: dict[str, Any]) -> dict[str, 
                               "finish_reason": _finish_reason(native.get("done_reason"), bool(calls))}
     if native.get("logprobs"):
         choice["logprobs"] = {"content": native["logprobs"]}
-    return {"id": completion_id, "object": "chat.completion", "created": unix_seconds(native.get("created_at")),
+    body = {"id": completion_id, "object": "chat.completion", "created": unix_seconds(native.get("created_at")),
             "model": native.get("model", ""), "system_fingerprint": FINGERPRINT, "choices": [choice],
             "usage": usage_of(native)}
+    if native.get("_debug_info"):
+        body["_debug_info"] = native["_debug_info"]
+    return body
 
 
 class ChatChunker:

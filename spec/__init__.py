@@ -15,6 +15,7 @@ from spec.schemas import (
     response_media_types,
     response_schema,
 )
+from spec.schemathesis_form import register_ndjson_deserializer, schemathesis_document
 from spec.validation import validate
 
 __all__ = [
@@ -28,9 +29,11 @@ __all__ = [
     "features",
     "find_path",
     "operations",
+    "register_ndjson_deserializer",
     "request_schema",
     "response_media",
     "response_media_types",
     "response_schema",
+    "schemathesis_document",
     "validate",
 ]

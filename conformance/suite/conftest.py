@@ -8,6 +8,7 @@ import httpx
 import pytest
 
 from conformance.checks import Api
+from conformance.cloud_profile import session_budget
 from conformance.target import Target
 
 
@@ -32,9 +33,10 @@ def target(pytestconfig: pytest.Config) -> Target:
 
 
 @pytest.fixture(scope="session")
-def client(target: Target) -> Iterator[httpx.Client]:
+def client(target: Target, pytestconfig: pytest.Config) -> Iterator[httpx.Client]:
     timeout = httpx.Timeout(target.timeout_s, connect=min(10.0, target.timeout_s))
-    with httpx.Client(base_url=target.url, headers=target.headers(), timeout=timeout) as http:
+    hooks = {"request": [session_budget(pytestconfig).spend]}  # --max-requests (conformance/cloud_profile.py)
+    with httpx.Client(base_url=target.url, headers=target.headers(), timeout=timeout, event_hooks=hooks) as http:
         yield http
 
 

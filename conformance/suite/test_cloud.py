@@ -43,18 +43,20 @@ def _needs_daemon(target: Target) -> None:
         pytest.skip(NO_CLOUD_ACCESS)
 
 
-def _unauthenticated(target: Target, authorization: str | None) -> httpx.Client:
+def _unauthenticated(api: Api, authorization: str | None) -> httpx.Client:
+    """A client like the suite's (same target, timeout and request budget) but without the key."""
     headers = {"Authorization": authorization} if authorization else {}
-    return httpx.Client(base_url=target.url, headers=headers, timeout=httpx.Timeout(target.timeout_s, connect=10.0))
+    timeout = httpx.Timeout(api.target.timeout_s, connect=10.0)
+    return httpx.Client(base_url=api.target.url, headers=headers, timeout=timeout, event_hooks=api.client.event_hooks)
 
 
 def _model(target: Target) -> str:
     return target.chat_model or "gpt-oss:20b"
 
 
-def _post_without_key(target: Target, path: str, body: dict, authorization: str | None) -> Captured:
-    with _unauthenticated(target, authorization) as client:
-        return capture(client, "POST", path, json=body, deadline_s=target.timeout_s * 0.9)
+def _post_without_key(api: Api, path: str, body: dict, authorization: str | None) -> Captured:
+    with _unauthenticated(api, authorization) as client:
+        return capture(client, "POST", path, json=body, deadline_s=api.target.timeout_s * 0.9)
 
 
 def _check_401(api: Api, surface: str, got: Captured) -> None:
@@ -73,7 +75,7 @@ def _check_401(api: Api, surface: str, got: Captured) -> None:
 @pytest.mark.parametrize(("surface", "path", "make_body"), PROTECTED, ids=[p for _, p, _ in PROTECTED])
 def test_no_key_is_401(api: Api, target: Target, surface: str, path: str, make_body: Callable[[str], dict]) -> None:
     _needs_cloud(target)
-    _check_401(api, surface, _post_without_key(target, path, make_body(_model(target)), None))
+    _check_401(api, surface, _post_without_key(api, path, make_body(_model(target)), None))
 
 
 @pytest.mark.feature("cloud.auth.missing")
@@ -81,14 +83,14 @@ def test_no_key_is_401(api: Api, target: Target, surface: str, path: str, make_b
 def test_wrong_key_is_401(api: Api, target: Target, surface: str, path: str, make_body: Callable[[str], dict]) -> None:
     _needs_cloud(target)
     wrong = "Bearer conformance-wrong-key-" + secrets.token_hex(8)
-    _check_401(api, surface, _post_without_key(target, path, make_body(_model(target)), wrong))
+    _check_401(api, surface, _post_without_key(api, path, make_body(_model(target)), wrong))
 
 
 @pytest.mark.feature("anthropic.errors.shape")
 def test_anthropic_401_is_anthropic_shaped(api: Api, target: Target) -> None:
     _needs_cloud(target)
     body = {"model": _model(target), "max_tokens": 1, "messages": CHAT_BODY_MESSAGES}
-    api.anthropic_error(_post_without_key(target, "/v1/messages", body, None), 401, "authentication_error")
+    api.anthropic_error(_post_without_key(api, "/v1/messages", body, None), 401, "authentication_error")
 
 
 @pytest.mark.feature("cloud.auth.bearer")

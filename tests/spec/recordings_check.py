@@ -31,6 +31,29 @@ BODY_ONLY: dict[str, tuple[str, str, str]] = {
     "prism-php__prism/stream-with-tools-1.sse": ("POST", "/api/chat", NDJSON),
 }
 
+# A recording that cannot validate for a reason outside the spec: file -> reason. Strict: if one starts to pass,
+# the entry must go.
+EXPECTED_FAILURES: dict[str, str] = {
+    "prism-php__prism/stream-with-thinking-1.sse": (
+        "hand-edited, not what Ollama sends: its chunks omit message.content (api.Message.Content has no "
+        "omitempty, so Ollama always sends it), the final chunk has no metrics, and every created_at is a round "
+        "second (10:00:00Z, 10:00:01Z, ...)"
+    ),
+    "prism-php__prism/generate-text-with-multiple-tools-1.json": (
+        "Ollama changed: recorded 2025-06, before v0.12.6 (#12625 'types: send index for tool calls'); "
+        "function.index then had omitempty, so index 0 was left out. 0.33 always sends it"
+    ),
+    "prism-php__prism/stream-with-tools-1.sse": (
+        "Ollama changed: recorded 2025-06, before v0.12.6 (#12625); the first tool call's function.index (0) was "
+        "omitted by omitempty. 0.33 always sends it"
+    ),
+    "llamastack__llama-stack/1748d5358e4c3440db43059e7fe37918bea64f182bf3d38effdebd59139129c7.json": (
+        "client object: /api/ps entries lack context_length, which Ollama sends (no omitempty) since v0.9.7 "
+        "(#11331, 2025-07) and this 2025-10 server sent; the recording client's ProcessResponse model had no such "
+        "field, so the recorder never saw it"
+    ),
+}
+
 # Files in the folder that are documentation, not recordings.
 NOT_RECORDINGS = frozenset({"README.md"})
 
@@ -130,3 +153,32 @@ def check_exchange(exchange: Exchange) -> list[str]:
         if schema is not None:
             problems += [f"request: {line}" for line in spec.validate(exchange.request_body, schema)]
     return problems
+
+
+def closed(node: Any, top: bool = True) -> Any:
+    """A copy of a resolved schema where objects admit no property the spec does not describe.
+
+    The documents stay open (real servers add fields); this closed form checks the other promise, that every field
+    Ollama was seen to send is described. `unevaluatedProperties` is set on the outermost object of each
+    composition, so properties contributed by `allOf` members count as described.
+    """
+    if isinstance(node, list):
+        return [closed(n) for n in node]
+    if not isinstance(node, dict):
+        return node
+    out: dict[str, Any] = {}
+    for key, value in node.items():
+        if key == "properties":
+            out[key] = {name: closed(sub) for name, sub in value.items()}
+        elif key in ("items", "additionalProperties", "not", "if", "then", "else"):
+            out[key] = closed(value) if isinstance(value, dict) else value
+        elif key in ("oneOf", "anyOf"):
+            out[key] = [closed(sub) for sub in value]
+        elif key == "allOf":
+            out[key] = [closed(sub, top=False) for sub in value]
+        else:
+            out[key] = value
+    is_object = node.get("type", "object") in ("object", ["object", "null"])
+    if top and is_object and ("properties" in node or "allOf" in node) and "additionalProperties" not in node:
+        out["unevaluatedProperties"] = False
+    return out

@@ -12,32 +12,11 @@ from pathlib import Path
 
 import pytest
 from recording_formats import Exchange
-from recordings_check import check_exchange, parse_recording, recording_files
+from recordings_check import EXPECTED_FAILURES, check_exchange, closed, parse_recording, recording_files
 
+import spec
+from spec.schemas import response_media
 from tests.conftest import recordings_dir
-
-# A recording that cannot validate for a reason outside the spec: file -> reason. Strict: if one starts to pass,
-# the entry must go.
-EXPECTED_FAILURES: dict[str, str] = {
-    "prism-php__prism/stream-with-thinking-1.sse": (
-        "hand-edited, not what Ollama sends: its chunks omit message.content (api.Message.Content has no "
-        "omitempty, so Ollama always sends it), the final chunk has no metrics, and every created_at is a round "
-        "second (10:00:00Z, 10:00:01Z, ...)"
-    ),
-    "prism-php__prism/generate-text-with-multiple-tools-1.json": (
-        "Ollama changed: recorded 2025-06, before v0.12.6 (#12625 'types: send index for tool calls'); "
-        "function.index then had omitempty, so index 0 was left out. 0.33 always sends it"
-    ),
-    "prism-php__prism/stream-with-tools-1.sse": (
-        "Ollama changed: recorded 2025-06, before v0.12.6 (#12625); the first tool call's function.index (0) was "
-        "omitted by omitempty. 0.33 always sends it"
-    ),
-    "llamastack__llama-stack/1748d5358e4c3440db43059e7fe37918bea64f182bf3d38effdebd59139129c7.json": (
-        "client object: /api/ps entries lack context_length, which Ollama sends (no omitempty) since v0.9.7 "
-        "(#11331, 2025-07) and this 2025-10 server sent; the recording client's ProcessResponse model had no such "
-        "field, so the recorder never saw it"
-    ),
-}
 
 ROOT = recordings_dir()
 FILES = recording_files(ROOT) if ROOT.is_dir() else []
@@ -113,3 +92,26 @@ def test_corrupted_recordings_are_rejected() -> None:
             if not check_exchange(damaged):
                 survivors.append(f"{exchange.name} item {n}: {json.dumps(payload.value)[:120]}")
     assert survivors == []
+
+
+def test_every_recorded_field_is_described() -> None:
+    """The documents are open to extra fields, yet no field real Ollama sent is left undescribed."""
+    undescribed = []
+    for exchange in _all_exchanges():
+        media = response_media(exchange.method, exchange.path, exchange.status, exchange.content_type)
+        assert media is not None
+        schema = closed(media["schema"])
+        for n, payload in enumerate(exchange.payloads):
+            undescribed += [f"{exchange.name} item {n}: {line}" for line in spec.validate(payload.value, schema)]
+    assert undescribed == []
+
+
+def test_closed_form_rejects_an_undescribed_field() -> None:
+    schema = closed(spec.response_schema("POST", "/api/chat", 200, "application/x-ndjson"))
+    chunk = {"model": "m", "created_at": "2025-08-20T13:48:21Z", "message": {"role": "assistant", "content": ""}}
+    assert spec.validate({**chunk, "done": False}, schema) == []
+    assert spec.validate({**chunk, "done": False, "surprise": 1}, schema) != []
+    nested = {**chunk, "message": {**chunk["message"], "surprise": 1}, "done": False}
+    assert "at $.message: Unevaluated properties are not allowed ('surprise' was unexpected)" in spec.validate(
+        nested, schema
+    )

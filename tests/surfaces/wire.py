@@ -43,7 +43,11 @@ def post_stream(http: httpx.Client, path: str, body: dict[str, Any]) -> tuple[ht
 
 
 def capabilities(http: httpx.Client, model: str = CHAT_MODEL) -> list[str]:
-    return list(http.post("/api/show", json={"model": model}).json().get("capabilities") or [])
+    """The model's capabilities as /api/tags lists them."""
+    for entry in http.get("/api/tags").json()["models"]:
+        if entry["model"] == model:
+            return list(entry.get("capabilities") or [])
+    raise AssertionError(f"{model} is not listed by /api/tags")
 
 
 # A few-shot tool conversation: under greedy decoding the bundled base model answers the last turn with a call

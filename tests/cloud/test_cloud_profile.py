@@ -1,0 +1,82 @@
+"""The suite's cloud profile, proven offline: `ollama-conformance check --profile cloud` against `serve --cloud`.
+
+This is the same command a user runs against https://ollama.com with OLLAMA_API_KEY; here the target is the
+reference backend in cloud mode on loopback, so CI exercises every cloud check without the network.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import httpx
+import pytest
+
+from conformance.cloud_profile import RequestBudget, preferred_cloud_model
+
+DAEMON_ONLY = {"cloud.routing.suffix", "server.status"}
+
+
+def check(target: str, tmp_path: Path, *extra: str, key: str | None) -> tuple[int, str, dict | None]:
+    out = tmp_path / "check.json"
+    env = {k: v for k, v in os.environ.items() if k != "OLLAMA_API_KEY"}
+    if key is not None:
+        env["OLLAMA_API_KEY"] = key
+    cmd = [sys.executable, "-m", "ollama_conformance", "check", "--profile", "cloud", "--target", target,
+           "-k", "test_cloud", "--json", str(out), "-q", *extra]  # fmt: skip
+    done = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=540, check=False)
+    results = json.loads(out.read_text(encoding="utf-8")) if out.exists() else None
+    return done.returncode, done.stdout + done.stderr, results
+
+
+def test_cloud_profile_passes_against_the_cloud_mode(cloud_url: str, cloud_key: str, tmp_path: Path) -> None:
+    status, output, results = check(cloud_url, tmp_path, key=cloud_key)
+    assert results is not None, output[-3000:]
+    assert status == 0, output[-3000:]
+    assert results["target"]["profile"] == "cloud"
+    by_feature: dict[str, set[str]] = {}
+    for test in results["tests"]:
+        by_feature.setdefault(test["feature"], set()).add(test["status"])
+    for feature in ("cloud.auth.missing", "cloud.auth.bearer", "cloud.tags", "cloud.web_search", "cloud.web_fetch",
+                    "anthropic.errors.shape", "routing.not_found"):  # fmt: skip
+        assert by_feature.get(feature) == {"pass"}, f"{feature}: {by_feature.get(feature)}"
+    for feature in DAEMON_ONLY:
+        assert by_feature.get(feature) == {"not_applicable"}, f"{feature}: {by_feature.get(feature)}"
+    # the key never reaches the output or the results file
+    assert cloud_key not in output
+    assert cloud_key not in json.dumps(results)
+
+
+def test_request_budget_caps_a_run(cloud_url: str, cloud_key: str, tmp_path: Path) -> None:
+    status, output, results = check(cloud_url, tmp_path, "--max-requests", "3", key=cloud_key)
+    assert results is not None and status == 0, output[-3000:]
+    spent = [t for t in results["tests"] if "request budget of 3 is spent" in t["message"]]
+    passed = [t for t in results["tests"] if t["status"] == "pass"]
+    assert spent and all(t["status"] == "not_applicable" for t in spent)
+    assert len(passed) <= 3
+
+
+def test_cloud_profile_without_key_is_refused_clearly(cloud_url: str, tmp_path: Path) -> None:
+    status, output, _ = check(cloud_url, tmp_path, key=None)
+    assert status == 2, output[-2000:]
+    assert "OLLAMA_API_KEY" in output
+    assert "Traceback" not in output
+
+
+def test_budget_and_default_model_rules() -> None:
+    budget = RequestBudget(2)
+    request = httpx.Request("POST", "http://127.0.0.1/api/chat")
+    budget.spend(request)
+    budget.spend(request)
+    with pytest.raises(pytest.skip.Exception, match="request budget of 2 is spent"):
+        budget.spend(request)
+    unlimited = RequestBudget(None)
+    for _ in range(100):
+        unlimited.spend(request)
+    with pytest.raises(ValueError, match="at least 1"):
+        RequestBudget(0)
+    assert preferred_cloud_model(["deepseek-v4-flash", "gpt-oss:120b", "gpt-oss:20b"]) == "gpt-oss:20b"
+    assert preferred_cloud_model(["kimi-k2.6", None]) is None
