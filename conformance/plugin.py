@@ -17,6 +17,10 @@ Result states: pass, fail, not_applicable (a pytest skip, always with the reason
 unreachable, dropped the connection, stalled past the timeout, or the harness broke). The terminal summary
 gives them by level and by surface; `--conformance-json PATH` writes the results file
 (`conformance/results.schema.json`), pytest's own `--junitxml PATH` the JUnit XML.
+
+With pytest-xdist (`-n N`) the controller starts/discovers the target once and hands it to the workers. The
+keep_alive/unload tests watch /api/ps, which tests running beside them may refill: run them without `-n`
+(`ollama-conformance check` does by default) when a faithful server shows them red under `-n`.
 """
 
 from __future__ import annotations
@@ -130,8 +134,8 @@ class ConformanceSession:
         opt = self.config.option
         try:
             profile = opt.profile or ("local" if opt.target else "reference")
-            if profile == "cloud" and not opt.target:
-                opt.target = target_mod.DEFAULT_URLS["cloud"]
+            if profile in target_mod.DEFAULT_URLS and not opt.target:
+                opt.target = target_mod.DEFAULT_URLS[profile]  # local: localhost:11434; cloud: ollama.com
             api_key = target_mod.resolve_api_key(profile, opt.api_key_env)
             worker = getattr(self.config, "workerinput", {})
             if worker.get("conformance_target"):

@@ -117,10 +117,40 @@ def run_calibration(duration_s: float, out_dir: str, stream: TextIO) -> int:
             report["chunk_rate"].append(row)
             print(f"  max chunk rate at {conc} streams: {rate:,.0f} chunks/s ({chunks} chunks in "
                   f"{step['window_s']:.1f} s; client CPU {row['client_cpu_percent']:.0f}% of a core)", file=stream)
+    report["verdicts"] = verdicts(report)
+    for v in report["verdicts"]:
+        print(f"  {v['name']}: {v['value']:.3f} (target {v['target']}) {'met' if v['met'] else 'NOT met'}", file=stream)
     base.mkdir(parents=True, exist_ok=True)
     (base / "calibration.json").write_text(json.dumps(report, indent=1))
     print(f"calibration: wrote {base / 'calibration.json'}", file=stream)
     return 0
+
+
+def verdicts(report: dict[str, Any]) -> list[dict[str, Any]]:
+    """The issue's targets, judged on the 64-stream SSE step (against the schedule), 1 stream CPU, burst rate."""
+    rows = {r["name"]: r for r in report["steps"]}
+    c64, c1 = rows.get("openai-c64"), rows.get("openai-c1")
+    out: list[dict[str, Any]] = []
+
+    def add(name: str, value: float | None, target: str, limit: float, at_most: bool = True) -> None:
+        if value is not None:
+            out.append({"name": name, "value": value, "target": target,
+                        "met": value <= limit if at_most else value >= limit})
+
+    if c64:
+        add("TTFT error p50 at 64 streams, ms", c64["ttft_err_ms"]["p50"], "<= 1 ms", TARGETS["ttft_err_p50_ms"])
+        add("TTFT error p99 at 64 streams, ms", c64["ttft_err_ms"]["p99"], "<= 5 ms", TARGETS["ttft_err_p99_ms"])
+        add("ITL |error| p99 at 64 streams, ms", c64["itl_abs_err_ms"]["p99"], "<= 0.2 ms",
+            TARGETS["itl_abs_err_p99_ms"])
+        add("chunk gap |error| p99 at 64 streams, ms", c64["icl_abs_err_ms"]["p99"], "<= 2 ms",
+            TARGETS["icl_abs_err_p99_ms"])
+    if c1:
+        add("client CPU at 1 stream, cores", c1["client_cpu_percent"] / 100.0, "<= 0.1 core",
+            TARGETS["cpu_one_stream_cores"])
+    if report["chunk_rate"]:
+        add("max chunk rate, chunks/s", max(r["chunks_per_s"] for r in report["chunk_rate"]), ">= 30000",
+            TARGETS["chunks_per_s"], at_most=False)
+    return out
 
 
 def _row_text(row: dict[str, Any]) -> str:

@@ -21,6 +21,7 @@ only for display: results come from the raw samples.
 
 from __future__ import annotations
 
+import gc
 import itertools
 import json
 import logging
@@ -135,6 +136,10 @@ def _on_quitting(environment: Any, **_: Any) -> None:
 @events.init.add_listener
 def _on_init(environment: Any, **_: Any) -> None:
     logging.getLogger("urllib3").setLevel(logging.WARNING)
+    # Everything imported so far (locust, gevent, ...) lives for the whole run: moving it out of the collector's
+    # generations keeps full collections short, so they do not stall the loop while streams are being stamped.
+    gc.collect()
+    gc.freeze()
     if isinstance(environment.runner, MasterRunner):
         done_workers: set[str] = set()
 
@@ -181,7 +186,10 @@ class BenchUser(User):
         self.done = False
         if o.rate > 0:
             share = o.rate / max(o.rate_users, 1)
-            self.gaps = inter_arrivals(share, o.arrival, seed=(o.seed or 1) * 1000 + self.index)
+            # each user of each worker draws its own (reproducible) arrivals: the master numbers its workers
+            worker_index = int(getattr(self.environment.runner, "worker_index", 0) or 0)
+            seed = (o.seed or 1) * 100_000 + worker_index * 1000 + self.index
+            self.gaps = inter_arrivals(share, o.arrival, seed=seed)
             self.next_ns = time.perf_counter_ns() + int(next(self.gaps) * 1e9)
 
     def wait_time(self) -> float:

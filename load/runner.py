@@ -176,7 +176,7 @@ def preload_model(opts: BenchOptions, url: str, headers: dict[str, str]) -> dict
     from load.client import StreamClient
 
     spec = endpoint_spec(opts.surface, opts.endpoint, opts.model, 1, opts.seed)
-    client = StreamClient(url, max(opts.request_timeout_s, 300.0), headers)
+    client = StreamClient(url, opts.request_timeout_s, headers)
     try:
         s = client.measure(spec, spec.body(load_prompts(opts.prompts, opts.input_tokens)[0]), time.perf_counter_ns())
     finally:
@@ -252,7 +252,8 @@ def run_locust(opts: BenchOptions, url: str, step: str, value: float, step_dir: 
             port = _free_port()
             procs.append(subprocess.Popen(
                 [*base, *common, *run_args, "--master", "--master-bind-host", "127.0.0.1",
-                 "--master-bind-port", str(port), "--expect-workers", str(workers)],
+                 "--master-bind-port", str(port), "--expect-workers", str(workers),
+                 "--expect-workers-max-wait", "120"],
                 stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env))
             for _ in range(workers):
                 procs.append(subprocess.Popen(

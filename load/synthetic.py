@@ -11,7 +11,8 @@ clock, so a calibration can tell the server's error from the client's.
 
 Faults, for the harness's own tests: `--error-every K` answers every K-th generation request with a 500,
 `--stall-every K` stops every K-th stream after its first chunk for `--stall-s` seconds, `--drop-every K`
-closes every K-th connection after its first chunk.
+closes every K-th connection after its first chunk, `--garbage-every K` sends a line that is not JSON after the
+first chunk of every K-th stream.
 
 Run: `python -m load.synthetic --port 0 [--ttft-ms 200 --interval-ms 20 --chunks 25 --tokens-per-chunk 2]`;
 it prints its base URL on one stdout line, then serves until terminated.
@@ -45,6 +46,7 @@ class Schedule:
     stall_every: int = 0
     stall_s: float = 30.0
     drop_every: int = 0
+    garbage_every: int = 0
 
 
 class LatenessStats:
@@ -270,7 +272,7 @@ class Handler(BaseHTTPRequestHandler):
         interval_ns = int(sched.interval_ms * 1e6)
         late: list[int] = []
         first_late = 0
-        if interval_ns == 0 and not (sched.drop_every or sched.stall_every):
+        if interval_ns == 0 and not (sched.drop_every or sched.stall_every or sched.garbage_every):
             self._burst(framer, received_ns, ttft_ns)
             return
         for i in range(sched.chunks):
@@ -290,6 +292,8 @@ class Handler(BaseHTTPRequestHandler):
                     return
                 if sched.stall_every and n % sched.stall_every == 0:
                     time.sleep(sched.stall_s)
+                if sched.garbage_every and n % sched.garbage_every == 0:
+                    self._write_chunk(b"data: {not json\n\n" if framer.sse else b"<html>not json</html>\n")
             else:
                 late.append(lateness)
         end_ns = time.perf_counter_ns()
@@ -380,6 +384,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--stall-every", type=int, default=0)
     p.add_argument("--stall-s", type=float, default=30.0)
     p.add_argument("--drop-every", type=int, default=0)
+    p.add_argument("--garbage-every", type=int, default=0)
     args = p.parse_args(argv)
     if args.chunks < 1 or args.tokens_per_chunk < 1 or args.ttft_ms < 0 or args.interval_ms < 0:
         p.error("--chunks and --tokens-per-chunk must be >= 1, times >= 0")
@@ -391,7 +396,7 @@ def main(argv: list[str] | None = None) -> int:
     schedule = Schedule(ttft_ms=args.ttft_ms, interval_ms=args.interval_ms, chunks=args.chunks,
                         tokens_per_chunk=args.tokens_per_chunk, prompt_tokens=args.prompt_tokens,
                         error_every=args.error_every, stall_every=args.stall_every, stall_s=args.stall_s,
-                        drop_every=args.drop_every)
+                        drop_every=args.drop_every, garbage_every=args.garbage_every)
     server = SyntheticServer((args.host, args.port), schedule)
     host, port = server.server_address[:2]
     print(f"http://{host}:{port}", flush=True)

@@ -10,7 +10,7 @@ from __future__ import annotations
 import base64
 import binascii
 import secrets
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterable, AsyncIterator
 from typing import Any
 
 from starlette.requests import Request
@@ -395,6 +395,17 @@ class MessagesStreamConverter:
         return []
 
 
+async def messages_sse(items: AsyncIterable[dict[str, Any]], converter: MessagesStreamConverter) -> AsyncIterator[bytes]:
+    """The SSE bytes of the stream. A native error object reads as an empty response upstream: the stream
+    ends there, without message_stop."""
+    async for item in items:
+        failed = "error" in item
+        for kind, data in converter.process({} if failed else item):
+            yield sse_event(kind, data)
+        if failed:
+            return
+
+
 # --- HTTP handler ----------------------------------------------------------------------------------------------
 
 async def _open_chat(request: Request, native_request: dict[str, Any]) -> NativeStream:
@@ -436,16 +447,7 @@ async def create_message(request: Request) -> Response:
 
     converter = MessagesStreamConverter(message_id, req["model"], estimate_input_tokens(req))
 
-    async def body() -> AsyncIterator[bytes]:
-        async for item in stream:
-            failed = "error" in item
-            # A native error line reads as an empty response upstream: the stream ends without message_stop.
-            for kind, data in converter.process({} if failed else item):
-                yield sse_event(kind, data)
-            if failed:
-                return
-
-    return sse_response(body(), headers={"Cache-Control": "no-cache", "Connection": "keep-alive"})
+    return sse_response(messages_sse(stream, converter), headers={"Cache-Control": "no-cache", "Connection": "keep-alive"})
 
 
 def routes() -> list[Route]:

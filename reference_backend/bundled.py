@@ -186,16 +186,43 @@ def license_of(entry: ModelEntry, store: Store) -> str | None:
 
 
 def model_info(entry: ModelEntry, store: Store, verbose: bool) -> dict[str, Any]:
-    digest = entry.model_digest or ""
-    path = str(store.blob_path(digest))
     if kind_of(entry) == "bert":
         return dict(_bert_info(str(minilm_dir())))
-    return dict(_gguf_info(path, verbose))
+    digest = entry.model_digest or ""
+    if verbose:
+        return dict(_gguf_metadata(str(store.blob_path(digest)), True)[0])
+    return dict(_cached_gguf_metadata(store, digest)["model_info"])
+
+
+def gguf_tensors(entry: ModelEntry, store: Store) -> list[dict[str, Any]]:
+    return list(_cached_gguf_metadata(store, entry.model_digest or "")["tensors"])
 
 
 @functools.lru_cache(maxsize=8)
-def _gguf_info(path: str, verbose: bool) -> dict[str, Any]:
+def _cached_gguf_metadata_by_digest(blob: str, digest: str) -> dict[str, Any]:
+    """model_info (arrays as null) and the tensor list of a GGUF, kept on disk by digest: reading a GGUF's
+    metadata with gguf-py parses its 262 k-entry vocabulary arrays, which takes seconds."""
+    path = model_cache.cache_root() / "gguf-metadata" / f"{digest}.json"
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError):
+        pass
+    info, tensors = _gguf_metadata(blob, False)
+    data = {"model_info": info, "tensors": tensors}
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f"{path.name}.{os.getpid()}.partial")
+    tmp.write_text(json.dumps(data))
+    os.replace(tmp, path)
+    return data
+
+
+def _cached_gguf_metadata(store: Store, digest: str) -> dict[str, Any]:
+    return _cached_gguf_metadata_by_digest(str(store.blob_path(digest)), digest)
+
+
+def _gguf_metadata(path: str, verbose: bool) -> tuple[dict[str, Any], list[dict[str, Any]]]:
     import gguf
+    import numpy
 
     reader = gguf.GGUFReader(path)
     info: dict[str, Any] = {}
@@ -204,24 +231,13 @@ def _gguf_info(path: str, verbose: bool) -> dict[str, Any]:
             continue
         if fld.types and fld.types[0] == gguf.GGUFValueType.ARRAY:
             info[key] = fld.contents() if verbose else None
+        elif fld.types and fld.types[0] == gguf.GGUFValueType.FLOAT32:
+            info[key] = float(str(numpy.float32(fld.contents())))  # Go prints a float32 at float32 precision
         else:
             info[key] = fld.contents()
     info["general.parameter_count"] = int(sum(int(t.n_elements) for t in reader.tensors))
-    return dict(sorted(info.items()))
-
-
-def gguf_tensors(entry: ModelEntry, store: Store) -> list[dict[str, Any]]:
-    return list(_gguf_tensors(str(store.blob_path(entry.model_digest or ""))))
-
-
-@functools.lru_cache(maxsize=8)
-def _gguf_tensors(path: str) -> tuple[dict[str, Any], ...]:
-    import gguf
-
-    reader = gguf.GGUFReader(path)
-    return tuple(
-        {"name": t.name, "type": t.tensor_type.name, "shape": [int(x) for x in t.shape]} for t in reader.tensors
-    )
+    tensors = [{"name": t.name, "type": t.tensor_type.name, "shape": [int(x) for x in t.shape]} for t in reader.tensors]
+    return dict(sorted(info.items())), tensors
 
 
 @functools.lru_cache(maxsize=2)

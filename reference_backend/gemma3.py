@@ -3,8 +3,8 @@
 Transformers' model is used only to load and convert weights; its forward does not batch sequences that sit at
 different positions without padding, and its per-step Python overhead is large at this size. This module holds
 the weights as plain tensors, fuses q/k/v and gate/up, and optionally keeps every linear layer (the 168 M tied
-LM head above all, which dominates a decode step on CPU) as int8 weight-only with per-channel scales.
-The forward matches transformers' Gemma3ForCausalLM (checked in tests/reference_backend/test_gemma3_forward.py).
+LM head above all, which dominates a decode step on CPU) as int8 (fbgemm dynamic quantization).
+The forward matches transformers' Gemma3ForCausalLM (checked in tests/reference_backend/test_gemma3_engine.py).
 """
 
 from __future__ import annotations

@@ -13,7 +13,7 @@ import json
 import random
 import struct
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterable, AsyncIterator
 from typing import Any
 
 from starlette.requests import Request
@@ -491,6 +491,34 @@ def to_model(show: dict[str, Any], name: str) -> dict[str, Any]:
             "owned_by": model_namespace(name)}
 
 
+def _frame(events: list[dict[str, Any] | bytes]) -> list[bytes]:
+    return [event if isinstance(event, bytes) else sse_data(event) for event in events]
+
+
+async def chat_sse(items: AsyncIterable[dict[str, Any]], chunker: ChatChunker) -> AsyncIterator[bytes]:
+    """The SSE bytes of a chat stream. A native error object reads as an empty response upstream: one empty
+    chunk, then the stream ends with no finish chunk and no [DONE]."""
+    async for item in items:
+        if "error" in item:
+            for data in _frame(chunker.feed({"model": "", "message": {"role": "", "content": ""}})):
+                yield data
+            return
+        for data in _frame(chunker.feed(item)):
+            yield data
+
+
+async def completion_sse(items: AsyncIterable[dict[str, Any]], completion_id: str,
+                         include_usage: bool) -> AsyncIterator[bytes]:
+    """The SSE bytes of a completions stream; a native error ends it the same way as a chat stream."""
+    async for item in items:
+        failed = "error" in item
+        for data in _frame(completion_chunks(completion_id, {"model": "", "response": ""} if failed else item,
+                                             include_usage)):
+            yield data
+        if failed:
+            return
+
+
 # --- HTTP handlers ---------------------------------------------------------------------------------------------
 
 async def _open(kind: str, request: Request, native_request: dict[str, Any]) -> NativeStream:
@@ -524,19 +552,7 @@ async def chat_completions(request: Request) -> Response:
     include_usage = bool((req.get("stream_options") or {}).get("include_usage"))
     chunker = ChatChunker(completion_id, include_usage)
 
-    async def body() -> AsyncIterator[bytes]:
-        async for item in stream:
-            if "error" in item:
-                # Ollama parses the native error line as an empty response: one empty chunk, then the stream
-                # ends with no finish chunk and no [DONE].
-                item = {"model": "", "message": {"role": "", "content": ""}}
-                for event in chunker.feed(item):
-                    yield event if isinstance(event, bytes) else sse_data(event)
-                return
-            for event in chunker.feed(item):
-                yield event if isinstance(event, bytes) else sse_data(event)
-
-    return sse_response(body())
+    return sse_response(chat_sse(stream, chunker))
 
 
 async def completions(request: Request) -> Response:
@@ -561,17 +577,7 @@ async def completions(request: Request) -> Response:
 
     include_usage = bool((req.get("stream_options") or {}).get("include_usage"))
 
-    async def body() -> AsyncIterator[bytes]:
-        async for item in stream:
-            if "error" in item:
-                item = {"model": "", "response": ""}
-                for event in completion_chunks(completion_id, item, include_usage):
-                    yield event if isinstance(event, bytes) else sse_data(event)
-                return
-            for event in completion_chunks(completion_id, item, include_usage):
-                yield event if isinstance(event, bytes) else sse_data(event)
-
-    return sse_response(body())
+    return sse_response(completion_sse(stream, completion_id, include_usage))
 
 
 async def embeddings(request: Request) -> Response:

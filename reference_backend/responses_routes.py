@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 import random
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterable, AsyncIterator
 from typing import Any
 
 from starlette.requests import Request
@@ -437,6 +437,17 @@ class ResponsesStreamConverter:
         return events
 
 
+async def responses_sse(items: AsyncIterable[dict[str, Any]], converter: ResponsesStreamConverter) -> AsyncIterator[bytes]:
+    """The SSE bytes of the stream. A native error object reads as an empty response upstream: the stream
+    ends there, without response.completed."""
+    async for item in items:
+        failed = "error" in item
+        for kind, data in converter.process({} if failed else item):
+            yield sse_event(kind, data, sort_keys=True)
+        if failed:
+            return
+
+
 # --- HTTP handler ----------------------------------------------------------------------------------------------
 
 async def create_response(request: Request) -> Response:
@@ -464,16 +475,7 @@ async def create_response(request: Request) -> Response:
 
     converter = ResponsesStreamConverter(req, response_id, item_id)
 
-    async def body() -> AsyncIterator[bytes]:
-        async for item in stream:
-            failed = "error" in item
-            # A native error line reads as an empty response upstream: the stream ends without response.completed.
-            for kind, data in converter.process({} if failed else item):
-                yield sse_event(kind, data, sort_keys=True)
-            if failed:
-                return
-
-    return sse_response(body(), headers={"Cache-Control": "no-cache", "Connection": "keep-alive"})
+    return sse_response(responses_sse(stream, converter), headers={"Cache-Control": "no-cache", "Connection": "keep-alive"})
 
 
 def routes() -> list[Route]:

@@ -80,7 +80,10 @@ def decode_struct(data: Any, struct: str, fields: Mapping[str, str]) -> dict[str
             if shown == "number":
                 shown = f"number {json.dumps(value)}"
             field = struct.split(".")[-1]
-            raise RequestError(f"json: cannot unmarshal {shown} into Go struct field {field}.{name} of type {go_type}")
+            # Go names the pointed-to type: a *T field reports T.
+            raise RequestError(
+                f"json: cannot unmarshal {shown} into Go struct field {field}.{name} of type {go_type.lstrip('*')}"
+            )
         out[name] = value
     return out
 

@@ -15,6 +15,7 @@ import contextlib
 import json
 import os
 import re
+import signal
 import subprocess
 import tempfile
 import threading
@@ -67,7 +68,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--skip-check", action="store_true", help="benchmark only")
     parser.add_argument("--skip-bench", action="store_true", help="conformance only")
     parser.add_argument("--concurrency", metavar="LIST", default="1,2", help="benchmark concurrency steps (default 1,2)")
-    parser.add_argument("--requests", metavar="N", type=int, default=12, help="measured requests per benchmark step (default 12)")
+    parser.add_argument("--requests", metavar="N", type=int, default=10, help="measured requests per benchmark step (default 10)")
     parser.add_argument("--output-tokens", metavar="N", type=int, default=32, help="cap on output tokens per benchmark request (default 32)")
     parser.add_argument("--history-db", type=Path, default=None, help="history database (default $OLLAMA_CONFORMANCE_HISTORY or ~/.local/share/ollama-conformance/history.sqlite)")
     parser.add_argument("--no-history", action="store_true", help="do not record this run in the history")
@@ -208,7 +209,7 @@ def warm_up(url: str, chat_model: str, progress: Any) -> str:
     """
     import httpx
 
-    task = progress.add_task("warm-up", total=len(WARM_UP_REQUESTS), detail="loading models")
+    task = progress.add_task("warm-up", total=len(WARM_UP_REQUESTS), detail="loading models (/api/show, a first generation, a first embedding)")
     try:
         with httpx.Client(base_url=url, timeout=httpx.Timeout(WARM_UP_TIMEOUT_S, connect=10.0)) as client:
             for i, (path, body) in enumerate(WARM_UP_REQUESTS):
@@ -250,17 +251,26 @@ def run_check_phase(plan: RunPlan, args: argparse.Namespace, url: str, progress:
         proc = subprocess.Popen(cmd, cwd=scratch, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
                                 env={**os.environ, "PYTHONUNBUFFERED": "1"})  # line by line, for the progress bar
         assert proc.stdout is not None
-        for line in proc.stdout:
-            log.write(line)
-            tail.append(line.rstrip())
-            outcome = PYTEST_OUTCOME.search(line)
-            percent = PYTEST_PERCENT.search(line)
-            if outcome:
-                counts[outcome.group(1)] = counts.get(outcome.group(1), 0) + 1
-            if percent:
-                detail = " ".join(f"{k.lower()} {v}" for k, v in sorted(counts.items()))
-                progress.update(task, completed=int(percent.group(1)), detail=detail)
-        status = proc.wait()
+        try:
+            for line in proc.stdout:
+                log.write(line)
+                tail.append(line.rstrip())
+                outcome = PYTEST_OUTCOME.search(line)
+                percent = PYTEST_PERCENT.search(line)
+                if outcome:
+                    counts[outcome.group(1)] = counts.get(outcome.group(1), 0) + 1
+                if percent:
+                    detail = " ".join(f"{k.lower()} {v}" for k, v in sorted(counts.items()))
+                    progress.update(task, completed=int(percent.group(1)), detail=detail)
+            status = proc.wait()
+        finally:  # interrupted: the suite must not outlive us
+            if proc.poll() is None:
+                proc.terminate()
+                try:
+                    proc.wait(timeout=20)
+                except subprocess.TimeoutExpired:
+                    proc.kill()
+                    proc.wait(timeout=20)
     if not json_path.exists():
         progress.update(task, detail=f"[red]no results (pytest exit {status})")
         return None, "the conformance suite wrote no results (pytest exit status {}); last lines:\n{}".format(status, "\n".join(tail))
@@ -379,8 +389,22 @@ def print_summary(console: Any, summary: dict[str, Any], written: Any, plan: Run
         console.print(f"history: {plan.history_db}")
 
 
+def _exit_on_sigterm(signum: int, frame: Any) -> None:
+    raise SystemExit(128 + signum)  # unwinds: the reference backend and the suite are stopped on the way out
+
+
 def run(args: argparse.Namespace) -> int:
     plan = _plan(args)
+    if threading.current_thread() is threading.main_thread():
+        previous = signal.signal(signal.SIGTERM, _exit_on_sigterm)
+        try:
+            return _run(args, plan)
+        finally:
+            signal.signal(signal.SIGTERM, previous)
+    return _run(args, plan)
+
+
+def _run(args: argparse.Namespace, plan: RunPlan) -> int:
     console = _console(stderr=True)
     started = time.monotonic()
     try:

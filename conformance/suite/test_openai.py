@@ -208,10 +208,18 @@ def test_responses_stream_events(api: Api, chat_model: str) -> None:
     assert not problems, "Responses event order: " + "; ".join(problems)
 
 
+UNKNOWN_MODEL = [
+    ("/v1/chat/completions", {"messages": MESSAGES, "max_tokens": 4}),
+    ("/v1/completions", {"prompt": "hi", "max_tokens": 4}),
+    ("/v1/embeddings", {"input": "hi"}),
+]
+
+
 @pytest.mark.feature("v1.errors.model_not_found")
-def test_unknown_model(api: Api) -> None:
-    got = chat(api, "no-such-model-xyz", **SMALL)
-    api.contract("POST", "/v1/chat/completions", got)
+@pytest.mark.parametrize(("path", "body"), UNKNOWN_MODEL, ids=[p for p, _ in UNKNOWN_MODEL])
+def test_unknown_model(api: Api, path: str, body: dict) -> None:
+    got = api.post(path, {"model": "no-such-model-xyz", **body})
+    api.contract("POST", path, got)
     api.openai_error(got, 404, "not_found_error")
 
 

@@ -9,6 +9,7 @@ deadline. Generation is derandomised so a run is reproducible; hypothesis prints
 
 from __future__ import annotations
 
+from datetime import timedelta
 from functools import cache
 from typing import Any
 
@@ -95,6 +96,28 @@ def check_answer(api: Api, op: spec.Operation, got: Captured, *, valid: bool) ->
             assert body.get("type") == "error" and isinstance(body.get("error"), dict), f"{where}: error {got.text[:200]!r}"
 
 
+def schemathesis_checks(case: Any, op: spec.Operation, got: Captured, body: Any) -> None:
+    """schemathesis's own status, content-type and schema checks, as a second opinion on JSON answers.
+
+    Streams are left to our checks above: schemathesis reads no NDJSON items and takes `[DONE]` for bad JSON.
+    """
+    if got.media_type != "application/json":
+        return
+    import httpx
+    from schemathesis.specs.openapi.checks import (
+        content_type_conformance,
+        response_schema_conformance,
+        status_code_conformance,
+    )
+
+    if isinstance(body, dict):
+        case.body = body
+    request = httpx.Request(op.method, f"http://target{op.path}")
+    response = httpx.Response(got.status, headers=got.headers, content=got.text.encode(), request=request)
+    response.elapsed = timedelta(seconds=got.elapsed_s)
+    case.validate_response(response, checks=[status_code_conformance, content_type_conformance, response_schema_conformance])
+
+
 def send(api: Api, op: spec.Operation, body: Any) -> Captured:
     if body is None:
         return api.call(op.method, op.path)
@@ -118,7 +141,9 @@ def run_property(api: Api, target: Target, op: spec.Operation, mode: str) -> Non
     def prop(case: Any) -> None:
         body = None if case.body is NOT_SET else case.body
         body = bound(body, op.path, target) if mode == "valid" else body
-        check_answer(api, op, send(api, op, body), valid=mode == "valid")
+        got = send(api, op, body)
+        check_answer(api, op, got, valid=mode == "valid")
+        schemathesis_checks(case, op, got, body)
 
     prop()
 

@@ -7,7 +7,8 @@ import json
 import pytest
 
 from reference_backend import cloud_routing as rules
-from reference_backend.cloud import ApiKeyError, ApiKeys, load_api_keys, requires_key, surface_of, unauthorized_body
+from reference_backend.cloud_auth import ApiKeyError, ApiKeys, load_api_keys, requires_key, unauthorized_body
+from reference_backend.cloud_http import surface_of
 from reference_backend.cloud_routing import ModelRefError, ModelSource, parse_model_ref
 
 

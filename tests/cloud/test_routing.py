@@ -11,6 +11,8 @@ import json
 import httpx
 import pytest
 
+from reference_backend.launcher import ReferenceBackend
+
 VOLATILE = {"created_at", "total_duration", "load_duration", "prompt_eval_duration", "eval_duration",
             "prompt_eval_count", "created", "id", "request_id"}  # fmt: skip
 GENERATE = {"prompt": "The sky is", "stream": False, "options": {"seed": 7, "temperature": 0, "num_predict": 6}}
@@ -200,3 +202,18 @@ def test_unreachable_cloud_is_502(dead_upstream_url: str) -> None:
     got = httpx.post(dead_upstream_url + "/api/chat", json={"model": "m:cloud", "messages": []}, timeout=60)
     assert got.status_code == 502
     assert got.json()["error"].startswith('Post "http://127.0.0.1:')
+
+
+def test_keys_are_never_logged(capfd: pytest.CaptureFixture[str]) -> None:
+    """Both sides at debug log level: the key appears in neither process's output, on success or refusal."""
+    key = "never-logged-" + "7" * 24
+    with ReferenceBackend(args=["--cloud", "--log-level", "debug"], env={"OLLAMA_API_KEY": key}) as upstream:
+        env = {"OLLAMA_API_KEY": key, "OLLAMA_CLOUD_BASE_URL": upstream.url, "OLLAMA_NO_CLOUD": "0"}
+        with ReferenceBackend(args=["--log-level", "debug"], env=env) as daemon:
+            assert httpx.post(daemon.url + "/api/show", json={"model": "all-minilm:22m:cloud"}, timeout=120).status_code == 200
+            assert httpx.post(daemon.url + "/api/experimental/web_search", json={"query": "x"}, timeout=60).status_code == 200
+            refused = httpx.post(upstream.url + "/api/chat", json={}, headers={"Authorization": f"Bearer {key}x"})
+            assert refused.status_code == 401
+    captured = capfd.readouterr()
+    assert "DEBUG" in captured.err  # the logs were captured
+    assert key not in captured.out + captured.err

@@ -21,8 +21,6 @@ KNOWN_DEVIATIONS: dict[str, str] = {
         "reference backend: format 'json' may produce an array; Ollama's grammar is `root ::= object`",
     "conformance/suite/test_chat.py::test_format_json":
         "reference backend: format 'json' may produce an array; Ollama's grammar is `root ::= object`",
-    "conformance/suite/test_properties.py::test_generated_requests[POST /v1/completions valid]":
-        "spec: /v1/completions finish_reason enum lacks 'load', which Ollama sends for an empty prompt",
     "conformance/suite/test_models.py::test_create_without_source":
         "reference backend: POST /api/create is not routed (404)",
 }

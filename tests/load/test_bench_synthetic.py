@@ -124,3 +124,23 @@ def test_telemetry_without_a_gpu_records_why_and_samples_rss(synthetic, bench) -
     assert tel["ps"] and tel["ps"][0][1] == 0  # the synthetic server reports size_vram 0
     harness = run.results["harness"]
     assert 0.0 < harness["client_cpu_percent"] < 400.0 and harness["loop_lag_ms"]["n"] > 0
+
+
+def test_open_loop_over_two_workers_draws_independent_arrivals(synthetic, bench) -> None:
+    server = synthetic("--ttft-ms", "10", "--interval-ms", "5", "--chunks", "3")
+    run = bench(target=server.url, rate=[10.0], arrival="poisson", duration_s=2.0, workers=2, seed=3)
+    step = run.results["steps"][0]
+    assert len(step["workers"]) == 2 and step["requests"]["ok"] > 0
+    offsets = {w: [s["intended_start_ns"] - s["t0_ns"] for s in run.samples if s["worker"] == w]
+               for w in step["workers"]}
+    first, second = offsets.values()
+    assert first and second and first != second  # each worker its own seeded schedule, not the same one twice
+
+
+@pytest.mark.parametrize("surface", ["native", "openai"])
+def test_garbage_in_a_stream_is_an_error_of_that_request(synthetic, bench, surface) -> None:
+    server = synthetic("--ttft-ms", "10", "--interval-ms", "5", "--chunks", "3", "--garbage-every", "2")
+    run = bench(target=server.url, surface=surface, concurrency=[1], requests=4, duration_s=None)
+    req = run.results["steps"][0]["requests"]
+    assert req["ok"] >= 1 and req["error"] >= 1
+    assert all("invalid" in s["error"] for s in run.samples if s["status"] == "error")

@@ -35,22 +35,82 @@ CASES = [
     ("/api/show", {}, 400, "model is required"),
     ("/api/show", {"model": "nope"}, 404, "model 'nope:latest' not found"),
     ("/api/generate", {"model": GEMMA, "prompt": "x", "think": True}, 400, '"gemma3:270m" does not support thinking'),
-    ("/api/chat", {"model": GEMMA, "messages": [{"role": "user", "content": "x"}], "think": "high"}, 400, '"gemma3:270m" does not support thinking'),
-    ("/api/generate", {"model": GEMMA, "prompt": "x", "think": "huge"}, 400, 'invalid think value: "huge" (must be "high", "medium", "low", "max", true, or false)'),
-    ("/api/generate", {"model": GEMMA, "prompt": "x", "think": 3}, 400, 'think must be a boolean or string ("high", "medium", "low", "max", true, or false)'),
-    ("/api/generate", {"model": GEMMA, "prompt": "x", "suffix": "y"}, 400, "registry.ollama.ai/library/gemma3:270m does not support insert"),
-    ("/api/generate", {"model": GEMMA, "prompt": "x", "raw": True, "system": "s"}, 400, "raw mode does not support template, system, or context"),
+    (
+        "/api/chat",
+        {"model": GEMMA, "messages": [{"role": "user", "content": "x"}], "think": "high"},
+        400,
+        '"gemma3:270m" does not support thinking',
+    ),
+    (
+        "/api/generate",
+        {"model": GEMMA, "prompt": "x", "think": "huge"},
+        400,
+        'invalid think value: "huge" (must be "high", "medium", "low", "max", true, or false)',
+    ),
+    (
+        "/api/generate",
+        {"model": GEMMA, "prompt": "x", "think": 3},
+        400,
+        'think must be a boolean or string ("high", "medium", "low", "max", true, or false)',
+    ),
+    (
+        "/api/generate",
+        {"model": GEMMA, "prompt": "x", "suffix": "y"},
+        400,
+        "registry.ollama.ai/library/gemma3:270m does not support insert",
+    ),
+    (
+        "/api/generate",
+        {"model": GEMMA, "prompt": "x", "raw": True, "system": "s"},
+        400,
+        "raw mode does not support template, system, or context",
+    ),
     ("/api/generate", {"model": GEMMA, "prompt": "x", "keep_alive": "abc"}, 400, 'time: invalid duration "abc"'),
     ("/api/generate", {"model": GEMMA, "prompt": "x", "keep_alive": "10"}, 400, 'time: missing unit in duration "10"'),
     ("/api/generate", {"model": GEMMA, "prompt": "x", "keep_alive": True}, 400, "Unsupported type: 'bool'"),
-    ("/api/generate", {"model": GEMMA, "prompt": "x", "top_logprobs": 21}, 400, "top_logprobs must be between 0 and 20"),
-    ("/api/generate", {"model": GEMMA, "prompt": "x", "options": {"temperature": "hot"}}, 500, 'option "temperature" must be of type float32'),
-    ("/api/generate", {"model": GEMMA, "prompt": "x", "options": {"stop": "x"}}, 500, 'option "stop" must be of type array'),
-    ("/api/generate", {"model": GEMMA, "prompt": "x", "format": "yaml"}, 500, 'invalid format: "yaml"; expected "json" or a valid JSON Schema object'),
+    (
+        "/api/generate",
+        {"model": GEMMA, "prompt": "x", "top_logprobs": 21},
+        400,
+        "top_logprobs must be between 0 and 20",
+    ),
+    (
+        "/api/generate",
+        {"model": GEMMA, "prompt": "x", "options": {"temperature": "hot"}},
+        500,
+        'option "temperature" must be of type float32',
+    ),
+    (
+        "/api/generate",
+        {"model": GEMMA, "prompt": "x", "options": {"stop": "x"}},
+        500,
+        'option "stop" must be of type array',
+    ),
+    (
+        "/api/generate",
+        {"model": GEMMA, "prompt": "x", "format": "yaml"},
+        500,
+        'invalid format: "yaml"; expected "json" or a valid JSON Schema object',
+    ),
     ("/api/generate", {"model": MINILM, "prompt": "x"}, 400, '"all-minilm:22m" does not support generate'),
-    ("/api/chat", {"model": MINILM, "messages": [{"role": "user", "content": "x"}]}, 400, '"all-minilm:22m" does not support chat'),
-    ("/api/generate", {"model": GEMMA, "prompt": "x", "images": ["not base64!"]}, 400, "illegal base64 data at input byte 3"),
-    ("/api/generate", {"model": GEMMA, "prompt": 5}, 400, "json: cannot unmarshal number into Go struct field GenerateRequest.prompt of type string"),
+    (
+        "/api/chat",
+        {"model": MINILM, "messages": [{"role": "user", "content": "x"}]},
+        400,
+        '"all-minilm:22m" does not support chat',
+    ),
+    (
+        "/api/generate",
+        {"model": GEMMA, "prompt": "x", "images": ["not base64!"]},
+        400,
+        "illegal base64 data at input byte 3",
+    ),
+    (
+        "/api/generate",
+        {"model": GEMMA, "prompt": 5},
+        400,
+        "json: cannot unmarshal number into Go struct field GenerateRequest.prompt of type string",
+    ),
     ("/api/generate", {"model": GEMMA, "prompt": "word " * 40, "options": {"num_ctx": 16}}, 400, LONG_PROMPT_ERROR),
     ("/api/copy", {"source": "", "destination": "x"}, 400, 'source "" is invalid'),
     ("/api/copy", {"source": GEMMA, "destination": "bad name"}, 400, 'destination "bad name" is invalid'),
@@ -80,9 +140,17 @@ def test_delete_errors(http: httpx.Client) -> None:
 
 def test_unknown_route_and_wrong_method(http: httpx.Client) -> None:
     unknown = http.get("/api/nothing-here")
-    assert (unknown.status_code, unknown.text, unknown.headers["content-type"]) == (404, "404 page not found", "text/plain")
+    assert (unknown.status_code, unknown.text, unknown.headers["content-type"]) == (
+        404,
+        "404 page not found",
+        "text/plain",
+    )
     wrong = http.get("/api/chat")
-    assert (wrong.status_code, wrong.text, wrong.headers["content-type"]) == (405, "405 method not allowed", "text/plain")
+    assert (wrong.status_code, wrong.text, wrong.headers["content-type"]) == (
+        405,
+        "405 method not allowed",
+        "text/plain",
+    )
     assert "POST" in wrong.headers["allow"]
     slash = http.get("/api/tags/", follow_redirects=False)
     assert slash.status_code == 301 and slash.headers["location"].endswith("/api/tags")
@@ -90,7 +158,11 @@ def test_unknown_route_and_wrong_method(http: httpx.Client) -> None:
 
 def test_root_and_version(http: httpx.Client) -> None:
     root = http.get("/")
-    assert (root.status_code, root.text, root.headers["content-type"]) == (200, "Ollama is running", "text/plain; charset=utf-8")
+    assert (root.status_code, root.text, root.headers["content-type"]) == (
+        200,
+        "Ollama is running",
+        "text/plain; charset=utf-8",
+    )
     assert http.head("/").status_code == 200
     version = http.get("/api/version").json()["version"]
     assert version.count(".") == 2

@@ -12,7 +12,20 @@ import torch
 from reference_backend import model_cache
 from reference_backend.gemma3 import Gemma3, StaticSlots
 
-PROMPT_IDS = [2, 14977, 236787, 8922, 563, 506, 7217, 3730, 236881, 107, 7925, 236787]  # "Question: Why is the sky blue?\nAnswer:"
+PROMPT_IDS = [
+    2,
+    14977,
+    236787,
+    8922,
+    563,
+    506,
+    7217,
+    3730,
+    236881,
+    107,
+    7925,
+    236787,
+]  # "Question: Why is the sky blue?\nAnswer:"
 
 
 @pytest.fixture(scope="module")
@@ -97,3 +110,19 @@ def test_conversion_is_exact(converted: Path) -> None:
             tensor = tensors[gguf_name]
             expected = dequantize(tensor.data, tensor.tensor_type)
             assert np.array_equal(saved.get_tensor(hf_name).numpy(), expected), gguf_name
+
+
+def test_int8_head_stays_close_to_fp32(converted: Path, model: Gemma3) -> None:
+    """The CPU default quantizes only the LM head: logits move a little, the most likely token does not."""
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        quantized = Gemma3.from_hf_dir(
+            converted, dtype=torch.float32, device=torch.device("cpu"), int8=False, int8_head=True
+        )
+    exact = model.prefill(PROMPT_IDS, model.new_cache(32), all_logits=True)
+    approx = quantized.prefill(PROMPT_IDS, quantized.new_cache(32), all_logits=True)
+    assert torch.equal(exact.argmax(-1), approx.argmax(-1))
+    scale = exact.abs().max()
+    assert (exact - approx).abs().max() < 0.1 * scale  # per-channel int8 of the head: errors of a few %

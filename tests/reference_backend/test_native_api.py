@@ -7,7 +7,9 @@ seed, stop and length behaviour are.
 from __future__ import annotations
 
 import json
+import time
 import uuid
+from datetime import UTC, datetime, timedelta
 
 import httpx
 import jsonschema
@@ -120,10 +122,19 @@ def test_ndjson_framing(http: httpx.Client) -> None:
         assert item["created_at"].endswith("Z")
     final = objects[-1]
     assert final["done"] is True and final["done_reason"] == "length" and final["response"] == ""
-    for key in ("total_duration", "load_duration", "prompt_eval_count", "prompt_eval_duration", "eval_count", "eval_duration"):
+    for key in (
+        "total_duration",
+        "load_duration",
+        "prompt_eval_count",
+        "prompt_eval_duration",
+        "eval_count",
+        "eval_duration",
+    ):
         assert isinstance(final[key], int) and final[key] > 0, key
     assert final["eval_count"] == 8
-    chat = http.post("/api/chat", json={"model": GEMMA, "messages": [{"role": "user", "content": "Hi"}], "options": GREEDY})
+    chat = http.post(
+        "/api/chat", json={"model": GEMMA, "messages": [{"role": "user", "content": "Hi"}], "options": GREEDY}
+    )
     objects = ndjson(chat)
     assert all(o["message"]["role"] == "assistant" for o in objects)
     assert objects[-1]["done"] and "context" not in objects[-1]
@@ -141,7 +152,10 @@ def test_num_predict_limits_output(http: httpx.Client, num_predict: int) -> None
 
 def test_stop_sequence_ends_output(http: httpx.Client) -> None:
     prompt = "Question: Why is the sky blue?\nAnswer:"
-    free = http.post("/api/generate", json={"model": GEMMA, "prompt": prompt, "stream": False, "options": {"temperature": 0, "num_predict": 16}}).json()
+    free = http.post(
+        "/api/generate",
+        json={"model": GEMMA, "prompt": prompt, "stream": False, "options": {"temperature": 0, "num_predict": 16}},
+    ).json()
     text = free["response"]
     words = text.split()
     assert len(words) >= 4, text
@@ -149,7 +163,12 @@ def test_stop_sequence_ends_output(http: httpx.Client) -> None:
     cut = text.index(stop)
     stopped = http.post(
         "/api/generate",
-        json={"model": GEMMA, "prompt": prompt, "stream": False, "options": {"temperature": 0, "num_predict": 16, "stop": [stop]}},
+        json={
+            "model": GEMMA,
+            "prompt": prompt,
+            "stream": False,
+            "options": {"temperature": 0, "num_predict": 16, "stop": [stop]},
+        },
     ).json()
     assert stopped["done_reason"] == "stop"
     assert stopped["response"] == text[:cut]
@@ -157,14 +176,25 @@ def test_stop_sequence_ends_output(http: httpx.Client) -> None:
 
 
 def test_seed_gives_same_output(http: httpx.Client) -> None:
-    body = {"model": GEMMA, "prompt": "My favourite animal is", "stream": False, "options": {"seed": 42, "temperature": 1.0, "num_predict": 12}}
+    body = {
+        "model": GEMMA,
+        "prompt": "My favourite animal is",
+        "stream": False,
+        "options": {"seed": 42, "temperature": 1.0, "num_predict": 12},
+    }
     first = http.post("/api/generate", json=body).json()["response"]
     second = http.post("/api/generate", json=body).json()["response"]
     assert first == second
 
 
 def test_format_json_parses(http: httpx.Client) -> None:
-    body = {"model": GEMMA, "prompt": "A person as JSON:", "format": "json", "stream": False, "options": {"temperature": 0, "num_predict": 64}}
+    body = {
+        "model": GEMMA,
+        "prompt": "A person as JSON:",
+        "format": "json",
+        "stream": False,
+        "options": {"temperature": 0, "num_predict": 64},
+    }
     result = http.post("/api/generate", json=body).json()
     if result["done_reason"] == "stop":
         json.loads(result["response"])
@@ -180,7 +210,13 @@ def test_format_schema_validates(http: httpx.Client) -> None:
         "additionalProperties": False,
     }
     prompt = "Extract the person as JSON.\nText: Alice is 31 years old and lives in Paris.\nJSON:"
-    body = {"model": GEMMA, "prompt": prompt, "format": schema, "stream": False, "options": {"temperature": 0, "num_predict": 48}}
+    body = {
+        "model": GEMMA,
+        "prompt": prompt,
+        "format": schema,
+        "stream": False,
+        "options": {"temperature": 0, "num_predict": 48},
+    }
     result = http.post("/api/generate", json=body).json()
     assert result["done_reason"] == "stop"
     jsonschema.validate(json.loads(result["response"]), schema)
@@ -201,7 +237,11 @@ def test_tool_call_shape(client: ollama.Client) -> None:
         {"role": "assistant", "content": "", "tool_calls": [call]},
         {"role": "tool", "content": "12 degrees, rain"},
         {"role": "user", "content": "What is the weather in Rome?"},
-        {"role": "assistant", "content": "", "tool_calls": [{"function": {"name": "get_weather", "arguments": {"city": "Rome"}}}]},
+        {
+            "role": "assistant",
+            "content": "",
+            "tool_calls": [{"function": {"name": "get_weather", "arguments": {"city": "Rome"}}}],
+        },
         {"role": "tool", "content": "25 degrees, sun"},
         {"role": "user", "content": "What is the weather in Paris?"},
     ]
@@ -212,13 +252,29 @@ def test_tool_call_shape(client: ollama.Client) -> None:
     assert first.function.name == "get_weather"
     assert isinstance(first.function.arguments, dict)
     jsonschema.validate(dict(first.function.arguments), tool["function"]["parameters"])
-    raw = client._client.post("/api/chat", json={"model": GEMMA, "messages": messages, "tools": [tool], "stream": False, "options": {"temperature": 0, "num_predict": 40}}).json()
+    raw = client._client.post(
+        "/api/chat",
+        json={
+            "model": GEMMA,
+            "messages": messages,
+            "tools": [tool],
+            "stream": False,
+            "options": {"temperature": 0, "num_predict": 40},
+        },
+    ).json()
     raw_call = raw["message"]["tool_calls"][0]
     assert raw_call["id"].startswith("call_") and raw_call["function"]["index"] == 0
 
 
 def test_logprobs(http: httpx.Client) -> None:
-    body = {"model": GEMMA, "prompt": "Hello", "stream": False, "logprobs": True, "top_logprobs": 3, "options": {"num_predict": 4, "temperature": 0}}
+    body = {
+        "model": GEMMA,
+        "prompt": "Hello",
+        "stream": False,
+        "logprobs": True,
+        "top_logprobs": 3,
+        "options": {"num_predict": 4, "temperature": 0},
+    }
     result = http.post("/api/generate", json=body).json()
     assert len(result["logprobs"]) == result["eval_count"] == 4
     for entry in result["logprobs"]:
@@ -239,7 +295,33 @@ def test_load_and_unload(http: httpx.Client) -> None:
 
 def test_context_shift_keeps_generating(http: httpx.Client) -> None:
     body = {"model": GEMMA, "prompt": "Once upon a time", "raw": True, "stream": False}
-    shifted = http.post("/api/generate", json={**body, "options": {"num_ctx": 24, "num_predict": 30, "temperature": 0}}).json()
+    shifted = http.post(
+        "/api/generate", json={**body, "options": {"num_ctx": 24, "num_predict": 30, "temperature": 0}}
+    ).json()
     assert shifted["eval_count"] == 30 and shifted["done_reason"] == "length"
-    stopped = http.post("/api/generate", json={**body, "shift": False, "options": {"num_ctx": 24, "num_predict": 30, "temperature": 0}}).json()
+    stopped = http.post(
+        "/api/generate", json={**body, "shift": False, "options": {"num_ctx": 24, "num_predict": 30, "temperature": 0}}
+    ).json()
     assert stopped["eval_count"] < 30 and stopped["done_reason"] == "length"
+
+
+def test_keep_alive_sets_expiry(http: httpx.Client) -> None:
+    def expiry() -> datetime | None:
+        for model in http.get("/api/ps").json()["models"]:
+            if model["model"] == MINILM:
+                return datetime.fromisoformat(model["expires_at"].replace("Z", "+00:00"))
+        return None
+
+    now = datetime.now(UTC)
+    http.post("/api/embed", json={"model": MINILM, "input": "x", "keep_alive": "1h"}).raise_for_status()
+    hour = expiry()
+    assert hour is not None and timedelta(minutes=59) < hour - now < timedelta(minutes=61)
+    http.post("/api/embed", json={"model": MINILM, "input": "x", "keep_alive": -1}).raise_for_status()
+    forever = expiry()
+    assert forever is not None and forever.year > 2200
+    http.post("/api/embed", json={"model": MINILM, "input": "x", "keep_alive": 0}).raise_for_status()
+    for _ in range(50):  # unloads right after the request; bounded wait
+        if expiry() is None:
+            break
+        time.sleep(0.1)
+    assert expiry() is None

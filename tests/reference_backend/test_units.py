@@ -65,7 +65,13 @@ def test_model_names() -> None:
 
 def test_options_types_and_defaults() -> None:
     options = Options()
-    assert (options.temperature, options.top_k, options.top_p, options.num_predict, options.seed) == (0.8, 40, 0.9, -1, -1)
+    assert (options.temperature, options.top_k, options.top_p, options.num_predict, options.seed) == (
+        0.8,
+        40,
+        0.9,
+        -1,
+        -1,
+    )
     options.apply({"temperature": 0, "num_predict": 7.9, "stop": ["x"], "unknown": 1, "top_k": None})
     assert options.temperature == 0.0 and options.num_predict == 7 and options.stop == ["x"] and options.top_k == 40
     for key, value, message in [

@@ -126,3 +126,17 @@ def test_bootstrap_interval_covers_a_known_shift() -> None:
     assert ci.low < 1.2 < ci.high and ci.low > 1.0
     same = bootstrap_ratio(base, base, quantile_statistic(0.5))
     assert same.ratio == 1.0 and same.low < 1.0 < same.high
+
+
+def test_run_folders_compare_as_a_whole(results_dir: Path, tmp_path: Path) -> None:
+    """`compare` takes the folders `run` writes (check.json + bench/): conformance and performance together."""
+    for name, check, bench in (("base", "check_baseline.json", "bench_baseline"), ("cand", "check_baseline.json", "bench_noise")):
+        (tmp_path / name).mkdir()
+        shutil.copy(results_dir / check, tmp_path / name / "check.json")
+        shutil.copytree(results_dir / bench, tmp_path / name / "bench")
+    out = tmp_path / "cmp.json"
+    assert main(["compare", str(tmp_path / "base"), str(tmp_path / "cand"), "--json", str(out)]) == 0
+    result = json.loads(out.read_text())
+    assert result["conformance"] is not None and result["performance"] is not None
+    shutil.copy(results_dir / "check_candidate.json", tmp_path / "cand" / "check.json")
+    assert main(["compare", str(tmp_path / "base"), str(tmp_path / "cand")]) == 1

@@ -66,7 +66,7 @@ def test_run_end_to_end_on_the_reference_backend(tmp_path: Path, private_history
     out = tmp_path / "run"
     proc = _run(
         ["--out", str(out), "--level", "MUST", "--surface", "native",
-         "--concurrency", "1,2", "--requests", "3", "--output-tokens", "8"],
+         "--concurrency", "1,2", "--requests", "2", "--output-tokens", "8"],
         {"OLLAMA_CONFORMANCE_HISTORY": str(private_history)}, timeout_s=900,
     )
     assert proc.returncode in (0, 1), proc.stderr[-3000:]

@@ -139,6 +139,9 @@ def test_go_binding_rules() -> None:
         decode_struct({"max_tokens": "4"}, "openai.ChatCompletionRequest", CHAT_FIELDS)
     with pytest.raises(RequestError, match=r"cannot unmarshal number 1.5 into Go struct field"):
         decode_struct({"max_tokens": 1.5}, "openai.ChatCompletionRequest", CHAT_FIELDS)
+    with pytest.raises(RequestError, match=r"^json: cannot unmarshal string into Go struct field "
+                                            r"ChatCompletionRequest.stream_options of type openai.StreamOptions$"):
+        decode_struct({"stream_options": "yes"}, "openai.ChatCompletionRequest", CHAT_FIELDS)
     with pytest.raises(RequestError, match=r"^json: cannot unmarshal array into Go value of type openai.X$"):
         decode_struct([], "openai.X", CHAT_FIELDS)
 
