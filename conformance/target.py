@@ -42,6 +42,9 @@ class Target:
     timeout_s: float = 60.0
     allow_mutations: bool = False
 
+    def __repr__(self) -> str:  # never the key, never credentials in the URL
+        return f"Target(url={self.public_url()!r}, profile={self.profile!r}, version={self.version!r})"
+
     def headers(self) -> dict[str, str]:
         return {"Authorization": f"Bearer {self.api_key}"} if self.api_key else {}
 

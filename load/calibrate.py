@@ -119,7 +119,10 @@ def run_calibration(duration_s: float, out_dir: str, stream: TextIO) -> int:
                   f"{step['window_s']:.1f} s; client CPU {row['client_cpu_percent']:.0f}% of a core)", file=stream)
     report["verdicts"] = verdicts(report)
     for v in report["verdicts"]:
-        print(f"  {v['name']}: {v['value']:.3f} (target {v['target']}) {'met' if v['met'] else 'NOT met'}", file=stream)
+        extra = "" if v["vs_schedule"] is None else f"; against the schedule, server lateness included: " \
+                                                      f"{v['vs_schedule']:.3f}"
+        print(f"  {v['name']}: {v['value']:.3f} (target {v['target']}) {'met' if v['met'] else 'NOT met'}{extra}",
+              file=stream)
     base.mkdir(parents=True, exist_ok=True)
     (base / "calibration.json").write_text(json.dumps(report, indent=1))
     print(f"calibration: wrote {base / 'calibration.json'}", file=stream)
@@ -127,23 +130,31 @@ def run_calibration(duration_s: float, out_dir: str, stream: TextIO) -> int:
 
 
 def verdicts(report: dict[str, Any]) -> list[dict[str, Any]]:
-    """The issue's targets, judged on the 64-stream SSE step (against the schedule), 1 stream CPU, burst rate."""
+    """The issue's targets on the 64-stream SSE step, the 1-stream CPU and the burst rate.
+
+    Each error is judged twice: against the nominal schedule (what peers are compared on; it includes the
+    server's own lateness) and against the server's send stamps (the harness's own error, which is the target).
+    """
     rows = {r["name"]: r for r in report["steps"]}
     c64, c1 = rows.get("openai-c64"), rows.get("openai-c1")
     out: list[dict[str, Any]] = []
 
-    def add(name: str, value: float | None, target: str, limit: float, at_most: bool = True) -> None:
+    def add(name: str, value: float | None, target: str, limit: float, at_most: bool = True,
+            vs_schedule: float | None = None) -> None:
         if value is not None:
-            out.append({"name": name, "value": value, "target": target,
+            out.append({"name": name, "value": value, "target": target, "vs_schedule": vs_schedule,
                         "met": value <= limit if at_most else value >= limit})
 
     if c64:
-        add("TTFT error p50 at 64 streams, ms", c64["ttft_err_ms"]["p50"], "<= 1 ms", TARGETS["ttft_err_p50_ms"])
-        add("TTFT error p99 at 64 streams, ms", c64["ttft_err_ms"]["p99"], "<= 5 ms", TARGETS["ttft_err_p99_ms"])
-        add("ITL |error| p99 at 64 streams, ms", c64["itl_abs_err_ms"]["p99"], "<= 0.2 ms",
-            TARGETS["itl_abs_err_p99_ms"])
-        add("chunk gap |error| p99 at 64 streams, ms", c64["icl_abs_err_ms"]["p99"], "<= 2 ms",
-            TARGETS["icl_abs_err_p99_ms"])
+        v = c64["vs_server_stamps"]
+        for name, key, stat, target, limit in (
+            ("TTFT error p50 at 64 streams, ms", "ttft_err_ms", "p50", "<= 1 ms", TARGETS["ttft_err_p50_ms"]),
+            ("TTFT error p99 at 64 streams, ms", "ttft_err_ms", "p99", "<= 5 ms", TARGETS["ttft_err_p99_ms"]),
+            ("ITL |error| p99 at 64 streams, ms", "itl_abs_err_ms", "p99", "<= 0.2 ms", TARGETS["itl_abs_err_p99_ms"]),
+            ("chunk gap |error| p99 at 64 streams, ms", "icl_abs_err_ms", "p99", "<= 2 ms",
+             TARGETS["icl_abs_err_p99_ms"]),
+        ):
+            add(name, v[key][stat], target, limit, vs_schedule=c64[key][stat])
     if c1:
         add("client CPU at 1 stream, cores", c1["client_cpu_percent"] / 100.0, "<= 0.1 core",
             TARGETS["cpu_one_stream_cores"])

@@ -2,8 +2,10 @@
 
 The protocol is h11's (a well-kept sans-I/O HTTP/1.1 library); the sockets are ours, so every phase is stamped
 exactly where it happens: TCP connect, TLS handshake, request written, first byte of the response, first output
-chunk (from the stream parser), last byte. Each `recv` is stamped with `time.perf_counter_ns()` before anything is
-parsed. Under locust the sockets are gevent's (patched at import), so a read blocks only its own greenlet. httpx
+chunk (from the stream parser), last byte. Each read is stamped before anything is parsed: on Linux with the
+kernel's own receive time (SO_TIMESTAMPNS, converted to the `perf_counter_ns` clock), so a client process the OS
+did not schedule for a few ms still gets the true arrival time (the delay is kept as `read_delay_max_ms`); over
+TLS, or where the kernel gives none, with `time.perf_counter_ns()` right after the read. Under locust the sockets are gevent's (patched at import), so a read blocks only its own greenlet. httpx
 was measured first and costs ~0.7 ms per request in its layers above h11, which would be booked as TTFT error;
 h11 on a socket costs ~0.1 ms. Idle keep-alive connections are reused; TCP_NODELAY is set so small writes leave
 at once.
@@ -15,6 +17,8 @@ import contextlib
 import json
 import socket
 import ssl
+import struct
+import sys
 import time
 from typing import Any
 from urllib.parse import urlsplit
@@ -27,6 +31,12 @@ from load.streams import parser_for
 
 RECV_BYTES = 65536
 USER_AGENT = "ollama-conformance-bench/0.1"
+# Linux kernel receive timestamps (SO_TIMESTAMPNS, CLOCK_REALTIME): the kernel stamps bytes when they reach the
+# socket, so a client process that the OS did not schedule for a while still gets the true arrival time.
+SO_TIMESTAMPNS = getattr(socket, "SO_TIMESTAMPNS", 35)
+SCM_TIMESTAMPNS = SO_TIMESTAMPNS
+ANCILLARY_BYTES = socket.CMSG_SPACE(16) if hasattr(socket, "CMSG_SPACE") else 0
+MAX_KERNEL_LEAD_NS = 60 * 10**9  # a kernel stamp older than this is a clock step, not a slow read
 
 
 class TargetFault(Exception):
@@ -38,8 +48,9 @@ class Timeout(Exception):
 
 
 class _Connection:
-    def __init__(self, sock: socket.socket) -> None:
+    def __init__(self, sock: socket.socket, kernel_stamps: bool) -> None:
         self.sock = sock
+        self.kernel_stamps = kernel_stamps
         self.h11 = h11.Connection(h11.CLIENT, max_incomplete_event_size=1 << 20)
 
     def close(self) -> None:
@@ -63,6 +74,8 @@ class StreamClient:
         self.headers = [(k, v) for k, v in (headers or {}).items()]
         self._idle: list[_Connection] = []
         self._ssl = ssl.create_default_context() if self.tls else None
+        self.read_delay_ns = 0
+        self.kernel_reads = 0
 
     def close(self) -> None:
         while self._idle:
@@ -73,24 +86,44 @@ class StreamClient:
         sock = socket.create_connection((self.host, self.port), timeout=min(self.timeout_s, 10.0))
         stamps["connect_end_ns"] = time.perf_counter_ns()
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        if self._ssl is not None:
+        kernel_stamps = False
+        if self._ssl is not None:  # TLS sockets have no recvmsg: stamps are taken in the process
             stamps["tls_start_ns"] = stamps["connect_end_ns"]
             sock = self._ssl.wrap_socket(sock, server_hostname=self.host)
             stamps["tls_end_ns"] = time.perf_counter_ns()
+        elif ANCILLARY_BYTES and sys.platform.startswith("linux"):
+            try:
+                sock.setsockopt(socket.SOL_SOCKET, SO_TIMESTAMPNS, 1)
+                kernel_stamps = True
+            except OSError:
+                pass
         sock.settimeout(self.timeout_s)
-        return _Connection(sock)
+        return _Connection(sock, kernel_stamps)
 
     def _recv(self, conn: _Connection, stamps: dict[str, int], deadline: int) -> tuple[bytes, int]:
+        """One read: (bytes, arrival in perf_counter_ns), the kernel's arrival time where it gives one."""
         try:
-            data = conn.sock.recv(RECV_BYTES)
+            if conn.kernel_stamps:
+                data, ancillary, _flags, _addr = conn.sock.recvmsg(RECV_BYTES, ANCILLARY_BYTES)
+            else:
+                data, ancillary = conn.sock.recv(RECV_BYTES), []
         except TimeoutError:
             raise Timeout(f"no data for {self.timeout_s:g} s") from None
         now = time.perf_counter_ns()  # stamped before anything is parsed
+        arrival = now
+        for level, kind, payload in ancillary:
+            if level == socket.SOL_SOCKET and kind == SCM_TIMESTAMPNS and len(payload) >= 16:
+                sec, nsec = struct.unpack("qq", payload[:16])
+                lead = time.time_ns() - (sec * 1_000_000_000 + nsec)  # how long the bytes waited for this read
+                if 0 <= lead < MAX_KERNEL_LEAD_NS:
+                    arrival = now - lead
+                    self.read_delay_ns = max(self.read_delay_ns, lead)
+                    self.kernel_reads += 1
         if "first_byte_ns" not in stamps:
-            stamps["first_byte_ns"] = now
+            stamps["first_byte_ns"] = arrival
         if now > deadline:
             raise Timeout(f"request exceeded {self.timeout_s:g} s")
-        return data, now
+        return data, arrival
 
     def _exchange(self, conn: _Connection, path: str, content: bytes, stamps: dict[str, int], deadline: int,
                   on_data: Any) -> tuple[int, bytes, bool]:
@@ -185,6 +218,8 @@ class StreamClient:
         deadline = start_ns + int(self.timeout_s * 1e9)
         on_data = parser.feed if spec.streaming else None
         raw = b""
+        self.read_delay_ns = self.kernel_reads = 0
+        self.kernel_reads = 0
         conn: _Connection | None = None
         try:
             if self._idle:
@@ -228,6 +263,9 @@ class StreamClient:
             output_chunks=st.output_chunks, chunks=st.chunks, done_reason=st.done_reason,
             server=st.server, usage=st.usage,
         )
+        # how long bytes waited in the kernel before this client read them (its own lag; 0 without kernel stamps)
+        sample["read_delay_max_ms"] = self.read_delay_ns / 1e6
+        sample["stamps_from"] = "kernel" if self.kernel_reads else "process"
         if st.server_stamps:
             sample["server_stamps"] = st.server_stamps
             sample["server_arrived_ns"] = st.server_arrived_ns

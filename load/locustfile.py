@@ -206,7 +206,7 @@ class BenchUser(User):
             if PROCESS.started >= self.options.max_requests:
                 return None
             PROCESS.started += 1
-        return {"warmup": warmup, "after_window": False}
+        return {"warmup": warmup}
 
     def _one(self, intended_ns: int, flags: dict[str, Any]) -> None:
         prompt = self.prompts[self.n % len(self.prompts)]
@@ -246,26 +246,25 @@ class BenchUser(User):
         raise StopUser()
 
     def _step(self) -> None:
-        user = self
-        if user.done:
+        if self.done:
             raise StopUser()
-        if user.options.rate > 0:
-            intended = user.next_ns
-            user.next_ns += int(next(user.gaps) * 1e9)
-            flags = user._claim(intended)
+        if self.options.rate > 0:
+            intended = self.next_ns
+            self.next_ns += int(next(self.gaps) * 1e9)
+            flags = self._claim(intended)
             if flags is None:
-                user._stop()
+                self._stop()
             early = (intended - time.perf_counter_ns()) / 1e9
             if early > 0:  # locust runs a user's first task before any wait_time
                 gevent.sleep(early)
-            while len(user.inflight) >= user.options.max_in_flight:  # the cap makes sends late: counted as lateness
+            while len(self.inflight) >= self.options.max_in_flight:  # the cap makes sends late: counted as lateness
                 gevent.sleep(0.001)
-            user.inflight.spawn(user._one, intended, flags)
+            self.inflight.spawn(self._one, intended, flags)
         else:
             intended = time.perf_counter_ns()
-            flags = user._claim(intended)
+            flags = self._claim(intended)
             if flags is None:
-                user._stop()
-            user._one(intended, flags)
+                self._stop()
+            self._one(intended, flags)
 
     tasks: ClassVar[list[Any]] = [lambda user: user._step()]

@@ -106,8 +106,8 @@ class Slo:
 
 
 def measured(samples: Iterable[Mapping[str, Any]]) -> list[Mapping[str, Any]]:
-    """Samples inside the measurement window: not warmup, intended start before the window's end."""
-    return [s for s in samples if not s.get("warmup") and not s.get("after_window")]
+    """Samples inside the measurement window (users send nothing after it): those not flagged as warmup."""
+    return [s for s in samples if not s.get("warmup")]
 
 
 def step_metrics(samples: Sequence[Mapping[str, Any]], warmup_s: float, slo: Slo | None = None) -> dict[str, Any]:
@@ -149,6 +149,8 @@ def step_metrics(samples: Sequence[Mapping[str, Any]], warmup_s: float, slo: Slo
         "request_written_ms": dist(m["request_written_ms"] for m in per),
         "first_byte_ms": dist(m["first_byte_ms"] for m in per),
         "output_tokens": dist(s.get("output_tokens") for s in ok),
+        # per request, the longest time bytes waited in the kernel before the client read them (client lag)
+        "read_delay_max_ms": dist(s.get("read_delay_max_ms") for s in rows),
         "tokens_per_output_chunk": dist(
             s["output_tokens"] / s["output_chunks"] for s in ok if s.get("output_chunks") and s.get("output_tokens")
         ),

@@ -24,26 +24,51 @@ from reference_backend.surface_common import (
     collect_unless_disconnected,
     decode_struct,
     first_error,
-    merge_chat,
+    merge_native,
     parse_json_body,
 )
 
 REQUEST_FIELDS = {
-    "model": "string", "max_tokens": "int", "messages": "[]anthropic.MessageParam", "system": "any",
-    "stream": "bool", "temperature": "float64", "top_p": "float64", "top_k": "int", "stop_sequences": "[]string",
-    "tools": "[]anthropic.Tool", "tool_choice": "*anthropic.ToolChoice", "thinking": "*anthropic.ThinkingConfig",
-    "metadata": "*anthropic.Metadata", "output_config": "*anthropic.OutputConfig",
+    "model": "string",
+    "max_tokens": "int",
+    "messages": "[]anthropic.MessageParam",
+    "system": "any",
+    "stream": "bool",
+    "temperature": "float64",
+    "top_p": "float64",
+    "top_k": "int",
+    "stop_sequences": "[]string",
+    "tools": "[]anthropic.Tool",
+    "tool_choice": "*anthropic.ToolChoice",
+    "thinking": "*anthropic.ThinkingConfig",
+    "metadata": "*anthropic.Metadata",
+    "output_config": "*anthropic.OutputConfig",
 }
 MESSAGE_FIELDS = {"role": "string", "content": "any"}
 BLOCK_FIELDS = {
-    "type": "string", "text": "string", "citations": "[]anthropic.Citation", "source": "*anthropic.ImageSource",
-    "id": "string", "name": "string", "input": "api.ToolCallFunctionArguments", "tool_use_id": "string",
-    "content": "any", "is_error": "bool", "thinking": "string", "signature": "string",
+    "type": "string",
+    "text": "string",
+    "citations": "[]anthropic.Citation",
+    "source": "*anthropic.ImageSource",
+    "id": "string",
+    "name": "string",
+    "input": "api.ToolCallFunctionArguments",
+    "tool_use_id": "string",
+    "content": "any",
+    "is_error": "bool",
+    "thinking": "string",
+    "signature": "string",
 }
-TOOL_FIELDS = {"type": "string", "name": "string", "description": "string", "input_schema": "any",
-               "max_uses": "int"}
-ERROR_TYPES = {400: "invalid_request_error", 401: "authentication_error", 403: "permission_error",
-               404: "not_found_error", 429: "rate_limit_error", 503: "overloaded_error", 529: "overloaded_error"}
+TOOL_FIELDS = {"type": "string", "name": "string", "description": "string", "input_schema": "any", "max_uses": "int"}
+ERROR_TYPES = {
+    400: "invalid_request_error",
+    401: "authentication_error",
+    403: "permission_error",
+    404: "not_found_error",
+    429: "rate_limit_error",
+    503: "overloaded_error",
+    529: "overloaded_error",
+}
 
 
 def new_id(prefix: str) -> str:
@@ -52,8 +77,11 @@ def new_id(prefix: str) -> str:
 
 
 def error_body(status: int, message: str) -> dict[str, Any]:
-    return {"type": "error", "error": {"type": ERROR_TYPES.get(status, "api_error"), "message": message},
-            "request_id": new_id("req")}
+    return {
+        "type": "error",
+        "error": {"type": ERROR_TYPES.get(status, "api_error"), "message": message},
+        "request_id": new_id("req"),
+    }
 
 
 def error_response(status: int, message: str, content_type: str = JSON) -> Response:
@@ -61,6 +89,7 @@ def error_response(status: int, message: str, content_type: str = JSON) -> Respo
 
 
 # --- request translation ---------------------------------------------------------------------------------------
+
 
 def _b64decode(data: str) -> bytes:
     try:
@@ -104,8 +133,10 @@ def _blocks(content: Any) -> list[dict[str, Any]]:
         return []
     if not isinstance(content, list):
         kind = {bool: "bool", int: "number", float: "number", dict: "object"}.get(type(content), "value")
-        raise RequestError(f"json: cannot unmarshal {kind} into Go struct field MessageParam.messages.content of "
-                           "type []anthropic.ContentBlock")
+        raise RequestError(
+            f"json: cannot unmarshal {kind} into Go struct field MessageParam.messages.content of "
+            "type []anthropic.ContentBlock"
+        )
     return [decode_struct(block, "anthropic.ContentBlock", BLOCK_FIELDS) for block in content]
 
 
@@ -129,8 +160,12 @@ def convert_message(raw: Any) -> list[dict[str, Any]]:
                 raise RequestError("tool_use block missing required 'id' field")
             if kind == "tool_use" and not block.get("name"):
                 raise RequestError("tool_use block missing required 'name' field")
-            calls.append({"id": block.get("id", ""),
-                          "function": {"name": block.get("name", ""), "arguments": block.get("input") or {}}})
+            calls.append(
+                {
+                    "id": block.get("id", ""),
+                    "function": {"name": block.get("name", ""), "arguments": block.get("input") or {}},
+                }
+            )
         elif kind == "tool_result":
             content, result_images = _tool_result_content(block.get("content"))
             result: dict[str, Any] = {"role": "tool", "content": content, "tool_call_id": block.get("tool_use_id", "")}
@@ -139,8 +174,13 @@ def convert_message(raw: Any) -> list[dict[str, Any]]:
             results.append(result)
         elif kind == "web_search_tool_result":
             content = block.get("content")
-            results.append({"role": "tool", "content": content if isinstance(content, str) else go_json(content),
-                            "tool_call_id": block.get("tool_use_id", "")})
+            results.append(
+                {
+                    "role": "tool",
+                    "content": content if isinstance(content, str) else go_json(content),
+                    "tool_call_id": block.get("tool_use_id", ""),
+                }
+            )
         elif kind == "thinking":
             thinking = block.get("thinking", thinking)
     out: list[dict[str, Any]] = []
@@ -164,26 +204,37 @@ def _system_text(system: Any) -> str:
     if isinstance(system, str):
         return system
     if isinstance(system, list):
-        return "".join(b["text"] for b in system
-                       if isinstance(b, dict) and b.get("type") == "text" and isinstance(b.get("text"), str))
+        return "".join(
+            b["text"]
+            for b in system
+            if isinstance(b, dict) and b.get("type") == "text" and isinstance(b.get("text"), str)
+        )
     return ""
 
 
 def _convert_tool(raw: Any) -> dict[str, Any]:
     tool = decode_struct(raw, "anthropic.Tool", TOOL_FIELDS)
     if str(tool.get("type", "")).startswith("web_search"):
-        parameters = {"type": "object", "required": ["query"],
-                      "properties": {"query": {"type": "string",
-                                               "description": "The search query to look up on the web"}}}
-        return {"type": "function", "function": {
-            "name": "web_search",
-            "description": "Search the web for current information. Use this to find up-to-date information "
-                           "about any topic.",
-            "parameters": parameters}}
+        parameters = {
+            "type": "object",
+            "required": ["query"],
+            "properties": {"query": {"type": "string", "description": "The search query to look up on the web"}},
+        }
+        return {
+            "type": "function",
+            "function": {
+                "name": "web_search",
+                "description": "Search the web for current information. Use this to find up-to-date information "
+                "about any topic.",
+                "parameters": parameters,
+            },
+        }
     schema = tool.get("input_schema")
     if schema is not None and not isinstance(schema, dict):
-        raise RequestError(f'invalid input_schema for tool "{tool.get("name", "")}": json: cannot unmarshal '
-                           f"{type(schema).__name__} into Go value of type api.ToolFunctionParameters")
+        raise RequestError(
+            f'invalid input_schema for tool "{tool.get("name", "")}": json: cannot unmarshal '
+            f"{type(schema).__name__} into Go value of type api.ToolFunctionParameters"
+        )
     function: dict[str, Any] = {"name": tool.get("name", ""), "description": tool.get("description", "")}
     if schema is not None:
         function["parameters"] = schema
@@ -214,12 +265,23 @@ def messages_request_to_native(req: dict[str, Any]) -> dict[str, Any]:
 
     raw_tools = req.get("tools") or []
     has_web_search = any(isinstance(t, dict) and str(t.get("type", "")).startswith("web_search") for t in raw_tools)
-    tools = [_convert_tool(t) for t in raw_tools
-             if not (has_web_search and isinstance(t, dict) and not str(t.get("type", "")).startswith("web_search")
-                     and t.get("name") == "web_search")]
+    tools = [
+        _convert_tool(t)
+        for t in raw_tools
+        if not (
+            has_web_search
+            and isinstance(t, dict)
+            and not str(t.get("type", "")).startswith("web_search")
+            and t.get("name") == "web_search"
+        )
+    ]
 
-    native: dict[str, Any] = {"model": req["model"], "messages": messages, "options": options,
-                              "stream": bool(req.get("stream", False))}
+    native: dict[str, Any] = {
+        "model": req["model"],
+        "messages": messages,
+        "options": options,
+        "stream": bool(req.get("stream", False)),
+    }
     if tools:
         native["tools"] = tools
     thinking = (req.get("thinking") or {}).get("type")
@@ -237,6 +299,7 @@ def messages_request_to_native(req: dict[str, Any]) -> dict[str, Any]:
 def estimate_input_tokens(req: dict[str, Any]) -> int:
     """anthropic.EstimateInputTokens: a quarter of the request's text length, at least 1 (message_start's
     input_tokens when the first native object carries no prompt count)."""
+
     def block_length(block: dict[str, Any]) -> int:
         total = len(str(block.get("text") or "").encode()) + len(str(block.get("thinking") or "").encode())
         if block.get("type") in ("tool_use", "tool_result"):
@@ -272,6 +335,7 @@ def estimate_input_tokens(req: dict[str, Any]) -> int:
 
 # --- response translation --------------------------------------------------------------------------------------
 
+
 def stop_reason(done_reason: str | None, tool_calls: bool) -> str:
     if tool_calls:
         return "tool_use"
@@ -284,8 +348,12 @@ def stop_reason(done_reason: str | None, tool_calls: bool) -> str:
 
 def _tool_use(call: dict[str, Any], *, empty_input: bool = False) -> dict[str, Any]:
     function = call.get("function") or {}
-    return {"type": "tool_use", "id": call.get("id", ""), "name": function.get("name", ""),
-            "input": {} if empty_input else (function.get("arguments") or {})}
+    return {
+        "type": "tool_use",
+        "id": call.get("id", ""),
+        "name": function.get("name", ""),
+        "input": {} if empty_input else (function.get("arguments") or {}),
+    }
 
 
 def to_message(message_id: str, native: dict[str, Any]) -> dict[str, Any]:
@@ -298,13 +366,20 @@ def to_message(message_id: str, native: dict[str, Any]) -> dict[str, Any]:
         content.append({"type": "text", "text": message["content"]})
     calls = message.get("tool_calls") or []
     content += [_tool_use(call) for call in calls]
-    body: dict[str, Any] = {"id": message_id, "type": "message", "role": "assistant", "model": native.get("model", ""),
-                            "content": content or None}
+    body: dict[str, Any] = {
+        "id": message_id,
+        "type": "message",
+        "role": "assistant",
+        "model": native.get("model", ""),
+        "content": content or None,
+    }
     reason = stop_reason(native.get("done_reason"), bool(calls))
     if reason:
         body["stop_reason"] = reason
-    body["usage"] = {"input_tokens": int(native.get("prompt_eval_count") or 0),
-                     "output_tokens": int(native.get("eval_count") or 0)}
+    body["usage"] = {
+        "input_tokens": int(native.get("prompt_eval_count") or 0),
+        "output_tokens": int(native.get("eval_count") or 0),
+    }
     return body
 
 
@@ -338,9 +413,22 @@ class MessagesStreamConverter:
         if self.first:
             self.first = False
             input_tokens = int(native.get("prompt_eval_count") or 0) or self.estimate
-            events.append(("message_start", {"type": "message_start", "message": {
-                "id": self.id, "type": "message", "role": "assistant", "model": self.model, "content": [],
-                "usage": {"input_tokens": input_tokens, "output_tokens": 0}}}))
+            events.append(
+                (
+                    "message_start",
+                    {
+                        "type": "message_start",
+                        "message": {
+                            "id": self.id,
+                            "type": "message",
+                            "role": "assistant",
+                            "model": self.model,
+                            "content": [],
+                            "usage": {"input_tokens": input_tokens, "output_tokens": 0},
+                        },
+                    },
+                )
+            )
         thinking, text = message.get("thinking") or "", message.get("content") or ""
         if thinking and not self.thinking_done:
             if self.text_started:
@@ -380,9 +468,19 @@ class MessagesStreamConverter:
             reason = stop_reason(native.get("done_reason"), self.tool_calls_sent > 0)
             if reason:
                 delta["stop_reason"] = reason
-            events.append(("message_delta", {"type": "message_delta", "delta": delta, "usage": {
-                "input_tokens": int(native.get("prompt_eval_count") or 0),
-                "output_tokens": int(native.get("eval_count") or 0)}}))
+            events.append(
+                (
+                    "message_delta",
+                    {
+                        "type": "message_delta",
+                        "delta": delta,
+                        "usage": {
+                            "input_tokens": int(native.get("prompt_eval_count") or 0),
+                            "output_tokens": int(native.get("eval_count") or 0),
+                        },
+                    },
+                )
+            )
             events.append(("message_stop", {"type": "message_stop"}))
         return events
 
@@ -395,7 +493,9 @@ class MessagesStreamConverter:
         return []
 
 
-async def messages_sse(items: AsyncIterable[dict[str, Any]], converter: MessagesStreamConverter) -> AsyncIterator[bytes]:
+async def messages_sse(
+    items: AsyncIterable[dict[str, Any]], converter: MessagesStreamConverter
+) -> AsyncIterator[bytes]:
     """The SSE bytes of the stream. A native error object reads as an empty response upstream: the stream
     ends there, without message_stop."""
     async for item in items:
@@ -407,6 +507,7 @@ async def messages_sse(items: AsyncIterable[dict[str, Any]], converter: Messages
 
 
 # --- HTTP handler ----------------------------------------------------------------------------------------------
+
 
 async def _open_chat(request: Request, native_request: dict[str, Any]) -> NativeStream:
     from reference_backend import native_core
@@ -443,13 +544,14 @@ async def create_message(request: Request) -> Response:
         error = first_error(items)
         if error is not None or not items:
             return error_response(500, error or "no response from the model")
-        return json_response(to_message(message_id, merge_chat(items, bool(native_request.get("tools")))))
+        merged = merge_native(items, "chat", bool(native_request.get("tools")))
+        return json_response(to_message(message_id, merged))
 
     converter = MessagesStreamConverter(message_id, req["model"], estimate_input_tokens(req))
 
-    return sse_response(messages_sse(stream, converter), headers={"Cache-Control": "no-cache", "Connection": "keep-alive"})
+    headers = {"Cache-Control": "no-cache", "Connection": "keep-alive"}
+    return sse_response(messages_sse(stream, converter), headers=headers)
 
 
 def routes() -> list[Route]:
     return [Route("/v1/messages", create_message, methods=["POST"])]
-

@@ -141,13 +141,14 @@ def _format(body: dict[str, Any]) -> Any:
     raise ApiError(500, f'invalid format: "{raw}"; expected "json" or a valid JSON Schema object')
 
 
+def _check_map(body: dict[str, Any], struct: str, field: str) -> None:
+    value = body.get(field)
+    if value is not None and not isinstance(value, dict):
+        raise _type_error(struct, field, value, "map[string]interface {}")
+
+
 def _options(state: Any, entry: ModelEntry, body: dict[str, Any]) -> Options:
     raw = body.get("options")
-    if raw is not None and not isinstance(raw, dict):
-        raise ApiError(
-            400,
-            f"json: cannot unmarshal {json_kind(raw)} into Go struct field .options of type map[string]interface {{}}",
-        )
     options = Options(num_ctx=state.config.context_length)
     try:
         options.apply(bundled.params_of(entry, state.store))
@@ -189,6 +190,7 @@ async def generate(state: Any, body: dict[str, Any]) -> AsyncIterator[dict[str, 
     struct = "GenerateRequest"
     _check_str(body, struct, "model", "prompt", "suffix", "system", "template")
     _check_bool(body, struct, "stream", "raw", "truncate", "shift", "logprobs")
+    _check_map(body, struct, "options")
     keep_alive = _keep_alive(body)
     think = _think(body)
     model_name = body.get("model") or ""
@@ -259,7 +261,11 @@ async def generate(state: Any, body: dict[str, Any]) -> AsyncIterator[dict[str, 
             }
             return
         if context:
-            text = tokenizer.decode(context, skip_special_tokens=True) + text
+            # special tokens are rendered (llama.cpp's detokenize does) so they tokenize back to themselves; the
+            # leading BOS is dropped because tokenizing the whole prompt adds it again
+            bos = tokenizer.bos_token_id
+            previous = context[1:] if bos is not None and context[:1] == [bos] else context
+            text = tokenizer.decode(previous, skip_special_tokens=False) + text
         tokens = tokenizer(text, add_special_tokens=True)["input_ids"]
         request = _generation_request(state, loaded, tokens, options, body, top_logprobs, fmt, None)
         output_tokens: list[int] = []
@@ -305,12 +311,12 @@ def _messages(body: dict[str, Any]) -> list[dict[str, Any]]:
         if not isinstance(item, dict):
             raise _type_error("ChatRequest", "messages", item, "api.Message")
         message = canonical_keys(item, MESSAGE_FIELDS)
-        _check_str(message, "Message", "role", "content", "thinking", "tool_name", "tool_call_id")
+        _check_str(message, "ChatRequest.messages", "role", "content", "thinking", "tool_name", "tool_call_id")
         message["role"] = (message.get("role") or "").lower()
-        _check_images(message.get("images"), "Message")
+        _check_images(message.get("images"), "ChatRequest.messages")
         calls = message.get("tool_calls")
         if calls is not None and not isinstance(calls, list):
-            raise _type_error("Message", "tool_calls", calls, "[]api.ToolCall")
+            raise _type_error("ChatRequest.messages", "tool_calls", calls, "[]api.ToolCall")
         messages.append(message)
     return messages
 
@@ -321,6 +327,7 @@ async def chat(state: Any, body: dict[str, Any]) -> AsyncIterator[dict[str, Any]
     struct = "ChatRequest"
     _check_str(body, struct, "model")
     _check_bool(body, struct, "stream", "truncate", "shift", "logprobs")
+    _check_map(body, struct, "options")
     keep_alive = _keep_alive(body)
     think = _think(body)
     model_name = body.get("model") or ""
@@ -520,6 +527,7 @@ async def embed(state: Any, body: dict[str, Any]) -> dict[str, Any]:
     struct = "EmbedRequest"
     _check_str(body, struct, "model")
     _check_bool(body, struct, "truncate")
+    _check_map(body, struct, "options")
     keep_alive = _keep_alive(body)
     model_name = body.get("model") or ""
     if not model_name:
@@ -560,6 +568,7 @@ async def embeddings(state: Any, body: dict[str, Any]) -> dict[str, Any]:
     """Legacy /api/embeddings: one prompt, the raw (not normalised) vector."""
     body = canonical_keys(body, EMBEDDINGS_FIELDS)
     _check_str(body, "EmbeddingRequest", "model", "prompt")
+    _check_map(body, "EmbeddingRequest", "options")
     keep_alive = _keep_alive(body)
     model_name = body.get("model") or ""
     if not model_name:

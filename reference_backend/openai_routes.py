@@ -10,6 +10,7 @@ from __future__ import annotations
 import base64
 import binascii
 import json
+import logging
 import random
 import struct
 import time
@@ -27,33 +28,61 @@ from reference_backend.surface_common import (
     collect_unless_disconnected,
     decode_struct,
     first_error,
-    merge_chat,
-    merge_generate,
+    json_type,
+    merge_native,
     model_namespace,
     parse_json_body,
     unix_seconds,
 )
 
 FINGERPRINT = "fp_ollama"
+log = logging.getLogger("reference_backend.surfaces")
 
 CHAT_FIELDS = {
-    "model": "string", "messages": "[]openai.Message", "stream": "bool", "stream_options": "*openai.StreamOptions",
-    "max_tokens": "int", "seed": "int", "stop": "any", "temperature": "float64", "frequency_penalty": "float64",
-    "presence_penalty": "float64", "top_p": "float64", "response_format": "*openai.ResponseFormat",
-    "tools": "[]api.Tool", "reasoning": "*openai.Reasoning", "reasoning_effort": "string", "logprobs": "bool",
-    "top_logprobs": "int", "_debug_render_only": "bool",
+    "model": "string",
+    "messages": "[]openai.Message",
+    "stream": "bool",
+    "stream_options": "*openai.StreamOptions",
+    "max_tokens": "int",
+    "seed": "int",
+    "stop": "any",
+    "temperature": "float64",
+    "frequency_penalty": "float64",
+    "presence_penalty": "float64",
+    "top_p": "float64",
+    "response_format": "*openai.ResponseFormat",
+    "tools": "[]api.Tool",
+    "reasoning": "*openai.Reasoning",
+    "reasoning_effort": "string",
+    "logprobs": "bool",
+    "top_logprobs": "int",
+    "_debug_render_only": "bool",
 }
 MESSAGE_FIELDS = {
-    "role": "string", "content": "any", "reasoning": "string", "tool_calls": "[]openai.ToolCall",
-    "name": "string", "tool_call_id": "string",
+    "role": "string",
+    "content": "any",
+    "reasoning": "string",
+    "tool_calls": "[]openai.ToolCall",
+    "name": "string",
+    "tool_call_id": "string",
 }
 TOOL_CALL_FIELDS = {"id": "string", "index": "int", "type": "string", "function": "struct"}
 FUNCTION_FIELDS = {"name": "string", "arguments": "string"}
 COMPLETION_FIELDS = {
-    "model": "string", "prompt": "string", "frequency_penalty": "float32", "max_tokens": "int",
-    "presence_penalty": "float32", "seed": "int", "stop": "any", "stream": "bool",
-    "stream_options": "*openai.StreamOptions", "temperature": "float32", "top_p": "float32", "suffix": "string",
-    "logprobs": "int", "_debug_render_only": "bool",
+    "model": "string",
+    "prompt": "string",
+    "frequency_penalty": "float32",
+    "max_tokens": "int",
+    "presence_penalty": "float32",
+    "seed": "int",
+    "stop": "any",
+    "stream": "bool",
+    "stream_options": "*openai.StreamOptions",
+    "temperature": "float32",
+    "top_p": "float32",
+    "suffix": "string",
+    "logprobs": "int",
+    "_debug_render_only": "bool",
 }
 EMBED_FIELDS = {"input": "any", "model": "string", "dimensions": "int", "encoding_format": "string"}
 
@@ -63,6 +92,7 @@ REASONING_VALUES = (
 
 
 # --- errors ------------------------------------------------------------------------------------------------------
+
 
 def error_body(status: int, message: str) -> dict[str, Any]:
     """openai.NewError: the type follows the status; param and code are always null."""
@@ -75,6 +105,7 @@ def error_response(status: int, message: str, content_type: str = JSON) -> Respo
 
 
 # --- request translation ---------------------------------------------------------------------------------------
+
 
 def think_from_effort(effort: str) -> bool | str | None:
     """OpenAI reasoning effort -> native `think` (None leaves the model's default)."""
@@ -157,30 +188,47 @@ def messages_to_native(raw_messages: list[Any]) -> list[dict[str, Any]]:
         content = msg.get("content")
         raw_calls = msg.get("tool_calls")
         if isinstance(content, str):
-            out.append(_native_message(
-                role, content=content, thinking=msg.get("reasoning"),
-                tool_calls=tool_calls_to_native(raw_calls or []), tool_name=tool_name,
-                tool_call_id=msg.get("tool_call_id"),
-            ))
+            out.append(
+                _native_message(
+                    role,
+                    content=content,
+                    thinking=msg.get("reasoning"),
+                    tool_calls=tool_calls_to_native(raw_calls or []),
+                    tool_name=tool_name,
+                    tool_call_id=msg.get("tool_call_id"),
+                )
+            )
         elif isinstance(content, list):
             for part in content:
                 out.append(_content_part_to_native(role, part))
             if out and raw_calls:
                 last = out[-1]
                 last["tool_calls"] = tool_calls_to_native(raw_calls)
-                for key, value in (("tool_name", tool_name), ("tool_call_id", msg.get("tool_call_id")),
-                                   ("thinking", msg.get("reasoning"))):
+                for key, value in (
+                    ("tool_name", tool_name),
+                    ("tool_call_id", msg.get("tool_call_id")),
+                    ("thinking", msg.get("reasoning")),
+                ):
                     if value:
                         last[key] = value
         else:
             if raw_calls is None:
-                shown = "<nil>" if content is None else {bool: "bool", int: "float64", float: "float64",
-                                                         dict: "map[string]interface {}"}.get(type(content), "?")
+                shown = (
+                    "<nil>"
+                    if content is None
+                    else {bool: "bool", int: "float64", float: "float64", dict: "map[string]interface {}"}.get(
+                        type(content), "?"
+                    )
+                )
                 raise RequestError(f"invalid message content type: {shown}")
-            out.append(_native_message(
-                role, thinking=msg.get("reasoning"), tool_calls=tool_calls_to_native(raw_calls),
-                tool_call_id=msg.get("tool_call_id"),
-            ))
+            out.append(
+                _native_message(
+                    role,
+                    thinking=msg.get("reasoning"),
+                    tool_calls=tool_calls_to_native(raw_calls),
+                    tool_call_id=msg.get("tool_call_id"),
+                )
+            )
     return out
 
 
@@ -221,7 +269,9 @@ def _stops(stop: Any, *, strict: bool) -> list[str] | None:
             if isinstance(item, str):
                 stops.append(item)
             elif strict:
-                kind = "float64" if isinstance(item, int | float) and not isinstance(item, bool) else type(item).__name__
+                kind = (
+                    "float64" if isinstance(item, int | float) and not isinstance(item, bool) else type(item).__name__
+                )
                 raise RequestError(f"invalid type for 'stop' field: {kind}")
         return stops
     return None
@@ -246,8 +296,12 @@ def chat_request_to_native(req: dict[str, Any]) -> dict[str, Any]:
             options[key] = req[key]
     options["top_p"] = req.get("top_p", 1.0)
 
-    native: dict[str, Any] = {"model": req.get("model", ""), "messages": messages, "options": options,
-                              "stream": bool(req.get("stream", False))}
+    native: dict[str, Any] = {
+        "model": req.get("model", ""),
+        "messages": messages,
+        "options": options,
+        "stream": bool(req.get("stream", False)),
+    }
     response_format = req.get("response_format") or {}
     kind = str(response_format.get("type") or "").strip().lower()
     if kind == "json_object":
@@ -256,6 +310,11 @@ def chat_request_to_native(req: dict[str, Any]) -> dict[str, Any]:
         schema = (response_format.get("json_schema") or {}).get("schema")
         if schema is not None:
             native["format"] = schema
+    for tool in req.get("tools") or []:
+        if not isinstance(tool, dict):
+            raise RequestError(
+                f"json: cannot unmarshal {json_type(tool)} into Go struct field ChatCompletionRequest.tools of type api.Tool"
+            )
     if req.get("tools"):
         native["tools"] = req["tools"]
     reasoning = req.get("reasoning")
@@ -286,8 +345,12 @@ def completion_request_to_native(req: dict[str, Any]) -> dict[str, Any]:
     options["frequency_penalty"] = req.get("frequency_penalty", 0)
     options["presence_penalty"] = req.get("presence_penalty", 0)
     options["top_p"] = req.get("top_p") or 1.0
-    native: dict[str, Any] = {"model": req.get("model", ""), "prompt": req.get("prompt", ""), "options": options,
-                              "stream": bool(req.get("stream", False))}
+    native: dict[str, Any] = {
+        "model": req.get("model", ""),
+        "prompt": req.get("prompt", ""),
+        "options": options,
+        "stream": bool(req.get("stream", False)),
+    }
     if req.get("suffix"):
         native["suffix"] = req["suffix"]
     if req.get("logprobs", 0) > 0:
@@ -316,6 +379,7 @@ def embed_request_to_native(req: dict[str, Any]) -> dict[str, Any]:
 
 # --- response translation --------------------------------------------------------------------------------------
 
+
 def new_id(prefix: str) -> str:
     """Ollama's ids: a prefix and a random number below 999 (not unique, as upstream)."""
     return f"{prefix}-{random.randrange(999)}"
@@ -326,13 +390,14 @@ def to_tool_calls(calls: list[dict[str, Any]] | None) -> list[dict[str, Any]]:
     out = []
     for call in calls or []:
         function = call.get("function") or {}
-        out.append({
-            "id": call.get("id", ""),
-            "index": function.get("index", 0),
-            "type": "function",
-            "function": {"name": function.get("name", ""),
-                         "arguments": go_json(function.get("arguments") or {})},
-        })
+        out.append(
+            {
+                "id": call.get("id", ""),
+                "index": function.get("index", 0),
+                "type": "function",
+                "function": {"name": function.get("name", ""), "arguments": go_json(function.get("arguments") or {})},
+            }
+        )
     return out
 
 
@@ -356,13 +421,22 @@ def to_chat_completion(completion_id: str, native: dict[str, Any]) -> dict[str, 
         message["reasoning"] = message_in["thinking"]
     if calls:
         message["tool_calls"] = calls
-    choice: dict[str, Any] = {"index": 0, "message": message,
-                              "finish_reason": _finish_reason(native.get("done_reason"), bool(calls))}
+    choice: dict[str, Any] = {
+        "index": 0,
+        "message": message,
+        "finish_reason": _finish_reason(native.get("done_reason"), bool(calls)),
+    }
     if native.get("logprobs"):
         choice["logprobs"] = {"content": native["logprobs"]}
-    body = {"id": completion_id, "object": "chat.completion", "created": unix_seconds(native.get("created_at")),
-            "model": native.get("model", ""), "system_fingerprint": FINGERPRINT, "choices": [choice],
-            "usage": usage_of(native)}
+    body = {
+        "id": completion_id,
+        "object": "chat.completion",
+        "created": unix_seconds(native.get("created_at")),
+        "model": native.get("model", ""),
+        "system_fingerprint": FINGERPRINT,
+        "choices": [choice],
+        "usage": usage_of(native),
+    }
     if native.get("_debug_info"):
         body["_debug_info"] = native["_debug_info"]
     return body
@@ -384,8 +458,14 @@ class ChatChunker:
         choice: dict[str, Any] = {"index": 0, "delta": delta, "finish_reason": None}
         if logprobs:
             choice["logprobs"] = {"content": logprobs}
-        return {"id": self.id, "object": "chat.completion.chunk", "created": self.created,
-                "model": native.get("model", ""), "system_fingerprint": FINGERPRINT, "choices": [choice]}
+        return {
+            "id": self.id,
+            "object": "chat.completion.chunk",
+            "created": self.created,
+            "model": native.get("model", ""),
+            "system_fingerprint": FINGERPRINT,
+            "choices": [choice],
+        }
 
     def feed(self, native: dict[str, Any]) -> list[dict[str, Any] | bytes]:
         """The events for one native object: chunk dicts, and the `[DONE]` sentinel bytes at the end."""
@@ -433,20 +513,32 @@ class ChatChunker:
 
 def to_completion(completion_id: str, native: dict[str, Any]) -> dict[str, Any]:
     """The merged native generate object -> a `text_completion` (openai.ToCompletion; no logprobs, as upstream)."""
-    return {"id": completion_id, "object": "text_completion", "created": unix_seconds(native.get("created_at")),
-            "model": native.get("model", ""), "system_fingerprint": FINGERPRINT,
-            "choices": [{"text": native.get("response", ""), "index": 0,
-                         "finish_reason": native.get("done_reason") or None}],
-            "usage": usage_of(native)}
+    return {
+        "id": completion_id,
+        "object": "text_completion",
+        "created": unix_seconds(native.get("created_at")),
+        "model": native.get("model", ""),
+        "system_fingerprint": FINGERPRINT,
+        "choices": [
+            {"text": native.get("response", ""), "index": 0, "finish_reason": native.get("done_reason") or None}
+        ],
+        "usage": usage_of(native),
+    }
 
 
 def completion_chunks(completion_id: str, native: dict[str, Any], include_usage: bool) -> list[dict[str, Any] | bytes]:
     """One native generate object -> completion chunks. With include_usage every chunk carries zeroed usage
     and the final object adds a `choices: []` chunk with the real counts (Ollama's quirk), then `[DONE]`."""
-    chunk: dict[str, Any] = {"id": completion_id, "object": "text_completion", "created": int(time.time()),
-                             "choices": [{"text": native.get("response", ""), "index": 0,
-                                          "finish_reason": native.get("done_reason") or None}],
-                             "model": native.get("model", ""), "system_fingerprint": FINGERPRINT}
+    chunk: dict[str, Any] = {
+        "id": completion_id,
+        "object": "text_completion",
+        "created": int(time.time()),
+        "choices": [
+            {"text": native.get("response", ""), "index": 0, "finish_reason": native.get("done_reason") or None}
+        ],
+        "model": native.get("model", ""),
+        "system_fingerprint": FINGERPRINT,
+    }
     if include_usage:
         chunk["usage"] = {"prompt_tokens": 0, "completion_tokens": 0, "total_tokens": 0}
     out: list[dict[str, Any] | bytes] = [chunk]
@@ -468,11 +560,17 @@ def to_embedding_list(model: str, native: dict[str, Any], encoding_format: str) 
     if embeddings is None:
         return {"object": "", "data": None, "model": "", "usage": {"prompt_tokens": 0, "total_tokens": 0}}
     as_base64 = encoding_format.lower() == "base64"
-    data = [{"object": "embedding", "embedding": floats_to_base64(e) if as_base64 else e, "index": i}
-            for i, e in enumerate(embeddings)]
+    data = [
+        {"object": "embedding", "embedding": floats_to_base64(e) if as_base64 else e, "index": i}
+        for i, e in enumerate(embeddings)
+    ]
     count = int(native.get("prompt_eval_count") or 0)
-    return {"object": "list", "data": data or None, "model": model,
-            "usage": {"prompt_tokens": count, "total_tokens": count}}
+    return {
+        "object": "list",
+        "data": data or None,
+        "model": model,
+        "usage": {"prompt_tokens": count, "total_tokens": count},
+    }
 
 
 def to_model_list(tags: dict[str, Any]) -> dict[str, Any]:
@@ -480,15 +578,25 @@ def to_model_list(tags: dict[str, Any]) -> dict[str, Any]:
     data = []
     for entry in tags.get("models") or []:
         model_id = entry.get("model") or entry.get("name", "")
-        data.append({"id": model_id, "object": "model", "created": unix_seconds(entry.get("modified_at")),
-                     "owned_by": model_namespace(model_id)})
+        data.append(
+            {
+                "id": model_id,
+                "object": "model",
+                "created": unix_seconds(entry.get("modified_at")),
+                "owned_by": model_namespace(model_id),
+            }
+        )
     return {"object": "list", "data": data or None}
 
 
 def to_model(show: dict[str, Any], name: str) -> dict[str, Any]:
     """A native /api/show response -> `/v1/models/{model}` (the id echoes the name as sent)."""
-    return {"id": name, "object": "model", "created": unix_seconds(show.get("modified_at")),
-            "owned_by": model_namespace(name)}
+    return {
+        "id": name,
+        "object": "model",
+        "created": unix_seconds(show.get("modified_at")),
+        "owned_by": model_namespace(name),
+    }
 
 
 def _frame(events: list[dict[str, Any] | bytes]) -> list[bytes]:
@@ -507,19 +615,22 @@ async def chat_sse(items: AsyncIterable[dict[str, Any]], chunker: ChatChunker) -
             yield data
 
 
-async def completion_sse(items: AsyncIterable[dict[str, Any]], completion_id: str,
-                         include_usage: bool) -> AsyncIterator[bytes]:
+async def completion_sse(
+    items: AsyncIterable[dict[str, Any]], completion_id: str, include_usage: bool
+) -> AsyncIterator[bytes]:
     """The SSE bytes of a completions stream; a native error ends it the same way as a chat stream."""
     async for item in items:
         failed = "error" in item
-        for data in _frame(completion_chunks(completion_id, {"model": "", "response": ""} if failed else item,
-                                             include_usage)):
+        for data in _frame(
+            completion_chunks(completion_id, {"model": "", "response": ""} if failed else item, include_usage)
+        ):
             yield data
         if failed:
             return
 
 
 # --- HTTP handlers ---------------------------------------------------------------------------------------------
+
 
 async def _open(kind: str, request: Request, native_request: dict[str, Any]) -> NativeStream:
     from reference_backend import native_core
@@ -547,7 +658,8 @@ async def chat_completions(request: Request) -> Response:
         error = first_error(items)
         if error is not None or not items:
             return error_response(500, error or "no response from the model")
-        return json_response(to_chat_completion(completion_id, merge_chat(items, bool(native_request.get("tools")))))
+        merged = merge_native(items, "chat", bool(native_request.get("tools")))
+        return json_response(to_chat_completion(completion_id, merged))
 
     include_usage = bool((req.get("stream_options") or {}).get("include_usage"))
     chunker = ChatChunker(completion_id, include_usage)
@@ -573,7 +685,7 @@ async def completions(request: Request) -> Response:
         error = first_error(items)
         if error is not None or not items:
             return error_response(500, error or "no response from the model")
-        return json_response(to_completion(completion_id, merge_generate(items)))
+        return json_response(to_completion(completion_id, merge_native(items, "generate", False)))
 
     include_usage = bool((req.get("stream_options") or {}).get("include_usage"))
 
@@ -586,11 +698,16 @@ async def embeddings(request: Request) -> Response:
 
     try:
         req = decode_struct(parse_json_body(await request.body()), "openai.EmbedRequest", EMBED_FIELDS)
-        native = await native_core.embed(request.app.state.server, embed_request_to_native(req))
+        native_request = embed_request_to_native(req)
     except RequestError as exc:
         return error_response(exc.status, exc.message, JSON_UTF8)
+    try:
+        native = await native_core.embed(request.app.state.server, native_request)
     except ApiError as exc:
         return error_response(exc.status, exc.message)
+    except Exception as exc:  # a native-side bug: a clear 500 rather than a bare crash
+        log.exception("native embed failed")
+        return error_response(500, str(exc) or type(exc).__name__)
     return json_response(to_embedding_list(req.get("model", ""), native, req.get("encoding_format", "")))
 
 
@@ -625,11 +742,18 @@ async def retrieve_model(request: Request) -> Response:
     return json_response(to_model(show, name))
 
 
+def _get_only(route: Route) -> Route:
+    # Starlette answers HEAD wherever GET is allowed; gin (Ollama's router) does not: HEAD there is a 405.
+    assert route.methods is not None
+    route.methods.discard("HEAD")
+    return route
+
+
 def routes() -> list[Route]:
     return [
         Route("/v1/chat/completions", chat_completions, methods=["POST"]),
         Route("/v1/completions", completions, methods=["POST"]),
         Route("/v1/embeddings", embeddings, methods=["POST"]),
-        Route("/v1/models", list_models, methods=["GET"]),
-        Route("/v1/models/{model}", retrieve_model, methods=["GET"]),
+        _get_only(Route("/v1/models", list_models, methods=["GET"])),
+        _get_only(Route("/v1/models/{model}", retrieve_model, methods=["GET"])),
     ]

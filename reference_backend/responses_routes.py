@@ -26,16 +26,26 @@ from reference_backend.surface_common import (
     collect_unless_disconnected,
     decode_struct,
     first_error,
-    merge_chat,
+    merge_native,
     parse_json_body,
     unix_seconds,
 )
 
 REQUEST_FIELDS = {
-    "model": "string", "background": "bool", "conversation": "any", "include": "[]string", "input": "any",
-    "instructions": "string", "max_output_tokens": "int", "reasoning": "openai.ResponsesReasoning",
-    "temperature": "float64", "text": "*openai.ResponsesText", "top_p": "float64", "truncation": "string",
-    "tools": "[]openai.ResponsesTool", "stream": "bool",
+    "model": "string",
+    "background": "bool",
+    "conversation": "any",
+    "include": "[]string",
+    "input": "any",
+    "instructions": "string",
+    "max_output_tokens": "int",
+    "reasoning": "openai.ResponsesReasoning",
+    "temperature": "float64",
+    "text": "*openai.ResponsesText",
+    "top_p": "float64",
+    "truncation": "string",
+    "tools": "[]openai.ResponsesTool",
+    "stream": "bool",
 }
 CONTENT_TYPES = ("input_text", "input_image", "output_text", "input_file")
 
@@ -47,14 +57,16 @@ def _go_number(value: float) -> float | int:
 
 # --- request translation ---------------------------------------------------------------------------------------
 
+
 def _content_list(raw: Any, where: str) -> list[dict[str, Any]]:
     """A message's (or function output's) content: a string is one input_text part."""
     if isinstance(raw, str):
         return [{"type": "input_text", "text": raw}]
     if not isinstance(raw, list):
         kind = {bool: "bool", int: "number", float: "number", dict: "object"}.get(type(raw), "value")
-        raise RequestError(f"{where} must be a string or array: json: cannot unmarshal {kind} into Go value of type"
-                           " []json.RawMessage")
+        raise RequestError(
+            f"{where} must be a string or array: json: cannot unmarshal {kind} into Go value of type []json.RawMessage"
+        )
     parts = []
     for j, part in enumerate(raw):
         kind = part.get("type") if isinstance(part, dict) else None
@@ -83,25 +95,40 @@ def _convert_content(parts: list[dict[str, Any]]) -> tuple[str, list[str]]:
 def _parse_items(raw: Any) -> list[dict[str, Any]]:
     if not isinstance(raw, list):
         kind = {bool: "bool", int: "number", float: "number", dict: "object"}.get(type(raw), "value")
-        raise RequestError(f"input must be a string or array: json: cannot unmarshal {kind} into Go value of type"
-                           " []json.RawMessage")
+        raise RequestError(
+            f"input must be a string or array: json: cannot unmarshal {kind} into Go value of type []json.RawMessage"
+        )
     items = []
     for i, item in enumerate(raw):
         if not isinstance(item, dict):
-            raise RequestError(f"input[{i}]: json: cannot unmarshal {type(item).__name__} into Go value of type"
-                               " struct { Type string \"json:\\\"type\\\"\"; Role string \"json:\\\"role\\\"\" }")
+            raise RequestError(
+                f"input[{i}]: json: cannot unmarshal {type(item).__name__} into Go value of type"
+                ' struct { Type string "json:\\"type\\""; Role string "json:\\"role\\"" }'
+            )
         kind = item.get("type") or ("message" if item.get("role") else "")
         if kind == "message":
             content = _content_list(item["content"], f"input[{i}]: content") if item.get("content") is not None else []
             items.append({"kind": "message", "role": item.get("role", ""), "content": content})
         elif kind == "function_call":
-            items.append({"kind": kind, "call_id": item.get("call_id", ""), "name": item.get("name", ""),
-                          "arguments": item.get("arguments", "")})
+            items.append(
+                {
+                    "kind": kind,
+                    "call_id": item.get("call_id", ""),
+                    "name": item.get("name", ""),
+                    "arguments": item.get("arguments", ""),
+                }
+            )
         elif kind == "function_call_output":
             output = item.get("output")
             parts = _content_list(output, f"input[{i}]: output") if isinstance(output, list) else None
-            items.append({"kind": kind, "call_id": item.get("call_id", ""),
-                          "output": output if isinstance(output, str) else "", "parts": parts})
+            items.append(
+                {
+                    "kind": kind,
+                    "call_id": item.get("call_id", ""),
+                    "output": output if isinstance(output, str) else "",
+                    "parts": parts,
+                }
+            )
         elif kind == "reasoning":
             items.append({"kind": kind, "encrypted_content": item.get("encrypted_content", "")})
         elif kind == "web_search_call":
@@ -131,8 +158,13 @@ def _input_to_messages(items: list[dict[str, Any]], messages: list[dict[str, Any
             following = items[i + 1] if i + 1 < len(items) else None
             output_call_id = following["call_id"] if following and following["kind"] == "function_call_output" else ""
             last = messages[-1] if messages else None
-            if (item["role"] == "assistant" and output_call_id and last and last["role"] == "assistant"
-                    and any(c.get("id") == output_call_id for c in last.get("tool_calls", []))):
+            if (
+                item["role"] == "assistant"
+                and output_call_id
+                and last
+                and last["role"] == "assistant"
+                and any(c.get("id") == output_call_id for c in last.get("tool_calls", []))
+            ):
                 if last.get("content") and text:
                     last["content"] += "\n"
                 last["content"] = last.get("content", "") + text
@@ -205,12 +237,18 @@ def responses_request_to_native(req: dict[str, Any]) -> dict[str, Any]:
         options["top_p"] = req["top_p"]
     if "max_output_tokens" in req:
         options["num_predict"] = req["max_output_tokens"]
-    native: dict[str, Any] = {"model": req.get("model", ""), "messages": messages, "options": options,
-                              "stream": bool(req.get("stream", False))}
+    native: dict[str, Any] = {
+        "model": req.get("model", ""),
+        "messages": messages,
+        "options": options,
+        "stream": bool(req.get("stream", False)),
+    }
     think = think_from_effort(str((req.get("reasoning") or {}).get("effort") or ""))
     if think is not None:
         native["think"] = think
-    tools = [converted for tool in req.get("tools") or [] if isinstance(tool, dict) for converted in _convert_tools(tool)]
+    tools = [
+        converted for tool in req.get("tools") or [] if isinstance(tool, dict) for converted in _convert_tools(tool)
+    ]
     if tools:
         native["tools"] = tools
     text_format = (req.get("text") or {}).get("format") or {}
@@ -221,10 +259,19 @@ def responses_request_to_native(req: dict[str, Any]) -> dict[str, Any]:
 
 # --- response translation --------------------------------------------------------------------------------------
 
+
 def _echo_tools(req: dict[str, Any]) -> list[dict[str, Any]]:
-    return [{"type": t.get("type", ""), "name": t.get("name", ""), "description": t.get("description"),
-             "strict": t.get("strict"), "parameters": t.get("parameters")}
-            for t in req.get("tools") or [] if isinstance(t, dict)]
+    return [
+        {
+            "type": t.get("type", ""),
+            "name": t.get("name", ""),
+            "description": t.get("description"),
+            "strict": t.get("strict"),
+            "parameters": t.get("parameters"),
+        }
+        for t in req.get("tools") or []
+        if isinstance(t, dict)
+    ]
 
 
 def _text_format(req: dict[str, Any]) -> dict[str, Any]:
@@ -250,30 +297,68 @@ def _reasoning_echo(req: dict[str, Any], *, with_nulls: bool) -> dict[str, Any] 
 
 def _usage(native: dict[str, Any]) -> dict[str, Any]:
     prompt, output = int(native.get("prompt_eval_count") or 0), int(native.get("eval_count") or 0)
-    return {"input_tokens": prompt, "output_tokens": output, "total_tokens": prompt + output,
-            "input_tokens_details": {"cached_tokens": 0}, "output_tokens_details": {"reasoning_tokens": 0}}
-
-
-def _response_object(req: dict[str, Any], response_id: str, created_at: int, status: str, output: list[Any],
-                     usage: dict[str, Any] | None, *, with_nulls: bool) -> dict[str, Any]:
     return {
-        "id": response_id, "object": "response", "created_at": created_at, "completed_at": None, "status": status,
-        "incomplete_details": None, "model": req.get("model", ""), "previous_response_id": None,
-        "instructions": req.get("instructions") or None, "output": output, "error": None,
-        "tools": _echo_tools(req), "tool_choice": "auto", "truncation": req.get("truncation") or "disabled",
-        "parallel_tool_calls": True, "text": {"format": _text_format(req)},
-        "top_p": _go_number(req.get("top_p", 1.0)), "presence_penalty": 0, "frequency_penalty": 0,
-        "top_logprobs": 0, "temperature": _go_number(req.get("temperature", 1.0)),
-        "reasoning": _reasoning_echo(req, with_nulls=with_nulls), "usage": usage,
-        "max_output_tokens": req.get("max_output_tokens"), "max_tool_calls": None, "store": False,
-        "background": bool(req.get("background", False)), "service_tier": "default", "metadata": {},
-        "safety_identifier": None, "prompt_cache_key": None,
+        "input_tokens": prompt,
+        "output_tokens": output,
+        "total_tokens": prompt + output,
+        "input_tokens_details": {"cached_tokens": 0},
+        "output_tokens_details": {"reasoning_tokens": 0},
+    }
+
+
+def _response_object(
+    req: dict[str, Any],
+    response_id: str,
+    created_at: int,
+    status: str,
+    output: list[Any],
+    usage: dict[str, Any] | None,
+    *,
+    with_nulls: bool,
+) -> dict[str, Any]:
+    return {
+        "id": response_id,
+        "object": "response",
+        "created_at": created_at,
+        "completed_at": None,
+        "status": status,
+        "incomplete_details": None,
+        "model": req.get("model", ""),
+        "previous_response_id": None,
+        "instructions": req.get("instructions") or None,
+        "output": output,
+        "error": None,
+        "tools": _echo_tools(req),
+        "tool_choice": "auto",
+        "truncation": req.get("truncation") or "disabled",
+        "parallel_tool_calls": True,
+        "text": {"format": _text_format(req)},
+        "top_p": _go_number(req.get("top_p", 1.0)),
+        "presence_penalty": 0,
+        "frequency_penalty": 0,
+        "top_logprobs": 0,
+        "temperature": _go_number(req.get("temperature", 1.0)),
+        "reasoning": _reasoning_echo(req, with_nulls=with_nulls),
+        "usage": usage,
+        "max_output_tokens": req.get("max_output_tokens"),
+        "max_tool_calls": None,
+        "store": False,
+        "background": bool(req.get("background", False)),
+        "service_tier": "default",
+        "metadata": {},
+        "safety_identifier": None,
+        "prompt_cache_key": None,
     }
 
 
 def _message_item(item_id: str, text: str, status: str = "completed") -> dict[str, Any]:
-    return {"id": item_id, "type": "message", "status": status, "role": "assistant",
-            "content": [{"type": "output_text", "text": text, "annotations": [], "logprobs": []}]}
+    return {
+        "id": item_id,
+        "type": "message",
+        "status": status,
+        "role": "assistant",
+        "content": [{"type": "output_text", "text": text, "annotations": [], "logprobs": []}],
+    }
 
 
 def to_response(req: dict[str, Any], response_id: str, item_id: str, native: dict[str, Any]) -> dict[str, Any]:
@@ -282,14 +367,24 @@ def to_response(req: dict[str, Any], response_id: str, item_id: str, native: dic
     message = native.get("message") or {}
     output: list[dict[str, Any]] = []
     if message.get("thinking"):
-        output.append({"id": f"rs_{response_id}", "type": "reasoning",
-                       "summary": [{"type": "summary_text", "text": message["thinking"]}],
-                       "encrypted_content": message["thinking"]})
+        output.append(
+            {
+                "id": f"rs_{response_id}",
+                "type": "reasoning",
+                "summary": [{"type": "summary_text", "text": message["thinking"]}],
+                "encrypted_content": message["thinking"],
+            }
+        )
     calls = to_tool_calls(message.get("tool_calls"))
     if calls:
         for i, call in enumerate(calls):
-            item: dict[str, Any] = {"id": f"fc_{response_id}_{i}", "type": "function_call", "status": "completed",
-                                    "call_id": call["id"], "name": call["function"]["name"]}
+            item: dict[str, Any] = {
+                "id": f"fc_{response_id}_{i}",
+                "type": "function_call",
+                "status": "completed",
+                "call_id": call["id"],
+                "name": call["function"]["name"],
+            }
             if call["id"] == "":
                 del item["call_id"]
             if call["function"]["arguments"]:
@@ -297,8 +392,9 @@ def to_response(req: dict[str, Any], response_id: str, item_id: str, native: dic
             output.append(item)
     else:
         output.append(_message_item(item_id, message.get("content", "")))
-    response = _response_object(req, response_id, unix_seconds(native.get("created_at")), "completed", output,
-                                _usage(native), with_nulls=False)
+    response = _response_object(
+        req, response_id, unix_seconds(native.get("created_at")), "completed", output, _usage(native), with_nulls=False
+    )
     response["completed_at"] = int(time.time())
     return response
 
@@ -354,26 +450,47 @@ class ResponsesStreamConverter:
         if not self.reasoning_started:
             self.reasoning_started = True
             self.reasoning_id = f"rs_{random.randrange(999999)}"
-            events.append(self._event("response.output_item.added", {
-                "output_index": self.output_index,
-                "item": {"id": self.reasoning_id, "type": "reasoning", "summary": []}}))
+            events.append(
+                self._event(
+                    "response.output_item.added",
+                    {
+                        "output_index": self.output_index,
+                        "item": {"id": self.reasoning_id, "type": "reasoning", "summary": []},
+                    },
+                )
+            )
         self.thinking += thinking
-        events.append(self._event("response.reasoning_summary_text.delta", {
-            "item_id": self.reasoning_id, "output_index": self.output_index, "summary_index": 0, "delta": thinking}))
+        events.append(
+            self._event(
+                "response.reasoning_summary_text.delta",
+                {
+                    "item_id": self.reasoning_id,
+                    "output_index": self.output_index,
+                    "summary_index": 0,
+                    "delta": thinking,
+                },
+            )
+        )
         return events
 
     def _finish_reasoning(self) -> list[tuple[str, dict[str, Any]]]:
         if not self.reasoning_started:
             return []
-        item = {"id": self.reasoning_id, "type": "reasoning",
-                "summary": [{"type": "summary_text", "text": self.thinking}], "encrypted_content": self.thinking}
+        item = {
+            "id": self.reasoning_id,
+            "type": "reasoning",
+            "summary": [{"type": "summary_text", "text": self.thinking}],
+            "encrypted_content": self.thinking,
+        }
         self.completed.append(item)
         index, item_id, text = self.output_index, self.reasoning_id, self.thinking
         self.thinking, self.reasoning_id, self.reasoning_started = "", "", False
         self.output_index += 1
         return [
-            self._event("response.reasoning_summary_text.done",
-                        {"item_id": item_id, "output_index": index, "summary_index": 0, "text": text}),
+            self._event(
+                "response.reasoning_summary_text.done",
+                {"item_id": item_id, "output_index": index, "summary_index": 0, "text": text},
+            ),
             self._event("response.output_item.done", {"output_index": index, "item": item}),
         ]
 
@@ -384,16 +501,28 @@ class ResponsesStreamConverter:
             index = self.output_index + i
             item_id = f"fc_{random.randrange(999999)}_{i}"
             name, arguments = call["function"]["name"], call["function"]["arguments"]
-            done_item = {"id": item_id, "type": "function_call", "status": "completed", "call_id": call["id"],
-                         "name": name, "arguments": arguments}
+            done_item = {
+                "id": item_id,
+                "type": "function_call",
+                "status": "completed",
+                "call_id": call["id"],
+                "name": name,
+                "arguments": arguments,
+            }
             self.completed.append(done_item)
             events += [
-                self._event("response.output_item.added", {"output_index": index, "item": {
-                    **done_item, "status": "in_progress", "arguments": ""}}),
-                self._event("response.function_call_arguments.delta",
-                            {"item_id": item_id, "output_index": index, "delta": arguments}),
-                self._event("response.function_call_arguments.done",
-                            {"item_id": item_id, "output_index": index, "arguments": arguments}),
+                self._event(
+                    "response.output_item.added",
+                    {"output_index": index, "item": {**done_item, "status": "in_progress", "arguments": ""}},
+                ),
+                self._event(
+                    "response.function_call_arguments.delta",
+                    {"item_id": item_id, "output_index": index, "delta": arguments},
+                ),
+                self._event(
+                    "response.function_call_arguments.done",
+                    {"item_id": item_id, "output_index": index, "arguments": arguments},
+                ),
                 self._event("response.output_item.done", {"output_index": index, "item": done_item}),
             ]
         self.output_index += len(converted)
@@ -403,17 +532,45 @@ class ResponsesStreamConverter:
         events = self._finish_reasoning()
         if not self.content_started:
             self.content_started = True
-            events.append(self._event("response.output_item.added", {
-                "output_index": self.output_index,
-                "item": {"id": self.item_id, "type": "message", "status": "in_progress", "role": "assistant",
-                         "content": []}}))
-            events.append(self._event("response.content_part.added", {
-                "item_id": self.item_id, "output_index": self.output_index, "content_index": 0,
-                "part": {"type": "output_text", "text": "", "annotations": [], "logprobs": []}}))
+            events.append(
+                self._event(
+                    "response.output_item.added",
+                    {
+                        "output_index": self.output_index,
+                        "item": {
+                            "id": self.item_id,
+                            "type": "message",
+                            "status": "in_progress",
+                            "role": "assistant",
+                            "content": [],
+                        },
+                    },
+                )
+            )
+            events.append(
+                self._event(
+                    "response.content_part.added",
+                    {
+                        "item_id": self.item_id,
+                        "output_index": self.output_index,
+                        "content_index": 0,
+                        "part": {"type": "output_text", "text": "", "annotations": [], "logprobs": []},
+                    },
+                )
+            )
         self.text += content
-        events.append(self._event("response.output_text.delta", {
-            "item_id": self.item_id, "output_index": self.output_index, "content_index": 0, "delta": content,
-            "logprobs": []}))
+        events.append(
+            self._event(
+                "response.output_text.delta",
+                {
+                    "item_id": self.item_id,
+                    "output_index": self.output_index,
+                    "content_index": 0,
+                    "delta": content,
+                    "logprobs": [],
+                },
+            )
+        )
         return events
 
     def _completion(self, native: dict[str, Any]) -> list[tuple[str, dict[str, Any]]]:
@@ -421,12 +578,24 @@ class ResponsesStreamConverter:
         if not self.tool_calls_sent and self.content_started:
             part = {"type": "output_text", "text": self.text, "annotations": [], "logprobs": []}
             events += [
-                self._event("response.output_text.done", {"item_id": self.item_id, "output_index": self.output_index,
-                                                          "content_index": 0, "text": self.text, "logprobs": []}),
-                self._event("response.content_part.done", {"item_id": self.item_id, "output_index": self.output_index,
-                                                           "content_index": 0, "part": part}),
-                self._event("response.output_item.done", {"output_index": self.output_index,
-                                                          "item": _message_item(self.item_id, self.text)}),
+                self._event(
+                    "response.output_text.done",
+                    {
+                        "item_id": self.item_id,
+                        "output_index": self.output_index,
+                        "content_index": 0,
+                        "text": self.text,
+                        "logprobs": [],
+                    },
+                ),
+                self._event(
+                    "response.content_part.done",
+                    {"item_id": self.item_id, "output_index": self.output_index, "content_index": 0, "part": part},
+                ),
+                self._event(
+                    "response.output_item.done",
+                    {"output_index": self.output_index, "item": _message_item(self.item_id, self.text)},
+                ),
             ]
         output = list(self.completed)
         if self.content_started:
@@ -437,7 +606,9 @@ class ResponsesStreamConverter:
         return events
 
 
-async def responses_sse(items: AsyncIterable[dict[str, Any]], converter: ResponsesStreamConverter) -> AsyncIterator[bytes]:
+async def responses_sse(
+    items: AsyncIterable[dict[str, Any]], converter: ResponsesStreamConverter
+) -> AsyncIterator[bytes]:
     """The SSE bytes of the stream. A native error object reads as an empty response upstream: the stream
     ends there, without response.completed."""
     async for item in items:
@@ -449,6 +620,7 @@ async def responses_sse(items: AsyncIterable[dict[str, Any]], converter: Respons
 
 
 # --- HTTP handler ----------------------------------------------------------------------------------------------
+
 
 async def create_response(request: Request) -> Response:
     from reference_backend import native_core
@@ -471,11 +643,13 @@ async def create_response(request: Request) -> Response:
         error = first_error(items)
         if error is not None or not items:
             return error_response(500, error or "no response from the model")
-        return json_response(to_response(req, response_id, item_id, merge_chat(items, bool(native_request.get("tools")))))
+        merged = merge_native(items, "chat", bool(native_request.get("tools")))
+        return json_response(to_response(req, response_id, item_id, merged))
 
     converter = ResponsesStreamConverter(req, response_id, item_id)
 
-    return sse_response(responses_sse(stream, converter), headers={"Cache-Control": "no-cache", "Connection": "keep-alive"})
+    headers = {"Cache-Control": "no-cache", "Connection": "keep-alive"}
+    return sse_response(responses_sse(stream, converter), headers=headers)
 
 
 def routes() -> list[Route]:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import logging
 import re
 import time
 from collections.abc import AsyncIterator, Mapping
@@ -18,6 +19,8 @@ from datetime import UTC, datetime
 from typing import Any
 
 from starlette.requests import Request
+
+log = logging.getLogger("reference_backend.surfaces")
 
 
 class RequestError(Exception):
@@ -31,7 +34,9 @@ class RequestError(Exception):
 
 # --- Go-style JSON binding -------------------------------------------------------------------------------------
 
-def _json_type(value: Any) -> str:
+
+def json_type(value: Any) -> str:
+    """The JSON kind Go's decoder names in its errors."""
     if isinstance(value, bool):
         return "bool"
     if isinstance(value, int | float):
@@ -67,7 +72,7 @@ def decode_struct(data: Any, struct: str, fields: Mapping[str, str]) -> dict[str
     if data is None:
         return {}
     if not isinstance(data, dict):
-        raise RequestError(f"json: cannot unmarshal {_json_type(data)} into Go value of type {struct}")
+        raise RequestError(f"json: cannot unmarshal {json_type(data)} into Go value of type {struct}")
     by_folded = {name.lower(): name for name in fields}
     out: dict[str, Any] = {}
     for key, value in data.items():
@@ -76,7 +81,7 @@ def decode_struct(data: Any, struct: str, fields: Mapping[str, str]) -> dict[str
             continue
         go_type = fields[name]
         if not _fits(value, go_type):
-            shown = _json_type(value)
+            shown = json_type(value)
             if shown == "number":
                 shown = f"number {json.dumps(value)}"
             field = struct.split(".")[-1]
@@ -131,6 +136,7 @@ async def read_struct(request: Request, struct: str, fields: Mapping[str, str]) 
 
 # --- the native core's output ------------------------------------------------------------------------------------
 
+
 class NativeStream:
     """The items of one native chat/generate call, with the first one fetched eagerly.
 
@@ -143,10 +149,17 @@ class NativeStream:
         self._first: dict[str, Any] | None = None
 
     async def start(self) -> NativeStream:
+        from reference_backend.native_core import ApiError
+
         try:
             self._first = await anext(self._items)
         except StopAsyncIteration:
             self._first = None
+        except (ApiError, RequestError):
+            raise
+        except Exception as exc:  # a native-side bug: answer a clear 500 (Ollama's status for internal errors)
+            log.exception("native core failed before its first item")
+            raise RequestError(str(exc) or type(exc).__name__, status=500) from exc
         return self
 
     async def __aiter__(self) -> AsyncIterator[dict[str, Any]]:
@@ -191,39 +204,12 @@ async def collect_unless_disconnected(request: Request, stream: NativeStream) ->
     return None
 
 
-def merge_chat(items: list[dict[str, Any]], had_tools: bool) -> dict[str, Any]:
-    """The non-stream /api/chat object: content and thinking concatenated, logprobs accumulated, tool calls
-    accumulated across chunks when the request had tools (otherwise the last chunk's), the rest from the last."""
-    final = dict(items[-1])
-    message = dict(final.get("message") or {"role": "assistant", "content": ""})
-    message["content"] = "".join((i.get("message") or {}).get("content") or "" for i in items)
-    thinking = "".join((i.get("message") or {}).get("thinking") or "" for i in items)
-    if thinking:
-        message["thinking"] = thinking
-    else:
-        message.pop("thinking", None)
-    if had_tools:
-        calls = [c for i in items for c in ((i.get("message") or {}).get("tool_calls") or [])]
-        if calls:
-            message["tool_calls"] = calls
-    final["message"] = message
-    logprobs = [lp for i in items for lp in (i.get("logprobs") or [])]
-    if logprobs:
-        final["logprobs"] = logprobs
-    return final
+def merge_native(items: list[dict[str, Any]], kind: str, with_tools: bool) -> dict[str, Any]:
+    """The non-stream native object, merged by the native layer itself (as Ollama's middlewares convert what
+    the native handler answers with stream=false)."""
+    from reference_backend.native_routes import merge_stream
 
-
-def merge_generate(items: list[dict[str, Any]]) -> dict[str, Any]:
-    """The non-stream /api/generate object: response and thinking concatenated, logprobs accumulated."""
-    final = dict(items[-1])
-    final["response"] = "".join(i.get("response") or "" for i in items)
-    thinking = "".join(i.get("thinking") or "" for i in items)
-    if thinking:
-        final["thinking"] = thinking
-    logprobs = [lp for i in items for lp in (i.get("logprobs") or [])]
-    if logprobs:
-        final["logprobs"] = logprobs
-    return final
+    return merge_stream(items, kind, with_tools)
 
 
 def first_error(items: list[dict[str, Any]]) -> str | None:

@@ -24,6 +24,8 @@ MIN_SAMPLES = 5
 # An output-length shift beyond this makes latency figures not comparable (E2E scales with it).
 OUTPUT_LENGTH_TOLERANCE = 0.10
 BAD = ("fail", "error")
+# Bench options that say where things went, not what was measured (the reference backend's port changes each run).
+CONFIG_KEYS_NOT_COMPARED = frozenset({"out_dir", "server_pid", "quiet", "target"})
 
 
 @dataclass(frozen=True)
@@ -154,6 +156,8 @@ def compare_benches(
             ci = bootstrap_ratio(b, c, quantile_statistic(q), confidence=confidence, seed=seed)
             b_value, c_value = float(np.quantile(b, q)), float(np.quantile(c, q))
         rows.append(_verdict_row(name, spec, float(b_value), float(c_value), ci, threshold))
+    if rows and all(r["verdict"] == "not_testable" for r in rows):
+        warnings.append(f"no performance metric could be tested (each needs {MIN_SAMPLES}+ samples per side): no performance verdict")
     regression = any(r["verdict"] == "regression" for r in rows) or any(e["regression"] for e in errors)
     return {
         "baseline": str(baseline.path),
@@ -246,7 +250,7 @@ def comparability_warnings(baseline: ResultSet, candidate: ResultSet) -> list[st
         for key in sorted(set(b_hw) | set(c_hw)):
             _differs(warnings, f"hardware {key}", b_hw.get(key), c_hw.get(key))
         b_cfg, c_cfg = b.get("config") or {}, c.get("config") or {}
-        for key in sorted(set(b_cfg) | set(c_cfg)):
+        for key in sorted((set(b_cfg) | set(c_cfg)) - CONFIG_KEYS_NOT_COMPARED):
             _differs(warnings, f"bench config {key}", b_cfg.get(key), c_cfg.get(key))
     return warnings
 

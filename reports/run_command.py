@@ -17,6 +17,7 @@ import os
 import re
 import signal
 import subprocess
+import sys
 import tempfile
 import threading
 import time
@@ -112,7 +113,9 @@ def _console(*, stderr: bool) -> Any:
     """Progress goes to stderr, the summary to stdout (rich is imported here: --help stays cheap)."""
     from rich.console import Console
 
-    return Console(stderr=stderr, highlight=False)
+    stream = sys.stderr if stderr else sys.stdout
+    # a log or CI has no terminal width: 120 columns keep the tables whole
+    return Console(stderr=stderr, highlight=False, width=None if stream.isatty() else 120)
 
 
 class PlainProgress:

@@ -175,6 +175,37 @@ def test_status_reports_cloud_switch(api: Api, target: Target) -> None:
     assert (cloud["source"] == "none") is (not cloud["disabled"]), f"source and disabled disagree: {cloud}"
 
 
+def _cloud_disabled(api: Api, target: Target) -> None:
+    _needs_daemon(target)
+    cloud = api.single(api.get("/api/status")).get("cloud")
+    if not (isinstance(cloud, dict) and cloud.get("disabled") is True):
+        pytest.skip("cloud is enabled on the target: start it with OLLAMA_NO_CLOUD=1 to check the refusals")
+
+
+DISABLED_PATHS = [
+    ("/api/chat", {"messages": CHAT_BODY_MESSAGES}, "remote model is unavailable"),
+    ("/api/show", {}, "remote model details are unavailable"),
+]
+
+
+@pytest.mark.feature("cloud.disabled")
+@pytest.mark.parametrize(("path", "extra", "operation"), DISABLED_PATHS, ids=[p for p, _, _ in DISABLED_PATHS])
+def test_disabled_cloud_refuses_cloud_models(api: Api, target: Target, path: str, extra: dict, operation: str) -> None:
+    _cloud_disabled(api, target)
+    message = api.native_error(api.post(path, {"model": "conformance-probe:cloud", **extra}), 403)
+    assert message == f"ollama cloud is disabled: {operation}", f"message {message!r}"
+
+
+@pytest.mark.feature("cloud.errors.shape")
+@pytest.mark.parametrize("path", ["/v1/chat/completions", "/v1/messages"])
+def test_disabled_cloud_error_keeps_native_shape_on_v1(api: Api, target: Target, path: str) -> None:
+    """The refusal comes from the passthrough middleware, before any OpenAI/Anthropic adapter could wrap it."""
+    _cloud_disabled(api, target)
+    body = {"model": "conformance-probe:cloud", "messages": CHAT_BODY_MESSAGES, "max_tokens": 1}
+    message = api.native_error(api.post(path, body), 403)
+    assert message == "ollama cloud is disabled: remote model is unavailable", f"message {message!r}"
+
+
 def _has_cloud_suffix(name: str) -> bool:
     """Ollama's modelref rule: last `:`-segment `cloud`, or a tag ending in `-cloud`."""
     _head, colon, tag = name.rpartition(":")

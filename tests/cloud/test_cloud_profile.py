@@ -17,15 +17,15 @@ import pytest
 
 from conformance.cloud_profile import RequestBudget, preferred_cloud_model
 
-DAEMON_ONLY = {"cloud.routing.suffix", "server.status"}
+DAEMON_ONLY = {"cloud.routing.suffix", "server.status", "cloud.disabled", "cloud.errors.shape"}
 
 
-def check(target: str, tmp_path: Path, *extra: str, key: str | None) -> tuple[int, str, dict | None]:
+def check(target: str, tmp_path: Path, *extra: str, key: str | None, profile: str = "cloud") -> tuple[int, str, dict | None]:
     out = tmp_path / "check.json"
     env = {k: v for k, v in os.environ.items() if k != "OLLAMA_API_KEY"}
     if key is not None:
         env["OLLAMA_API_KEY"] = key
-    cmd = [sys.executable, "-m", "ollama_conformance", "check", "--profile", "cloud", "--target", target,
+    cmd = [sys.executable, "-m", "ollama_conformance", "check", "--profile", profile, "--target", target,
            "-k", "test_cloud", "--json", str(out), "-q", *extra]  # fmt: skip
     done = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=540, check=False)
     results = json.loads(out.read_text(encoding="utf-8")) if out.exists() else None
@@ -45,6 +45,7 @@ def test_cloud_profile_passes_against_the_cloud_mode(cloud_url: str, cloud_key: 
         assert by_feature.get(feature) == {"pass"}, f"{feature}: {by_feature.get(feature)}"
     for feature in DAEMON_ONLY:
         assert by_feature.get(feature) == {"not_applicable"}, f"{feature}: {by_feature.get(feature)}"
+    assert not [t["id"] for t in results["tests"] if t["status"] in ("fail", "error")]
     # the key never reaches the output or the results file
     assert cloud_key not in output
     assert cloud_key not in json.dumps(results)
@@ -80,3 +81,17 @@ def test_budget_and_default_model_rules() -> None:
         RequestBudget(0)
     assert preferred_cloud_model(["deepseek-v4-flash", "gpt-oss:120b", "gpt-oss:20b"]) == "gpt-oss:20b"
     assert preferred_cloud_model(["kimi-k2.6", None]) is None
+
+
+def test_daemon_side_checks_pass_against_a_no_cloud_daemon(no_cloud_url: str, tmp_path: Path) -> None:
+    """The same module on a daemon profile: routing rules and the OLLAMA_NO_CLOUD refusals pass, cloud-only tests
+    are not applicable with the reason."""
+    status, output, results = check(no_cloud_url, tmp_path, key=None, profile="local")
+    assert results is not None and status == 0, output[-3000:]
+    states: dict[str, set[str]] = {}
+    for test in results["tests"]:
+        states.setdefault(test["feature"], set()).add(test["status"])
+    for feature in DAEMON_ONLY:
+        assert states.get(feature) == {"pass"}, f"{feature}: {states.get(feature)}"
+    cloud_only = [t for t in results["tests"] if t["feature"] in ("cloud.auth.bearer", "cloud.web_search", "cloud.tags")]
+    assert cloud_only and all(t["status"] == "not_applicable" and "--profile cloud" in t["message"] for t in cloud_only)

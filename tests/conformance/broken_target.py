@@ -131,6 +131,18 @@ def sse_two_finishes(ex: Exchange) -> None:
         ex.text = "".join(b + "\n\n" for b in blocks)
 
 
+def sse_changing_id(ex: Exchange) -> None:
+    """Gives every chunk its own id (clients stitch a stream together by id)."""
+    if ex.media_type == "text/event-stream" and ex.path.endswith("chat/completions"):
+        blocks = _sse_blocks(ex.text)
+        for index, block in enumerate(blocks):
+            if block.startswith("data: {"):
+                chunk = json.loads(block.removeprefix("data: "))
+                chunk["id"] = f"{chunk.get('id')}-{index}"
+                blocks[index] = "data: " + json.dumps(chunk)
+        ex.text = "".join(b + "\n\n" for b in blocks)
+
+
 def messages_no_stop(ex: Exchange) -> None:
     if ex.media_type == "text/event-stream" and ex.path.endswith("v1/messages"):
         ex.text = "".join(b + "\n\n" for b in _sse_blocks(ex.text) if "message_stop" not in b)
@@ -178,6 +190,22 @@ def openai_error_shape(ex: Exchange) -> None:
         ex.text = json.dumps({"error": message})
 
 
+def anthropic_error_shape(ex: Exchange) -> None:
+    """/v1/messages errors in the OpenAI shape instead of {"type": "error", "error": {...}, "request_id"}."""
+    if ex.status >= 400 and ex.path == "v1/messages" and ex.media_type == "application/json":
+        body = json.loads(ex.text)
+        error = body.get("error") if isinstance(body.get("error"), dict) else {}
+        ex.text = json.dumps({"error": {"message": error.get("message"), "type": error.get("type"), "param": None, "code": None}})
+
+
+def embeddings_reordered(ex: Exchange) -> None:
+    """Returns a batch's vectors in reverse order."""
+    if ex.path == "api/embed" and ex.status == 200:
+        body = json.loads(ex.text)
+        body["embeddings"] = list(reversed(body.get("embeddings") or []))
+        ex.text = json.dumps(body)
+
+
 def server_error_on_bad_input(ex: Exchange) -> None:
     if ex.status == 400:
         ex.status = 500
@@ -217,7 +245,10 @@ ANSWER_DEFECTS: dict[str, Callable[[Exchange], None]] = {
     "sse_no_done": sse_no_done,
     "sse_no_role": sse_no_role,
     "sse_two_finishes": sse_two_finishes,
+    "sse_changing_id": sse_changing_id,
     "messages_no_stop": messages_no_stop,
+    "anthropic_error_shape": anthropic_error_shape,
+    "embeddings_reordered": embeddings_reordered,
     "ndjson_missing_final": ndjson_missing_final,
     "ndjson_after_done": ndjson_after_done,
     "ndjson_no_done_reason": ndjson_no_done_reason,

@@ -110,3 +110,29 @@ def test_stalling_target_is_an_error_not_a_hang(tmp_path: Path, stalling_server:
     (entry,) = statuses(results).values()
     assert entry["status"] == "error"
     assert "no answer within" in entry["message"] or "did not finish within its timeout" in entry["message"]
+
+
+def test_secrets_never_reach_the_results() -> None:
+    from conformance.target import ModelInfo, Target, redact_url
+
+    assert redact_url("https://user:secret@example.com:8443/base?api_key=secret") == "https://example.com:8443/base"
+    target = Target(url="http://u:secret@127.0.0.1:1/?token=secret", profile="local", api_key="secret",
+                    models=[ModelInfo("m", None, [])])
+    assert "secret" not in json.dumps(target.to_json())
+    assert "secret" not in repr(target)
+
+
+@pytest.mark.parametrize(
+    ("options", "keep"),
+    [
+        (["--surface", "openai"], lambda e: e["surface"] == "openai"),
+        (["--level", "MUST"], lambda e: e["level"] == "MUST"),
+        (["--feature", "embed.*", "--feature", "tags.list"], lambda e: e["feature"].startswith("embed.") or e["feature"] == "tags.list"),
+    ],
+    ids=["surface", "level", "feature"],
+)
+def test_selection_options(tmp_path: Path, options: list[str], keep) -> None:
+    _, results, output = run_suite("http://127.0.0.1:9", tmp_path, None, *options)
+    entries = list(statuses(results).values())
+    assert entries, output[-2000:]
+    assert all(keep(e) for e in entries), [e["id"] for e in entries if not keep(e)][:5]

@@ -33,6 +33,9 @@ def test_suite_passes_against_the_reference_backend(reference_url: str, tmp_path
     print(f"\nconformance suite against the reference backend: {elapsed:.1f} s wall, "
           f"{results.get('summary', {}).get('total')}")
     assert results, f"no results file:\n{output[-4000:]}"
+    for test_id, entry in sorted(statuses(results).items()):
+        if entry["status"] in ("fail", "error"):
+            print(f"  {entry['status']} {entry['level']} {test_id}: {entry['message'].splitlines()[0][:160]}")
     assert validate_results(results) == []
     assert "error" not in results["target"], results["target"]
     unexpected = {

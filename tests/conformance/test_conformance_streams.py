@@ -103,6 +103,7 @@ def test_real_sse_streams_conform(recordings: Path, name: str) -> None:
         (broken.sse_no_done, "[DONE]"),
         (broken.sse_no_role, "role"),
         (broken.sse_two_finishes, "finish_reason"),
+        (broken.sse_changing_id, "different ids"),
     ],
 )
 def test_broken_sse_is_caught(recordings: Path, defect, expected: str) -> None:

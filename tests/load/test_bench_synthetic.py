@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import itertools
 import json
+import sys
 from pathlib import Path
 
 import jsonschema
@@ -42,6 +43,10 @@ def test_metrics_on_a_known_schedule_with_multi_token_chunks(synthetic, bench, s
         itl_diffs.append(abs(s["itl_ms"] - server_itl))
         gap_diffs += [abs((b[0] - a[0]) - (b[1] - a[1])) / 1e6 for a, b in itertools.pairwise(stamps)]
         assert s["ttft_ms"] >= (stamps[0][1] - s["server_arrived_ns"]) / 1e6
+        # on Linux every read carries the kernel's arrival time, never later than the process saw the bytes
+        assert s["stamps_from"] == ("kernel" if sys.platform.startswith("linux") else "process")
+        assert s["read_delay_max_ms"] >= 0.0
+        assert all(rx >= tx for rx, tx in stamps)  # arrival after the server's send, on the one clock
     assert sorted(itl_diffs)[len(itl_diffs) // 2] < 0.3
     assert sorted(gap_diffs)[len(gap_diffs) // 2] < 2.0
     assert m["icl_ms"]["n"] == 5 * m["ttft_ms"]["n"]

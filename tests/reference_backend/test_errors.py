@@ -112,6 +112,18 @@ CASES = [
         "json: cannot unmarshal number into Go struct field GenerateRequest.prompt of type string",
     ),
     ("/api/generate", {"model": GEMMA, "prompt": "word " * 40, "options": {"num_ctx": 16}}, 400, LONG_PROMPT_ERROR),
+    (
+        "/api/generate",
+        {"model": GEMMA, "prompt": "x", "options": "hot"},
+        400,
+        "json: cannot unmarshal string into Go struct field GenerateRequest.options of type map[string]interface {}",
+    ),
+    (
+        "/api/chat",
+        {"model": GEMMA, "messages": [{"role": "user", "content": ["x"]}]},
+        400,
+        "json: cannot unmarshal array into Go struct field ChatRequest.messages.content of type string",
+    ),
     ("/api/copy", {"source": "", "destination": "x"}, 400, 'source "" is invalid'),
     ("/api/copy", {"source": GEMMA, "destination": "bad name"}, 400, 'destination "bad name" is invalid'),
     ("/api/copy", {"source": "nope", "destination": "x"}, 404, 'model "nope" not found'),

@@ -325,3 +325,26 @@ def test_keep_alive_sets_expiry(http: httpx.Client) -> None:
             break
         time.sleep(0.1)
     assert expiry() is None
+
+
+def test_raw_template_system_and_context(http: httpx.Client) -> None:
+    def generate(**body: object) -> dict:
+        response = http.post("/api/generate", json={"model": GEMMA, "stream": False, **body})
+        assert response.status_code == 200, response.text
+        return response.json()
+
+    rendered = generate(prompt="Hi", system="Be brief.", _debug_render_only=True)["_debug_info"]["rendered_template"]
+    assert (
+        rendered
+        == "<start_of_turn>user\nBe brief.<end_of_turn>\n<start_of_turn>user\nHi<end_of_turn>\n<start_of_turn>model\n"
+    )
+    custom = generate(
+        prompt="Hi", template="{{ if .System }}[{{ .System }}] {{ end }}Q: {{ .Prompt }}\nA:", _debug_render_only=True
+    )
+    assert custom["_debug_info"]["rendered_template"] == "Q: Hi\nA:"
+    raw = generate(prompt="The sky is", raw=True, options=GREEDY)
+    assert "context" not in raw and raw["eval_count"] == 8
+    first = generate(prompt="My name is Sam.", options=GREEDY)
+    follow = generate(prompt="What is my name?", context=first["context"], options=GREEDY)
+    assert follow["prompt_eval_count"] > len(first["context"]) - 2
+    assert follow["context"][:2] == first["context"][:2]

@@ -140,3 +140,28 @@ def test_run_folders_compare_as_a_whole(results_dir: Path, tmp_path: Path) -> No
     assert result["conformance"] is not None and result["performance"] is not None
     shutil.copy(results_dir / "check_candidate.json", tmp_path / "cand" / "check.json")
     assert main(["compare", str(tmp_path / "base"), str(tmp_path / "cand")]) == 1
+
+
+def test_too_few_samples_is_said_not_hidden(results_dir: Path, tmp_path: Path) -> None:
+    small = tmp_path / "small"
+    shutil.copytree(results_dir / "bench_noise", small)
+    lines = (small / "samples.jsonl").read_text().splitlines()
+    kept = [line for line in lines if json.loads(line)["warmup"]] + [
+        line for line in lines if not json.loads(line)["warmup"]
+    ][:3]
+    (small / "samples.jsonl").write_text("\n".join(kept) + "\n")
+    result = compare(load_paths([results_dir / "bench_baseline"]), load_paths([small]), 0.05)
+    assert {r["verdict"] for r in result["performance"]["metrics"]} == {"not_testable"}
+    assert any("no performance metric could be tested" in w for w in result["warnings"])
+    assert result["verdict"] == "ok"
+
+
+def test_where_options_are_not_a_comparability_warning(results_dir: Path, tmp_path: Path) -> None:
+    """Output folder, server pid and the reference backend's port change every run: they are not warned about."""
+    other = tmp_path / "other"
+    shutil.copytree(results_dir / "bench_noise", other)
+    data = json.loads((other / "results.json").read_text())
+    data["config"].update({"out_dir": "/elsewhere", "server_pid": 99, "target": "http://127.0.0.1:5"})
+    (other / "results.json").write_text(json.dumps(data))
+    result = compare(load_paths([results_dir / "bench_baseline"]), load_paths([other]), 0.05)
+    assert result["warnings"] == []

@@ -16,16 +16,24 @@ pytestmark = pytest.mark.slow
 USER = [{"role": "user", "content": "Name a colour."}]
 TOOL_HISTORY = [
     {"role": "user", "content": "Use the calculator to compute 15 * 7."},
-    {"role": "assistant", "content": [{"type": "tool_use", "id": "call_dg2g1ozz", "name": "calculator",
-                                       "input": {"expression": "15 * 7"}}]},
+    {
+        "role": "assistant",
+        "content": [
+            {"type": "tool_use", "id": "call_dg2g1ozz", "name": "calculator", "input": {"expression": "15 * 7"}}
+        ],
+    },
     {"role": "user", "content": [{"type": "tool_result", "tool_use_id": "call_dg2g1ozz", "content": "105"}]},
 ]
 
 
 def test_sdk_message_non_stream(anthropic_client: anthropic.Anthropic) -> None:
-    message = anthropic_client.messages.create(model=CHAT_MODEL, max_tokens=5, messages=USER,
-                                               system=[{"type": "text", "text": "Be brief."}],
-                                               extra_body={"temperature": 0})
+    message = anthropic_client.messages.create(
+        model=CHAT_MODEL,
+        max_tokens=5,
+        messages=USER,
+        system=[{"type": "text", "text": "Be brief."}],
+        extra_body={"temperature": 0},
+    )
     assert re.fullmatch(r"msg_[0-9a-f]{24}", message.id)
     assert (message.type, message.role, message.model) == ("message", "assistant", CHAT_MODEL)
     assert message.stop_reason in ("end_turn", "max_tokens")
@@ -34,8 +42,9 @@ def test_sdk_message_non_stream(anthropic_client: anthropic.Anthropic) -> None:
 
 
 def test_sdk_message_stream(anthropic_client: anthropic.Anthropic) -> None:
-    with anthropic_client.messages.stream(model=CHAT_MODEL, max_tokens=4, messages=USER, system="Be brief.",
-                                          stop_sequences=["\u2603never"]) as stream:
+    with anthropic_client.messages.stream(
+        model=CHAT_MODEL, max_tokens=4, messages=USER, system="Be brief.", stop_sequences=["\u2603never"]
+    ) as stream:
         kinds = [event.type for event in stream]
         final = stream.get_final_message()
     assert kinds[0] == "message_start" and kinds[-1] == "message_stop" and "message_delta" in kinds
@@ -43,8 +52,9 @@ def test_sdk_message_stream(anthropic_client: anthropic.Anthropic) -> None:
 
 
 def test_wire_stream_event_order(http: httpx.Client) -> None:
-    response, raw = post_stream(http, "/v1/messages",
-                                {"model": CHAT_MODEL, "max_tokens": 4, "messages": USER, "stream": True})
+    response, raw = post_stream(
+        http, "/v1/messages", {"model": CHAT_MODEL, "max_tokens": 4, "messages": USER, "stream": True}
+    )
     assert response.status_code == 200, raw
     assert response.headers["content-type"] == "text/event-stream"
     assert response.headers["cache-control"] == "no-cache"
@@ -77,10 +87,13 @@ def test_wire_stream_event_order(http: httpx.Client) -> None:
 
 
 def test_token_counts_agree_with_native(http: httpx.Client) -> None:
-    native = http.post("/api/chat", json={"model": CHAT_MODEL, "messages": USER, "stream": False,
-                                          "options": {"num_predict": 5, "temperature": 0}}).json()
-    message = http.post("/v1/messages", json={"model": CHAT_MODEL, "max_tokens": 5, "messages": USER,
-                                              "temperature": 0}).json()
+    native = http.post(
+        "/api/chat",
+        json={"model": CHAT_MODEL, "messages": USER, "stream": False, "options": {"num_predict": 5, "temperature": 0}},
+    ).json()
+    message = http.post(
+        "/v1/messages", json={"model": CHAT_MODEL, "max_tokens": 5, "messages": USER, "temperature": 0}
+    ).json()
     assert message["usage"] == {"input_tokens": native["prompt_eval_count"], "output_tokens": native["eval_count"]}
     text = "".join(block["text"] for block in message["content"] or [] if block["type"] == "text")
     assert text == native["message"]["content"]
@@ -91,8 +104,10 @@ def tool_conversation() -> list[dict[str, Any]]:
     for i, (city, result, answer) in enumerate(FEW_SHOT):
         messages += [
             {"role": "user", "content": f"Weather in {city}?"},
-            {"role": "assistant", "content": [{"type": "tool_use", "id": f"toolu_{i}", "name": "get_weather",
-                                               "input": {"city": city}}]},
+            {
+                "role": "assistant",
+                "content": [{"type": "tool_use", "id": f"toolu_{i}", "name": "get_weather", "input": {"city": city}}],
+            },
             {"role": "user", "content": [{"type": "tool_result", "tool_use_id": f"toolu_{i}", "content": result}]},
             {"role": "assistant", "content": answer},
         ]
@@ -111,8 +126,9 @@ def test_tool_use_round_trip(anthropic_client: anthropic.Anthropic, http: httpx.
         body: Any = caught.value.body
         assert body["type"] == "error" and body["error"]["message"].endswith(" does not support tools")
         return
-    with anthropic_client.messages.stream(model=CHAT_MODEL, max_tokens=20, tools=[tool], extra_body={"temperature": 0},
-                                          messages=tool_conversation()) as stream:
+    with anthropic_client.messages.stream(
+        model=CHAT_MODEL, max_tokens=20, tools=[tool], extra_body={"temperature": 0}, messages=tool_conversation()
+    ) as stream:
         events = list(stream)
         final = stream.get_final_message()
     uses = [block for block in final.content if block.type == "tool_use"]
@@ -126,19 +142,37 @@ def test_tool_use_round_trip(anthropic_client: anthropic.Anthropic, http: httpx.
 
 
 def test_thinking_is_relaxed_on_a_model_that_cannot_think(anthropic_client: anthropic.Anthropic) -> None:
-    message = anthropic_client.messages.create(model=CHAT_MODEL, max_tokens=3, messages=USER,
-                                               thinking={"type": "enabled", "budget_tokens": 1024})
+    message = anthropic_client.messages.create(
+        model=CHAT_MODEL, max_tokens=3, messages=USER, thinking={"type": "enabled", "budget_tokens": 1024}
+    )
     assert all(block.type == "text" for block in message.content or [])
 
 
 ERRORS = [
     ({"max_tokens": 5, "messages": USER}, 400, "invalid_request_error", "model is required"),
-    ({"model": CHAT_MODEL, "messages": USER}, 400, "invalid_request_error", "max_tokens is required and must be positive"),
+    (
+        {"model": CHAT_MODEL, "messages": USER},
+        400,
+        "invalid_request_error",
+        "max_tokens is required and must be positive",
+    ),
     ({"model": CHAT_MODEL, "max_tokens": 5, "messages": []}, 400, "invalid_request_error", "messages is required"),
     ({"model": "nope:1b", "max_tokens": 5, "messages": USER}, 404, "not_found_error", "model 'nope:1b' not found"),
-    ({"model": CHAT_MODEL, "max_tokens": 5, "messages": [{"role": "user", "content": [
-        {"type": "image", "source": {"type": "url", "url": "https://example.com/a.png"}}]}]}, 400,
-     "invalid_request_error", "invalid image source type: url. Only base64 images are supported."),
+    (
+        {
+            "model": CHAT_MODEL,
+            "max_tokens": 5,
+            "messages": [
+                {
+                    "role": "user",
+                    "content": [{"type": "image", "source": {"type": "url", "url": "https://example.com/a.png"}}],
+                }
+            ],
+        },
+        400,
+        "invalid_request_error",
+        "invalid image source type: url. Only base64 images are supported.",
+    ),
 ]
 
 
@@ -147,7 +181,9 @@ def test_error_bodies(http: httpx.Client, body: dict[str, Any], status: int, kin
     response = http.post("/v1/messages", json=body)
     assert response.status_code == status
     from_native = status == 404  # the native handler's error passes through the writer; the rest are gin's
-    assert response.headers["content-type"] == ("application/json" if from_native else "application/json; charset=utf-8")
+    assert response.headers["content-type"] == (
+        "application/json" if from_native else "application/json; charset=utf-8"
+    )
     payload = response.json()
     assert re.fullmatch(r"req_[0-9a-f]{24}", payload.pop("request_id"))
     assert payload == {"type": "error", "error": {"type": kind, "message": message}}

@@ -73,17 +73,22 @@ def missing(recorded: Shape, ours: Shape) -> list[str]:
 
 # --- reading the recordings ------------------------------------------------------------------------------------
 
+
 class _CassetteLoader(yaml.SafeLoader):
     pass
 
 
-_CassetteLoader.add_constructor("!binary", lambda loader, node: base64.b64decode(loader.construct_scalar(node)).decode())
+_CassetteLoader.add_constructor(
+    "!binary", lambda loader, node: base64.b64decode(loader.construct_scalar(node)).decode()
+)
 
 
 def cassette_bodies(path: Path) -> list[str]:
     """Response bodies of the local-daemon interactions of a Ruby VCR cassette."""
     data = yaml.load(path.read_text(encoding="utf-8"), Loader=_CassetteLoader)
-    return [i["response"]["body"]["string"] for i in data["http_interactions"] if "<OLLAMA_API_BASE>" in i["request"]["uri"]]
+    return [
+        i["response"]["body"]["string"] for i in data["http_interactions"] if "<OLLAMA_API_BASE>" in i["request"]["uri"]
+    ]
 
 
 def sse_data(body: str) -> list[Any]:
@@ -124,21 +129,47 @@ OPENAI_TOOLS = [{"type": "function", "function": {"name": "get_weather", "parame
 def openai_tool_conversation() -> list[dict[str, Any]]:
     messages: list[dict[str, Any]] = []
     for i, (city, result, answer) in enumerate(FEW_SHOT):
-        messages += [{"role": "user", "content": f"Weather in {city}?"},
-                     {"role": "assistant", "content": None, "tool_calls": [{"id": f"call_{i}", "type": "function",
-                      "function": {"name": "get_weather", "arguments": json.dumps({"city": city})}}]},
-                     {"role": "tool", "tool_call_id": f"call_{i}", "content": result},
-                     {"role": "assistant", "content": answer}]
+        messages += [
+            {"role": "user", "content": f"Weather in {city}?"},
+            {
+                "role": "assistant",
+                "content": None,
+                "tool_calls": [
+                    {
+                        "id": f"call_{i}",
+                        "type": "function",
+                        "function": {"name": "get_weather", "arguments": json.dumps({"city": city})},
+                    }
+                ],
+            },
+            {"role": "tool", "tool_call_id": f"call_{i}", "content": result},
+            {"role": "assistant", "content": answer},
+        ]
     return [*messages, {"role": "user", "content": LAST_QUESTION}]
 
 
 THINKING_NATIVE = [
-    {"model": CHAT_MODEL, "created_at": "2026-11-21T10:00:00.1Z", "message": {"role": "assistant", "content": "",
-                                                                            "thinking": "Let me see."}, "done": False},
-    {"model": CHAT_MODEL, "created_at": "2026-11-21T10:00:00.2Z", "message": {"role": "assistant", "content": "Hi"},
-     "done": False},
-    {"model": CHAT_MODEL, "created_at": "2026-11-21T10:00:00.3Z", "message": {"role": "assistant", "content": ""},
-     "done": True, "done_reason": "stop", "prompt_eval_count": 9, "eval_count": 4},
+    {
+        "model": CHAT_MODEL,
+        "created_at": "2026-11-21T10:00:00.1Z",
+        "message": {"role": "assistant", "content": "", "thinking": "Let me see."},
+        "done": False,
+    },
+    {
+        "model": CHAT_MODEL,
+        "created_at": "2026-11-21T10:00:00.2Z",
+        "message": {"role": "assistant", "content": "Hi"},
+        "done": False,
+    },
+    {
+        "model": CHAT_MODEL,
+        "created_at": "2026-11-21T10:00:00.3Z",
+        "message": {"role": "assistant", "content": ""},
+        "done": True,
+        "done_reason": "stop",
+        "prompt_eval_count": 9,
+        "eval_count": 4,
+    },
 ]
 THINKING_MERGED = {**THINKING_NATIVE[-1], "message": {"role": "assistant", "content": "Hi", "thinking": "Let me see."}}
 
@@ -180,20 +211,37 @@ class Ours:
         return [e.json() for e in split_sse(raw) if e.data != "[DONE]"]
 
     def chat(self) -> Any:
-        return self.get("chat", lambda: self.post("/v1/chat/completions",
-                                                  {"model": CHAT_MODEL, "messages": USER, "max_tokens": 3}))
+        return self.get(
+            "chat", lambda: self.post("/v1/chat/completions", {"model": CHAT_MODEL, "messages": USER, "max_tokens": 3})
+        )
 
     def chat_tools(self) -> list[Any]:
         if "tools" not in capabilities(self.http):
             return []
-        return [self.get("chat_tools", lambda: self.post("/v1/chat/completions", {
-            "model": CHAT_MODEL, "messages": openai_tool_conversation(), "tools": OPENAI_TOOLS, "max_tokens": 20,
-            "temperature": 0}))]
+        return [
+            self.get(
+                "chat_tools",
+                lambda: self.post(
+                    "/v1/chat/completions",
+                    {
+                        "model": CHAT_MODEL,
+                        "messages": openai_tool_conversation(),
+                        "tools": OPENAI_TOOLS,
+                        "max_tokens": 20,
+                        "temperature": 0,
+                    },
+                ),
+            )
+        ]
 
     def chat_stream(self, **extra: Any) -> list[Any]:
         key = "chat_stream" + json.dumps(extra, sort_keys=True)
-        return self.get(key, lambda: self.stream("/v1/chat/completions",
-                                                 {"model": CHAT_MODEL, "messages": USER, "max_tokens": 3, **extra}))
+        return self.get(
+            key,
+            lambda: self.stream(
+                "/v1/chat/completions", {"model": CHAT_MODEL, "messages": USER, "max_tokens": 3, **extra}
+            ),
+        )
 
 
 @pytest.fixture(scope="module")
@@ -212,32 +260,48 @@ LLAMASTACK = "llamastack__llama-stack"
 
 def test_crmne_non_stream_chat(recordings: Path, ours: Ours) -> None:
     thinking = to_chat_completion("chatcmpl-1", THINKING_MERGED)
-    for name in ("chat_basic_chat_functionality_ollama_qwen3_can_have_a_basic_conversation.yml",
-                 "chat_vision_models_ollama_granite3_2-vision_can_understand_local_images.yml"):
+    for name in (
+        "chat_basic_chat_functionality_ollama_qwen3_can_have_a_basic_conversation.yml",
+        "chat_vision_models_ollama_granite3_2-vision_can_understand_local_images.yml",
+    ):
         recorded = [json.loads(body) for body in cassette_bodies(recordings / CRMNE / name)]
         assert_producible(recorded, [ours.chat(), thinking])
 
 
 def test_crmne_tool_calls(recordings: Path, ours: Ours) -> None:
-    recorded = [json.loads(body) for body in cassette_bodies(
-        recordings / CRMNE / "chat_function_calling_ollama_qwen3_can_use_tools.yml")]
+    recorded = [
+        json.loads(body)
+        for body in cassette_bodies(recordings / CRMNE / "chat_function_calling_ollama_qwen3_can_use_tools.yml")
+    ]
     tools = ours.chat_tools()
     if not tools:
-        pytest.skip("the bundled model has no tools capability here; the tool_calls shape is covered by the "
-                    "translation tests")
+        pytest.skip(
+            "the bundled model has no tools capability here; the tool_calls shape is covered by the translation tests"
+        )
     assert_producible(recorded, [*tools, ours.chat(), to_chat_completion("chatcmpl-1", THINKING_MERGED)])
 
 
 def test_crmne_response_format(recordings: Path, ours: Ours) -> None:
-    recorded = [json.loads(body) for body in cassette_bodies(
-        recordings / CRMNE / "chat_with_params_ollama_qwen3_supports_response_format_param.yml")]
-    produced = ours.get("json", lambda: ours.post("/v1/chat/completions", {
-        "model": CHAT_MODEL, "messages": USER, "max_tokens": 6, "response_format": {"type": "json_object"}}))
+    recorded = [
+        json.loads(body)
+        for body in cassette_bodies(
+            recordings / CRMNE / "chat_with_params_ollama_qwen3_supports_response_format_param.yml"
+        )
+    ]
+    produced = ours.get(
+        "json",
+        lambda: ours.post(
+            "/v1/chat/completions",
+            {"model": CHAT_MODEL, "messages": USER, "max_tokens": 6, "response_format": {"type": "json_object"}},
+        ),
+    )
     assert_producible(recorded, [produced, to_chat_completion("chatcmpl-1", THINKING_MERGED)])
 
 
 def test_crmne_stream_with_usage(recordings: Path, ours: Ours) -> None:
-    (body,) = cassette_bodies(recordings / CRMNE / "chat_streaming_responses_ollama_qwen3_supports_streaming_responses.yml")
+    (body,) = cassette_bodies(
+        recordings / CRMNE / "chat_streaming_responses_ollama_qwen3_supports_streaming_responses.yml"
+    )
     produced = ours.chat_stream(stream_options={"include_usage": True})
     assert_producible(sse_data(body), [*produced, *thinking_chat_chunks()])
 
@@ -251,31 +315,55 @@ def test_crmne_models(recordings: Path, ours: Ours) -> None:
 def test_llamastack_models_and_completions(recordings: Path, ours: Ours) -> None:
     folder = recordings / LLAMASTACK
     models = llamastack(next(folder.glob("models-*.json")))["body"]
-    produced_models = [client_object(openai.types.Model, m)
-                       for m in ours.get("models", lambda: ours.http.get("/v1/models").json())["data"]]
+    produced_models = [
+        client_object(openai.types.Model, m)
+        for m in ours.get("models", lambda: ours.http.get("/v1/models").json())["data"]
+    ]
     assert_producible(client_data(models), produced_models)
 
-    plain = ours.get("completion", lambda: ours.post("/v1/completions",
-                                                     {"model": CHAT_MODEL, "prompt": "Roses are", "max_tokens": 3}))
-    recorded = client_data(llamastack(folder / "f0f863b7a3527d2848b81dfcc05c898a7a2a1ab5e1213f100aeae00b8a5e1ba3.json")["body"])
+    plain = ours.get(
+        "completion",
+        lambda: ours.post("/v1/completions", {"model": CHAT_MODEL, "prompt": "Roses are", "max_tokens": 3}),
+    )
+    recorded = client_data(
+        llamastack(folder / "f0f863b7a3527d2848b81dfcc05c898a7a2a1ab5e1213f100aeae00b8a5e1ba3.json")["body"]
+    )
     assert_producible(recorded, [client_object(openai.types.Completion, plain)])
 
-    chunks = ours.get("completion_stream", lambda: ours.stream("/v1/completions",
-                                                               {"model": CHAT_MODEL, "prompt": "Roses are", "max_tokens": 3}))
-    recorded = client_data(llamastack(folder / "c03bc36fc4c19495050b64122ffa310f812e2ab2aa32f5e01ad0ac9b7ae046e2.json")["body"])
+    chunks = ours.get(
+        "completion_stream",
+        lambda: ours.stream("/v1/completions", {"model": CHAT_MODEL, "prompt": "Roses are", "max_tokens": 3}),
+    )
+    recorded = client_data(
+        llamastack(folder / "c03bc36fc4c19495050b64122ffa310f812e2ab2aa32f5e01ad0ac9b7ae046e2.json")["body"]
+    )
     assert_producible(recorded, [client_object(openai.types.Completion, c) for c in chunks])
 
 
 def test_llamastack_chat_stream_and_image_error(recordings: Path, ours: Ours) -> None:
     folder = recordings / LLAMASTACK
-    recorded = client_data(llamastack(folder / "37e10e6ac4dccb3a91333fcfe9a17806950b21da9470c98960495f3b9fe94ecd.json")["body"])
+    recorded = client_data(
+        llamastack(folder / "37e10e6ac4dccb3a91333fcfe9a17806950b21da9470c98960495f3b9fe94ecd.json")["body"]
+    )
     produced = [client_object(openai.types.chat.ChatCompletionChunk, c) for c in ours.chat_stream()]
     assert_producible(recorded, produced)
 
     error = llamastack(folder / "28a43dc80443ccae98eee165c58522090fd6f0637031153b0105399093d39c52.json")
-    ours_error = ours.post("/v1/chat/completions", {"model": CHAT_MODEL, "messages": [{"role": "user", "content": [
-        {"type": "text", "text": "What is in this image?"},
-        {"type": "image_url", "image_url": {"url": "data:image/png;base64,not_valid_base64_data!!!"}}]}]})
+    ours_error = ours.post(
+        "/v1/chat/completions",
+        {
+            "model": CHAT_MODEL,
+            "messages": [
+                {
+                    "role": "user",
+                    "content": [
+                        {"type": "text", "text": "What is in this image?"},
+                        {"type": "image_url", "image_url": {"url": "data:image/png;base64,not_valid_base64_data!!!"}},
+                    ],
+                }
+            ],
+        },
+    )
     assert ours_error["error"] == error["exception_data"]["body"]
 
 
@@ -286,14 +374,27 @@ def test_llamastack_messages(recordings: Path, ours: Ours) -> None:
     assert shape_of([ours_refused]) == shape_of([refused["body"]])
     assert ours_refused["error"] == refused["body"]["error"]
 
-    round_trip = json.loads((folder / "f55988509902a617d2f547a1518bb84c3c8784ea1e1ac139e2f0623449dfa047.json").read_text())
-    ours_message = ours.post("/v1/messages", {**round_trip["request"]["payload"], "model": CHAT_MODEL, "max_tokens": 4,
-                                             "tools": []})
+    round_trip = json.loads(
+        (folder / "f55988509902a617d2f547a1518bb84c3c8784ea1e1ac139e2f0623449dfa047.json").read_text()
+    )
+    ours_message = ours.post(
+        "/v1/messages", {**round_trip["request"]["payload"], "model": CHAT_MODEL, "max_tokens": 4, "tools": []}
+    )
     assert_producible([round_trip["response"]["body"]], [ours_message, to_message("msg_1", THINKING_MERGED)])
 
-    streamed = events_by_name(llamastack(folder / "f22657bfd86db6348c0a0d0b17332dcfc038b345d2a7be8da4b880a433d36a52.json")["body"])
-    _, raw = post_stream(ours.http, "/v1/messages", {"model": CHAT_MODEL, "max_tokens": 3, "stream": True,
-                                                     "messages": [{"role": "user", "content": "Count to 5."}]})
+    streamed = events_by_name(
+        llamastack(folder / "f22657bfd86db6348c0a0d0b17332dcfc038b345d2a7be8da4b880a433d36a52.json")["body"]
+    )
+    _, raw = post_stream(
+        ours.http,
+        "/v1/messages",
+        {
+            "model": CHAT_MODEL,
+            "max_tokens": 3,
+            "stream": True,
+            "messages": [{"role": "user", "content": "Count to 5."}],
+        },
+    )
     produced: dict[str, list[Any]] = {}
     for event in split_sse(raw):
         produced.setdefault(event.name or "", []).append(event.json())
@@ -306,6 +407,12 @@ def test_llamastack_messages(recordings: Path, ours: Ours) -> None:
 
 def test_shape_comparison_finds_gaps() -> None:
     recorded = shape_of([{"id": "x", "choices": [{"finish_reason": None, "delta": {"content": "a"}}]}])
-    assert missing(recorded, shape_of([{"id": "y", "choices": [{"finish_reason": "stop", "delta": {"content": ""}}]}])) == []
+    assert (
+        missing(recorded, shape_of([{"id": "y", "choices": [{"finish_reason": "stop", "delta": {"content": ""}}]}]))
+        == []
+    )
     assert missing(recorded, shape_of([{"id": 1, "choices": [{"delta": {}}]}])) == [
-        "$.choices[].delta.content (absent)", "$.choices[].finish_reason (absent)", "$.id: recorded ['string'], ours ['number']"]
+        "$.choices[].delta.content (absent)",
+        "$.choices[].finish_reason (absent)",
+        "$.id: recorded ['string'], ours ['number']",
+    ]

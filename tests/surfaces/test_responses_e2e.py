@@ -18,11 +18,16 @@ INPUT = "Name a colour."
 
 
 def test_sdk_response_non_stream(openai_client: openai.OpenAI) -> None:
-    response = openai_client.responses.create(model=CHAT_MODEL, input=INPUT, instructions="Be brief.",
-                                              max_output_tokens=4, temperature=0)
+    response = openai_client.responses.create(
+        model=CHAT_MODEL, input=INPUT, instructions="Be brief.", max_output_tokens=4, temperature=0
+    )
     assert re.fullmatch(r"resp_\d+", response.id)
     assert (response.object, response.status, response.model, response.instructions) == (
-        "response", "completed", CHAT_MODEL, "Be brief.")
+        "response",
+        "completed",
+        CHAT_MODEL,
+        "Be brief.",
+    )
     assert [item.type for item in response.output] == ["message"]
     assert isinstance(response.output_text, str) and response.max_output_tokens == 4
     assert response.usage is not None and 0 < response.usage.output_tokens <= 4
@@ -40,8 +45,9 @@ def test_sdk_response_stream(openai_client: openai.OpenAI) -> None:
 
 
 def test_wire_event_framing(http: httpx.Client) -> None:
-    response, raw = post_stream(http, "/v1/responses", {"model": CHAT_MODEL, "input": INPUT,
-                                                        "max_output_tokens": 3, "stream": True})
+    response, raw = post_stream(
+        http, "/v1/responses", {"model": CHAT_MODEL, "input": INPUT, "max_output_tokens": 3, "stream": True}
+    )
     assert response.status_code == 200, raw
     assert response.headers["content-type"] == "text/event-stream"
     assert response.headers["cache-control"] == "no-cache"
@@ -53,20 +59,32 @@ def test_wire_event_framing(http: httpx.Client) -> None:
     assert names[-1] == "response.completed" and all(e.data != "[DONE]" for e in events)
     if "response.output_text.delta" in names:
         assert names[2:4] == ["response.output_item.added", "response.content_part.added"]
-        assert names[-4:-1] == ["response.output_text.done", "response.content_part.done",
-                                "response.output_item.done"]
+        assert names[-4:-1] == ["response.output_text.done", "response.content_part.done", "response.output_item.done"]
     assert payloads[0]["response"]["status"] == "in_progress" and payloads[-1]["response"]["status"] == "completed"
 
 
 def test_token_counts_and_format_agree_with_native(http: httpx.Client) -> None:
     schema = {"type": "object", "properties": {"ok": {"type": "boolean"}}, "required": ["ok"]}
-    native = http.post("/api/chat", json={"model": CHAT_MODEL, "messages": [{"role": "user", "content": INPUT}],
-                                          "stream": False, "format": schema,
-                                          "options": {"num_predict": 8, "temperature": 0}}).json()
-    response = http.post("/v1/responses", json={"model": CHAT_MODEL, "input": INPUT, "max_output_tokens": 8,
-                                                "temperature": 0,
-                                                "text": {"format": {"type": "json_schema", "name": "r",
-                                                                    "schema": schema}}}).json()
+    native = http.post(
+        "/api/chat",
+        json={
+            "model": CHAT_MODEL,
+            "messages": [{"role": "user", "content": INPUT}],
+            "stream": False,
+            "format": schema,
+            "options": {"num_predict": 8, "temperature": 0},
+        },
+    ).json()
+    response = http.post(
+        "/v1/responses",
+        json={
+            "model": CHAT_MODEL,
+            "input": INPUT,
+            "max_output_tokens": 8,
+            "temperature": 0,
+            "text": {"format": {"type": "json_schema", "name": "r", "schema": schema}},
+        },
+    ).json()
     assert response["usage"]["input_tokens"] == native["prompt_eval_count"]
     assert response["usage"]["output_tokens"] == native["eval_count"]
     assert response["output"][0]["content"][0]["text"] == native["message"]["content"]
@@ -78,7 +96,12 @@ def tool_items() -> list[dict[str, Any]]:
     for i, (city, result, answer) in enumerate(FEW_SHOT):
         items += [
             {"role": "user", "content": f"Weather in {city}?"},
-            {"type": "function_call", "call_id": f"call_{i}", "name": "get_weather", "arguments": json.dumps({"city": city})},
+            {
+                "type": "function_call",
+                "call_id": f"call_{i}",
+                "name": "get_weather",
+                "arguments": json.dumps({"city": city}),
+            },
             {"type": "function_call_output", "call_id": f"call_{i}", "output": result},
             {"role": "assistant", "content": answer},
         ]
@@ -86,15 +109,25 @@ def tool_items() -> list[dict[str, Any]]:
 
 
 def test_function_call_items(openai_client: openai.OpenAI, http: httpx.Client) -> None:
-    tool = {"type": "function", "name": "get_weather", "description": "Weather.", "strict": False,
-            "parameters": WEATHER_PARAMETERS}
+    tool = {
+        "type": "function",
+        "name": "get_weather",
+        "description": "Weather.",
+        "strict": False,
+        "parameters": WEATHER_PARAMETERS,
+    }
     if "tools" not in capabilities(http):
         with pytest.raises(openai.BadRequestError) as caught:
             openai_client.responses.create(model=CHAT_MODEL, input=INPUT, tools=[tool], max_output_tokens=2)
         assert str(caught.value.body["message"]).endswith(" does not support tools")  # type: ignore[index]
         return
-    response = openai_client.responses.create(model=CHAT_MODEL, input=tool_items(), tools=[tool],  # type: ignore[arg-type]
-                                              max_output_tokens=20, temperature=0)
+    response = openai_client.responses.create(
+        model=CHAT_MODEL,
+        input=tool_items(),
+        tools=[tool],  # type: ignore[arg-type]
+        max_output_tokens=20,
+        temperature=0,
+    )
     calls = [item for item in response.output if item.type == "function_call"]
     assert calls, "the few-shot conversation should make the model call get_weather"
     assert calls[0].name == "get_weather" and json.loads(calls[0].arguments) and calls[0].call_id.startswith("call_")
@@ -105,5 +138,9 @@ def test_function_call_items(openai_client: openai.OpenAI, http: httpx.Client) -
 def test_bad_input_is_a_400(http: httpx.Client) -> None:
     response = http.post("/v1/responses", json={"model": CHAT_MODEL, "input": [{"type": "bogus"}]})
     assert response.status_code == 400
-    assert response.json()["error"] == {"message": 'input[0]: unknown input item type: "bogus"',
-                                        "type": "invalid_request_error", "param": None, "code": None}
+    assert response.json()["error"] == {
+        "message": 'input[0]: unknown input item type: "bogus"',
+        "type": "invalid_request_error",
+        "param": None,
+        "code": None,
+    }

@@ -7,7 +7,7 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 from reference_backend.sse import go_json, sse_event
-from reference_backend.surface_common import NativeStream, merge_chat, merge_generate, model_namespace
+from reference_backend.surface_common import NativeStream, merge_native, model_namespace
 
 CALL_A = {"id": "call_a", "function": {"index": 0, "name": "f", "arguments": {}}}
 CALL_B = {"id": "call_b", "function": {"index": 1, "name": "g", "arguments": {}}}
@@ -20,19 +20,17 @@ def chunk(content: str, *, calls: list | None = None, done: bool = False, **extr
     return {"model": "m", "message": message, "done": done, **extra}
 
 
-def test_merge_chat_accumulates_like_ollama() -> None:
-    items = [chunk("a", calls=[CALL_A], logprobs=[{"token": "a", "logprob": -1.0}]),
-             chunk("b", calls=[CALL_B], logprobs=[{"token": "b", "logprob": -2.0}]),
-             chunk("", done=True, done_reason="stop", eval_count=2)]
-    merged = merge_chat(items, had_tools=True)
+def test_merge_native_accumulates_like_ollama() -> None:
+    items = [
+        chunk("a", calls=[CALL_A], logprobs=[{"token": "a", "logprob": -1.0}]),
+        chunk("b", calls=[CALL_B], logprobs=[{"token": "b", "logprob": -2.0}]),
+        chunk("", done=True, done_reason="stop", eval_count=2),
+    ]
+    merged = merge_native(items, "chat", with_tools=True)
     assert merged["message"] == {"role": "assistant", "content": "ab", "tool_calls": [CALL_A, CALL_B]}
     assert [lp["token"] for lp in merged["logprobs"]] == ["a", "b"] and merged["eval_count"] == 2
-    assert "tool_calls" not in merge_chat(items, had_tools=False)["message"]
-
-
-def test_merge_generate() -> None:
-    items = [{"response": "x", "thinking": "t", "done": False}, {"response": "y", "done": True, "done_reason": "length"}]
-    assert merge_generate(items) == {"response": "xy", "thinking": "t", "done": True, "done_reason": "length"}
+    generated = merge_native([{"response": "x", "done": False}, {"response": "y", "done": True}], "generate", False)
+    assert generated["response"] == "xy" and generated["done"] is True
 
 
 def test_native_stream_reports_a_failure_after_the_first_item_as_an_error_object() -> None:
@@ -53,10 +51,15 @@ def test_go_json_escapes_and_framing() -> None:
 
 def test_model_namespace() -> None:
     assert [model_namespace(n) for n in ("gemma3:270m", "me/m:1", "host.io/ns/m", "m")] == [
-        "library", "me", "ns", "library"]
+        "library",
+        "me",
+        "ns",
+        "library",
+    ]
 
 
 # --- a native error object in the middle of a stream, as each surface of Ollama ends it ----------------------
+
 
 async def _items(*items: dict[str, Any]) -> AsyncIterator[dict[str, Any]]:
     for item in items:
@@ -70,8 +73,13 @@ def _collect(stream: AsyncIterator[bytes]) -> bytes:
     return asyncio.run(run())
 
 
-FIRST = {"model": "m", "created_at": "2026-11-21T10:00:00Z", "message": {"role": "assistant", "content": "a"},
-         "response": "a", "done": False}
+FIRST = {
+    "model": "m",
+    "created_at": "2026-11-21T10:00:00Z",
+    "message": {"role": "assistant", "content": "a"},
+    "response": "a",
+    "done": False,
+}
 FAILURE = {"error": "model runner has unexpectedly stopped"}
 
 
@@ -81,8 +89,10 @@ def test_mid_stream_error_ends_openai_streams_without_done() -> None:
     raw = _collect(chat_sse(_items(FIRST, FAILURE, FIRST), ChatChunker("chatcmpl-1", include_usage=True)))
     events = raw.decode().split("\n\n")[:-1]
     assert len(events) == 2 and b"[DONE]" not in raw and b'"finish_reason":"' not in raw
-    assert events[1].endswith('"model":"","system_fingerprint":"fp_ollama","choices":[{"index":0,"delta":'
-                              '{"content":""},"finish_reason":null}]}')
+    assert events[1].endswith(
+        '"model":"","system_fingerprint":"fp_ollama","choices":[{"index":0,"delta":'
+        '{"content":""},"finish_reason":null}]}'
+    )
     raw = _collect(completion_sse(_items(FIRST, FAILURE), "cmpl-1", include_usage=False))
     assert raw.count(b"data: ") == 2 and b"[DONE]" not in raw
 
