@@ -71,6 +71,7 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", "feature(id): the spec/features.yaml feature a conformance test checks")
     config.addinivalue_line("markers", "mutating: the test changes the target's models (needs --allow-mutations)")
+    config.addinivalue_line("markers", "unloads: the test unloads a model (run last, so models reload once)")
     if suite_requested(config):
         config.pluginmanager.register(ConformanceSession(config), "ollama-conformance-session")
 
@@ -228,7 +229,8 @@ class ConformanceSession:
             keep.append(item)
         if dropped:
             config.hook.pytest_deselected(items=dropped)
-            items[:] = keep
+        # Tests that unload a model go last: every model then loads once, not once per unload.
+        items[:] = sorted(keep, key=lambda item: item.get_closest_marker("unloads") is not None)
 
     # --- results --------------------------------------------------------------------------------------------
 

@@ -159,7 +159,7 @@ def trend_charts(path: Path, keys: list[str]) -> list[str]:
                 for level in LEVELS:
                     points = [(run_ids[rid], rate * 100) for rid, lvl, rate in level_rows if rid in run_ids and lvl == level and rate is not None]
                     series.append(Series(level, [p[0] for p in points], [p[1] for p in points], markers=True))
-                charts.append(render(Chart(f"Pass rate by level over runs ({key})", "run (oldest → newest)", "pass rate (%)", series)))
+                charts.append(render(Chart(f"Pass rate by level over runs ({key})", "run (oldest → newest)", "pass rate (%)", series, x_integer=True)))
             metric_rows = conn.execute(
                 "SELECT r.id, m.step, m.metric, m.value FROM runs r JOIN metrics m ON m.run_id = r.id"
                 " WHERE r.kind = 'bench' AND r.target_key = ? ORDER BY r.started_at, r.id",
@@ -173,7 +173,7 @@ def trend_charts(path: Path, keys: list[str]) -> list[str]:
                     points = [(run_ids[rid], v) for rid, s, m, v in metric_rows if rid in run_ids and m == metric and s == step and v is not None]
                     series.append(Series(step, [p[0] for p in points], [p[1] for p in points], markers=True))
                 if series:
-                    charts.append(render(Chart(f"{label} over runs ({key})", "run (oldest → newest)", label, series)))
+                    charts.append(render(Chart(f"{label} over runs ({key})", "run (oldest → newest)", label, series, x_integer=True)))
     return charts
 
 

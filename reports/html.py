@@ -184,6 +184,7 @@ def performance_charts(bench: BenchResults) -> list[str]:
                 x_label,
                 "TTFT (ms)",
                 [Series("p50", xs, pct("ttft_ms", "p50"), markers=True), Series("p90", xs, pct("ttft_ms", "p90"), markers=True, dashed=True)],
+                x_integer=mode == "concurrency",
             )
         )
     )
@@ -197,6 +198,7 @@ def performance_charts(bench: BenchResults) -> list[str]:
                     Series("output tokens/s", xs, [finite(m.get("output_tokens_per_s")) for m in metrics], markers=True),
                     Series("server decode tokens/s p50", xs, pct("server_decode_tokens_per_s", "p50"), markers=True, dashed=True),
                 ],
+                x_integer=mode == "concurrency",
             )
         )
     )

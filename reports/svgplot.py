@@ -44,17 +44,18 @@ class Chart:
     bands: list[Band] = field(default_factory=list)
     step: bool = False  # draw as a staircase (CDF, histogram outline)
     y_min_zero: bool = True
+    x_integer: bool = False  # counts (runs, concurrency): no tick between two integers
     width: int = 560
     height: int = 300
 
 
-def nice_ticks(lo: float, hi: float, count: int = 5) -> list[float]:
-    """Round tick values covering [lo, hi] (1, 2, 5 x 10^k steps)."""
+def nice_ticks(lo: float, hi: float, count: int = 5, min_step: float = 0.0) -> list[float]:
+    """Round tick values covering [lo, hi] (1, 2, 5 x 10^k steps, at least min_step apart)."""
     if not (math.isfinite(lo) and math.isfinite(hi)):
         return [0.0, 1.0]
     if hi <= lo:
         hi = lo + (abs(lo) or 1.0)
-    raw = (hi - lo) / max(1, count)
+    raw = max((hi - lo) / max(1, count), min_step)
     magnitude = 10 ** math.floor(math.log10(raw))
     step = next(m * magnitude for m in (1, 2, 5, 10) if m * magnitude >= raw)
     start = math.floor(lo / step) * step
@@ -91,7 +92,7 @@ def render(chart: Chart) -> str:
         return head + f'<text x="{w / 2}" y="{h / 2}" text-anchor="middle" class="empty">no data</text></svg>'
     xs = [p[0] for p in points] + [b.x0 for b in chart.bands] + [b.x1 for b in chart.bands]
     ys = [p[1] for p in points]
-    x_ticks = nice_ticks(min(xs), max(xs))
+    x_ticks = nice_ticks(min(xs), max(xs), min_step=1.0 if chart.x_integer else 0.0)
     y_ticks = nice_ticks(0.0 if chart.y_min_zero else min(ys), max(ys))
     x0, x1, y0, y1 = x_ticks[0], x_ticks[-1], y_ticks[0], y_ticks[-1]
     pw, ph = w - MARGIN_LEFT - MARGIN_RIGHT, h - MARGIN_TOP - MARGIN_BOTTOM

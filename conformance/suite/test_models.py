@@ -57,6 +57,7 @@ def test_show_unknown_model(api: Api) -> None:
     assert "not found" in message, f"message {message!r}"
 
 
+@pytest.mark.unloads
 @pytest.mark.feature("generate.load_unload")
 def test_generate_load_then_unload(api: Api, chat_model: str) -> None:
     loaded = api.single(api.post("/api/generate", {"model": chat_model, "prompt": "", "stream": False}))
@@ -73,6 +74,7 @@ def test_chat_load(api: Api, chat_model: str) -> None:
     assert loaded.get("message") == {"role": "assistant", "content": ""}, f"message {loaded.get('message')!r}"
 
 
+@pytest.mark.unloads
 @pytest.mark.feature("keep_alive.unload")
 def test_keep_alive_zero_unloads(api: Api, chat_model: str) -> None:
     api.single(api.post("/api/generate", {"model": chat_model, "prompt": "Hi", "stream": False,

@@ -72,3 +72,9 @@ def test_broken_samples_line_is_refused(results_dir: Path, tmp_path: Path) -> No
     (folder / "samples.jsonl").write_text('{"step": "concurrency=1"}\n{broken\n')
     with pytest.raises(UsageError, match=r"samples.jsonl:2 is not JSON"):
         load_paths([folder])
+
+
+def test_fixture_bench_files_follow_the_bench_schema(results_dir: Path) -> None:
+    schema = json.loads((SCHEMA.parent.parent / "load" / "results.schema.json").read_text())
+    for name in ("bench_baseline", "bench_noise", "bench_regressed"):
+        jsonschema.validate(json.loads((results_dir / name / "results.json").read_text()), schema)
