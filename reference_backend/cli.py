@@ -93,6 +93,7 @@ def run(args: argparse.Namespace) -> int:
     )
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # see __main__.py; effective if torch is not loaded yet
     config = build_config(args)
     import uvicorn
 

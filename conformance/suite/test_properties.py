@@ -48,12 +48,11 @@ def bound(body: Any, path: str, target: Target) -> Any:
     """Point a generated body at a real model and cap the work it asks for."""
     if not isinstance(body, dict):
         return body
-    body = dict(body)
+    # Go matches JSON keys case-insensitively: drop every spelling of the keys that would unload or bloat.
+    body = {k: v for k, v in body.items() if k.lower() not in ("keep_alive", "verbose")}
     model = target.embed_model if "embed" in path else target.chat_model
     if model:
         body["model"] = model
-    body.pop("keep_alive", None)
-    body.pop("verbose", None)  # /api/show verbose returns the whole vocabulary: costly, not more telling
     options = body.get("options")
     if path in ("/api/generate", "/api/chat"):
         options = dict(options) if isinstance(options, dict) else {}
@@ -143,7 +142,7 @@ def run_property(api: Api, target: Target, op: spec.Operation, mode: str) -> Non
         if mode == "valid":
             body = bound(body, op.path, target)
         elif isinstance(body, dict):  # an invalid body stays invalid, but must not unload the session's models
-            body = {k: v for k, v in body.items() if k not in ("keep_alive", "verbose")}
+            body = {k: v for k, v in body.items() if k.lower() not in ("keep_alive", "verbose")}
         got = send(api, op, body)
         check_answer(api, op, got, valid=mode == "valid")
         schemathesis_checks(case, op, got, body)
