@@ -311,6 +311,10 @@ def harness_health(health: list[dict[str, Any]], steps: list[dict[str, Any]], mo
     if lag["p99"] is not None and lag["p99"] > LAG_WARN_MS:
         warnings.append(f"greenlet loop lag p99 {lag['p99']:.1f} ms: client-side delays inflate the latencies")
     for s in steps:
+        delay = s["metrics"].get("read_delay_max_ms") or {}
+        if delay.get("p99") is not None and delay["p99"] > LAG_WARN_MS:
+            warnings.append(f"{s['name']}: bytes waited up to {delay['p99']:.1f} ms (p99) before the client read "
+                            "them; kernel receive stamps keep the latencies right, but the client is slow to keep up")
         late = s["metrics"]["send_lateness_ms"]
         if mode == "rate" and late["p99"] is not None and late["p99"] > LATE_WARN_MS:
             warnings.append(f"{s['name']}: sends were late (p99 {late['p99']:.1f} ms after their intended start); "

@@ -143,9 +143,10 @@ class KVCache:
 
 
 def _rms_norm(x: torch.Tensor, weight_plus_one: torch.Tensor, eps: float) -> torch.Tensor:
-    xf = x.float()
-    out = xf * torch.rsqrt(xf.pow(2).mean(-1, keepdim=True) + eps)
-    return (out * weight_plus_one).to(x.dtype)
+    """Gemma's RMSNorm, computed in fp32 (one fused op: a decode step has 108 of them)."""
+    if x.dtype == torch.float32:
+        return F.rms_norm(x, (x.shape[-1],), weight_plus_one, eps)
+    return F.rms_norm(x.float(), (x.shape[-1],), weight_plus_one, eps).to(x.dtype)
 
 
 def _rotate_half(x: torch.Tensor) -> torch.Tensor:

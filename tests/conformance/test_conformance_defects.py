@@ -51,8 +51,8 @@ def test_every_defect_has_a_catching_test() -> None:
 
 
 @pytest.fixture(scope="module")
-def broken(reference_url: str) -> Iterator[BrokenTarget]:
-    proxy = BrokenTarget(reference_url).start()
+def broken(warm_reference_url: str) -> Iterator[BrokenTarget]:
+    proxy = BrokenTarget(warm_reference_url).start()
     yield proxy
     proxy.stop()
 
