@@ -67,7 +67,7 @@ class Scheduler:
         if self.reaper:
             self.reaper.cancel()
         for key in list(self.loaded):
-            await self._unload(key)
+            await self._unload(key, force=True)
 
     def key_of(self, entry: ModelEntry) -> str:
         return entry.model_digest or entry.digest
@@ -101,7 +101,14 @@ class Scheduler:
         return time.time() + loaded.keep_alive_s if loaded.refs > 0 else loaded.expires_at
 
     async def unload(self, entry: ModelEntry) -> None:
-        await self._unload(self.key_of(entry))
+        """keep_alive 0 with nothing to run: unload now, or as soon as the requests in flight are done."""
+        loaded = self.loaded.get(self.key_of(entry))
+        if loaded is None:
+            return
+        loaded.keep_alive_s = 0.0
+        if loaded.refs == 0:
+            loaded.expires_at = time.time()
+            await self._unload(loaded.key)
 
     def ps(self) -> list[LoadedModel]:
         return sorted(self.loaded.values(), key=lambda m: m.expires_at, reverse=True)
@@ -111,12 +118,15 @@ class Scheduler:
         if loaded is not None and loaded.refs == 0:
             await self._unload(key)
 
-    async def _unload(self, key: str) -> None:
+    async def _unload(self, key: str, force: bool = False) -> None:
         lock = self.locks.setdefault(key, asyncio.Lock())
         async with lock:
-            loaded = self.loaded.pop(key, None)
+            loaded = self.loaded.get(key)
             if loaded is None:
                 return
+            if not force and (loaded.refs > 0 or loaded.expires_at > time.time()):  # used again while we waited
+                return
+            del self.loaded[key]
             if loaded.runner is not None:
                 await asyncio.to_thread(loaded.runner.stop)
             log.info("unloaded %s", loaded.entry.name.display)

@@ -140,3 +140,16 @@ def test_selection_options(tmp_path: Path, options: list[str], keep) -> None:
     assert entries, output[-2000:]
     assert all(keep(e) for e in entries), [e["id"] for e in entries if not keep(e)][:5]
     assert len(entries) < 60, "nothing was deselected"
+
+
+@pytest.mark.slow
+def test_mutating_tests_run_only_when_allowed(tmp_path: Path) -> None:
+    """copy/delete run against a reference backend with a store of its own (never the shared one)."""
+    from reference_backend.launcher import ReferenceBackend
+
+    selection = ["test_models.py::test_copy_then_delete", "test_models.py::test_delete_removes_from_tags"]
+    with ReferenceBackend(env={"OLLAMA_MODELS": str(tmp_path / "store")}, quiet=True) as backend:
+        _, refused, _ = run_suite(backend.url, tmp_path, selection)
+        _, allowed, output = run_suite(backend.url, tmp_path, selection, "--allow-mutations")
+    assert {e["status"] for e in statuses(refused).values()} == {"not_applicable"}
+    assert {e["status"] for e in statuses(allowed).values()} == {"pass"}, output[-2000:]

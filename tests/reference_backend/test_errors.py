@@ -124,6 +124,12 @@ CASES = [
         400,
         "json: cannot unmarshal array into Go struct field ChatRequest.messages.content of type string",
     ),
+    (
+        "/api/embed",
+        {"model": MINILM, "input": "word " * 40, "truncate": False, "options": {"num_ctx": 8}},
+        400,
+        "the input length exceeds the context length",
+    ),
     ("/api/copy", {"source": "", "destination": "x"}, 400, 'source "" is invalid'),
     ("/api/copy", {"source": GEMMA, "destination": "bad name"}, 400, 'destination "bad name" is invalid'),
     ("/api/copy", {"source": "nope", "destination": "x"}, 404, 'model "nope" not found'),

@@ -86,6 +86,8 @@ def test_client_embed(client: ollama.Client) -> None:
     assert result.prompt_eval_count > 0
     short = client.embed(model=MINILM, input="The sky is blue.", dimensions=64)
     assert len(short.embeddings[0]) == 64 and sum(x * x for x in short.embeddings[0]) == pytest.approx(1.0, abs=1e-4)
+    truncated = client.embed(model=MINILM, input="word " * 40, options={"num_ctx": 8})
+    assert truncated.prompt_eval_count == 8 and len(truncated.embeddings[0]) == 384
     legacy = client.embeddings(model=MINILM, prompt="The sky is blue.")
     assert len(legacy.embedding) == 384
     assert sum(x * x for x in legacy.embedding) > 1.5  # the legacy endpoint returns the raw, unnormalised vector
