@@ -8,9 +8,11 @@ The `*_error` helpers check an error in the shape of the surface it came from.
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from typing import Any
 
 import httpx
+import pytest
 
 import spec
 from conformance.streams import (
@@ -125,19 +127,12 @@ class Api:
 
     def native_error(self, got: Captured, status: int | tuple[int, ...]) -> str:
         """A native error: the expected status, JSON, `{"error": "<non-empty message>"}`. Returns the message."""
-        statuses = (status,) if isinstance(status, int) else status
-        assert got.status in statuses, f"status {got.status}, expected {' or '.join(map(str, statuses))}; body {got.text[:200]!r}"
-        assert got.media_type == "application/json", (
-            f"error Content-Type {got.headers.get('content-type')!r}, expected application/json"
-        )
-        body = _json_object(got)
+        body = _error_object(got, status)
         assert isinstance(body.get("error"), str) and body["error"], f"error body is not {{\"error\": string}}: {got.text[:200]!r}"
         return body["error"]
 
     def openai_error(self, got: Captured, status: int, error_type: str) -> str:
-        assert got.status == status, f"status {got.status}, expected {status}; body {got.text[:200]!r}"
-        assert got.media_type == "application/json", f"error Content-Type {got.headers.get('content-type')!r}"
-        body = _json_object(got)
+        body = _error_object(got, status)
         error = body.get("error")
         assert isinstance(error, dict), f"error body is not {{\"error\": {{message, type, param, code}}}}: {got.text[:200]!r}"
         assert isinstance(error.get("message"), str) and error["message"], f"error.message missing: {got.text[:200]!r}"
@@ -147,9 +142,7 @@ class Api:
         return error["message"]
 
     def anthropic_error(self, got: Captured, status: int, error_type: str) -> str:
-        assert got.status == status, f"status {got.status}, expected {status}; body {got.text[:200]!r}"
-        assert got.media_type == "application/json", f"error Content-Type {got.headers.get('content-type')!r}"
-        body = _json_object(got)
+        body = _error_object(got, status)
         assert body.get("type") == "error", f"error body type {body.get('type')!r}, expected 'error': {got.text[:200]!r}"
         error = body.get("error")
         assert isinstance(error, dict) and error.get("type") == error_type, (
@@ -157,6 +150,16 @@ class Api:
         )
         assert isinstance(error.get("message"), str) and error["message"], "error.message missing"
         return error["message"]
+
+
+def _error_object(got: Captured, status: int | tuple[int, ...]) -> dict[str, Any]:
+    """An error answer of every surface: the expected status, application/json, a JSON object."""
+    statuses = (status,) if isinstance(status, int) else status
+    assert got.status in statuses, f"status {got.status}, expected {' or '.join(map(str, statuses))}; body {got.text[:200]!r}"
+    assert got.media_type == "application/json", (
+        f"error Content-Type {got.headers.get('content-type')!r}, expected application/json"
+    )
+    return _json_object(got)
 
 
 def _json_object(got: Captured) -> dict[str, Any]:
@@ -173,8 +176,40 @@ def final(objects: list[dict[str, Any]]) -> dict[str, Any]:
     return objects[-1]
 
 
+def output_of(obj: dict[str, Any], key: str = "response") -> str:
+    """The output one native object carries (generate: `response`; chat, key "message": `message.content`)."""
+    if key == "message":
+        return (obj.get("message") or {}).get("content") or ""
+    return obj.get(key) or ""
+
+
 def generated_text(objects: list[dict[str, Any]], key: str = "response") -> str:
     """The concatenated output of a native stream (generate: `response`; chat: `message.content`)."""
-    if key == "message":
-        return "".join((o.get("message") or {}).get("content") or "" for o in objects)
-    return "".join(o.get(key) or "" for o in objects)
+    return "".join(output_of(o, key) for o in objects)
+
+
+def check_num_predict_bound(objects: list[dict[str, Any]], limit: int, *, stream: bool, key: str) -> None:
+    """num_predict bounds eval_count (and, streamed, the chunks with output); done_reason says which end it was."""
+    last = final(objects)
+    assert last.get("eval_count", 0) <= limit, f"eval_count {last.get('eval_count')} > num_predict {limit}"
+    if stream:
+        with_text = [o for o in objects if output_of(o, key)]
+        assert len(with_text) <= limit, f"{len(with_text)} chunks with output for num_predict {limit}"
+    expected = "length" if last.get("eval_count") == limit else "stop"
+    assert last.get("done_reason") == expected, f"eval_count {last.get('eval_count')}, done_reason {last.get('done_reason')!r}"
+
+
+def check_stop_sequence(api: Api, send: Callable[[dict[str, Any]], Captured], greedy: dict[str, Any], key: str) -> None:
+    """A stop string taken from the model's own greedy output (beyond its start) ends the same greedy output just
+    before it, with done_reason "stop". `send(options)` makes the native streamed request."""
+    pieces = [piece for piece in (output_of(o, key) for o in api.ndjson(send(greedy))) if piece]
+    full = "".join(pieces)
+    stop = next((p.strip() for p in pieces[1:] if p.strip() and full.find(p.strip()) > 0), None)
+    if stop is None:
+        pytest.skip(f"the greedy output {full!r} offers no stop string to test with")
+    expected = full[: full.find(stop)]
+    stopped = api.ndjson(send({**greedy, "stop": [stop]}))
+    text = generated_text(stopped, key)
+    assert stop not in text, f"the output {text!r} contains the stop sequence {stop!r}"
+    assert final(stopped).get("done_reason") == "stop", f"done_reason {final(stopped).get('done_reason')!r}, expected 'stop'"
+    assert text == expected, f"with stop {stop!r} the output is {text!r}, expected {expected!r} (same greedy text up to it)"

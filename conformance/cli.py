@@ -22,6 +22,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--junit", metavar="PATH", type=Path, help="write JUnit XML")
     parser.add_argument("--json", metavar="PATH", type=Path, help="write the results JSON (conformance/results.schema.json)")
     parser.add_argument("--timeout", metavar="S", type=float, default=120.0, help="per-test timeout in seconds (default 120)")
+    parser.add_argument("--discovery-timeout", metavar="S", type=float,
+                        help="per-request timeout of discovery and of the warm-up of a reference backend started here "
+                             "(default 300 then, else --timeout): a cold server's first model load can take minutes")
     parser.add_argument("--max-requests", metavar="N", type=int, help="send at most N requests from the tests (cloud: cost cap)")
     parser.add_argument("-n", "--workers", type=int, default=0, help="parallel pytest-xdist workers (default 0)")
     parser.add_argument("-k", dest="keyword", metavar="EXPR", help="pytest -k expression over test names")
@@ -50,6 +53,7 @@ def run(args: argparse.Namespace) -> int:
         junit=args.junit.resolve() if args.junit else None,
         json=args.json.resolve() if args.json else None,
         timeout_s=args.timeout,
+        discovery_timeout_s=args.discovery_timeout,
         max_requests=args.max_requests,
         workers=args.workers,
         quiet=args.quiet,

@@ -36,6 +36,9 @@ SUITE_DIR = Path(__file__).resolve().parent / "suite"
 LEVELS = ("MUST", "SHOULD", "MAY")
 STATES = ("pass", "fail", "not_applicable", "error")
 DEFAULT_TIMEOUT_S = 120.0
+# Discovery of a reference backend we started waits for its first model load (50-90 s measured under load on
+# the shared 2-core machine); a --target gets the per-test timeout unless --discovery-timeout says otherwise.
+COLD_DISCOVERY_TIMEOUT_S = 300.0
 # Exceptions meaning "the target could not be talked to", reported as error rather than fail.
 TRANSPORT_ERROR_NAMES = {
     "ConnectError",
@@ -64,6 +67,9 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     group.addoption("--allow-mutations", action="store_true", default=False, help="allow copy/delete/create on the target")
     group.addoption("--conformance-json", default=None, metavar="PATH", help="write the results JSON file")
     group.addoption("--conformance-timeout", type=float, default=DEFAULT_TIMEOUT_S, metavar="S", help="per-test timeout")
+    group.addoption("--discovery-timeout", type=float, default=None, metavar="S",
+                    help="per-request timeout of discovery and of the reference backend's warm-up (default: "
+                         f"{COLD_DISCOVERY_TIMEOUT_S:g} when the backend is started here, else --conformance-timeout)")
     group.addoption("--max-requests", type=int, default=None, metavar="N",
                     help="send at most N requests from the tests (then: not applicable); keeps a cloud run cheap")
 
@@ -103,6 +109,8 @@ class ConformanceSession:
         self.backend: Any = None
         self.target_error: str | None = None
         self.target: Any = None
+        # Set when no test can apply (cloud profile without a key): every test is skipped with it, nothing is sent.
+        self.not_applicable_reason: str | None = None
         self.results: dict[str, dict[str, Any]] = {}
         self._features: dict[str, Any] | None = None
         self._check_options()
@@ -118,8 +126,12 @@ class ConformanceSession:
                 opt.target = target_mod.normalise_url(opt.target)
             if opt.conformance_timeout <= 0:
                 raise UsageError("--conformance-timeout must be a positive number of seconds")
+            if opt.discovery_timeout is not None and opt.discovery_timeout <= 0:
+                raise UsageError("--discovery-timeout must be a positive number of seconds")
             profile = opt.profile or ("local" if opt.target else "reference")
-            target_mod.resolve_api_key(profile, opt.api_key_env)
+            self.not_applicable_reason = target_mod.missing_key_reason(profile, opt.api_key_env)
+            if self.not_applicable_reason and not opt.target:
+                opt.target = target_mod.DEFAULT_URLS[profile]  # named in the results file; never contacted
         except UsageError as exc:
             raise pytest.UsageError(str(exc)) from exc
 
@@ -127,7 +139,7 @@ class ConformanceSession:
 
     def resolve_target(self) -> Any:
         """Discover the target once (controller) or rebuild it from the controller's discovery (xdist worker)."""
-        if self.target is not None or self.target_error is not None:
+        if self.target is not None or self.target_error is not None or self.not_applicable_reason:
             return self.target
         from conformance import target as target_mod
         from ollama_conformance.errors import TargetError, UsageError
@@ -156,10 +168,12 @@ class ConformanceSession:
 
                 self.backend = ReferenceBackend()
                 url = self.backend.start()
+                self._warm_up(url)
             self.target = target_mod.discover(
                 url, profile=profile, api_key=api_key, chat_model=opt.conformance_model,
-                embed_model=opt.embed_model, timeout_s=opt.conformance_timeout, allow_mutations=opt.allow_mutations,
+                embed_model=opt.embed_model, timeout_s=self._discovery_timeout(), allow_mutations=opt.allow_mutations,
             )
+            self.target.timeout_s = opt.conformance_timeout
         except UsageError as exc:
             raise pytest.UsageError(str(exc)) from exc
         except TargetError as exc:
@@ -168,12 +182,40 @@ class ConformanceSession:
             self.target_error = f"cannot start the reference backend ({exc}); install ollama-conformance[reference]"
         return self.target
 
+    def _discovery_timeout(self) -> float:
+        opt = self.config.option
+        if opt.discovery_timeout is not None:
+            return float(opt.discovery_timeout)
+        return max(COLD_DISCOVERY_TIMEOUT_S, opt.conformance_timeout) if self.backend is not None else opt.conformance_timeout
+
+    def _warm_up(self, url: str) -> None:
+        """Load the models of the backend we started, so no test (nor discovery) pays for the first load.
+
+        A failed warm-up is not fatal here: discovery then reports what is wrong with one clear line."""
+        from conformance.warmup import warm_up
+
+        opt = self.config.option
+        reporter = self.config.pluginmanager.get_plugin("terminalreporter")
+        if reporter is not None:
+            reporter.write_line(f"warming up the reference backend at {url} (loading models)")
+        problem = warm_up(url, chat_model=opt.conformance_model, embed_model=opt.embed_model, timeout_s=self._discovery_timeout())
+        if problem and reporter is not None:
+            reporter.write_line(f"warm-up: {problem}", yellow=True)
+
+    def pytest_collection_finish(self, session: pytest.Session) -> None:
+        """Start/discover the target before the first test, so its start-up is not charged to that test's timeout."""
+        if not _is_worker(self.config) and any(SUITE_DIR in Path(str(item.path)).parents for item in session.items):
+            self.resolve_target()
+
     @pytest.hookimpl(optionalhook=True)
     def pytest_configure_node(self, node: Any) -> None:
         """xdist: hand the controller's discovery to each worker, so the backend starts once and models load once."""
         self.resolve_target()
         node.workerinput["conformance_suite"] = True
-        if self.target is not None:
+        if self.not_applicable_reason:  # the workers skip every test themselves (same options): nothing to hand over
+            node.workerinput["conformance_url"] = ""
+            node.workerinput["conformance_target"] = {"error": self.not_applicable_reason}
+        elif self.target is not None:
             node.workerinput["conformance_url"] = self.target.url
             node.workerinput["conformance_target"] = self.target.to_json()
         else:
@@ -226,6 +268,8 @@ class ConformanceSession:
             )
             if item.get_closest_marker("timeout") is None:
                 item.add_marker(pytest.mark.timeout(opt.conformance_timeout))
+            if self.not_applicable_reason:  # skipped before any fixture: no discovery, no request
+                item.add_marker(pytest.mark.skip(reason=self.not_applicable_reason))
             keep.append(item)
         if dropped:
             config.hook.pytest_deselected(items=dropped)
@@ -297,6 +341,9 @@ class ConformanceSession:
                           f"chat model {self.target.chat_model}, embed model {self.target.embed_model}")
         elif self.target_error:
             tr.write_line(f"target unusable: {self.target_error}", red=True)
+        elif self.not_applicable_reason:
+            tr.write_line(f"target {self.config.option.target} not contacted; every test is not applicable: "
+                          f"{self.not_applicable_reason}", yellow=True)
         summary = self.summary()
         header = f"{'':<20}" + "".join(f"{s:>16}" for s in STATES)
         tr.write_line(header)

@@ -38,6 +38,7 @@ class CheckOptions:
     junit: Path | None = None
     json: Path | None = None
     timeout_s: float = 120.0
+    discovery_timeout_s: float | None = None  # None: 300 s for a backend started here, else timeout_s
     max_requests: int | None = None  # request budget of the tests (conformance/cloud_profile.py)
     workers: int = 0  # pytest-xdist processes; 0 = none
     quiet: bool = False
@@ -53,19 +54,16 @@ class CheckOptions:
             raise UsageError(f"unknown profile {self.profile!r}; choose local, cloud or reference")
         if self.timeout_s <= 0:
             raise UsageError("--timeout must be a positive number of seconds")
+        if self.discovery_timeout_s is not None and self.discovery_timeout_s <= 0:
+            raise UsageError("--discovery-timeout must be a positive number of seconds")
         if self.max_requests is not None and self.max_requests < 1:
             raise UsageError("--max-requests must be at least 1")
         if self.workers < 0:
             raise UsageError("the number of workers must be ≥ 0")
         if self.target is not None:
-            from conformance.target import normalise_url, resolve_api_key
+            from conformance.target import normalise_url
 
             self.target = normalise_url(self.target)
-            resolve_api_key(self.profile or "local", self.api_key_env)
-        elif self.profile == "cloud":
-            from conformance.target import resolve_api_key
-
-            resolve_api_key("cloud", self.api_key_env)
 
 
 def pytest_command(options: CheckOptions, json_path: Path) -> list[str]:
@@ -73,6 +71,8 @@ def pytest_command(options: CheckOptions, json_path: Path) -> list[str]:
     cmd = [sys.executable, "-m", "pytest", "--pyargs", "conformance.suite", "-p", "no:cacheprovider",
            "-o", "addopts=", "-o", "testpaths=", "-rN", "--conformance-json", str(json_path),
            "--conformance-timeout", str(options.timeout_s)]
+    if options.discovery_timeout_s is not None:
+        cmd += ["--discovery-timeout", str(options.discovery_timeout_s)]
     if options.target:
         cmd += ["--target", options.target]
     if options.profile:

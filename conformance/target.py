@@ -87,21 +87,26 @@ def normalise_url(url: str) -> str:
 
 
 def resolve_api_key(profile: str, api_key_env: str | None) -> str | None:
-    """The key comes from the environment only. The cloud profile needs one; others use one if named."""
+    """The key comes from the environment only: the variable named, or OLLAMA_API_KEY on the cloud profile."""
     name = api_key_env or (DEFAULT_API_KEY_ENV if profile == "cloud" else None)
-    if not name:
+    return (os.environ.get(name) or None) if name else None
+
+
+def missing_key_reason(profile: str, api_key_env: str | None) -> str | None:
+    """Why a cloud run cannot apply (no key: every test is not applicable, no request is sent); None otherwise."""
+    if profile != "cloud" or resolve_api_key(profile, api_key_env):
         return None
-    value = os.environ.get(name)
-    if profile == "cloud" and not value:
-        raise UsageError(f"the cloud profile needs an API key in the environment variable {name}")
-    return value or None
+    if api_key_env:
+        return f"no API key: the variable {api_key_env} named by --api-key-env is unset or empty (set it to check Ollama Cloud)"
+    return f"no API key: set {DEFAULT_API_KEY_ENV} (or --api-key-env NAME) to check Ollama Cloud"
 
 
 def _get_json(client: httpx.Client, method: str, path: str, body: dict[str, Any] | None = None) -> Any:
     try:
         response = client.request(method, path, json=body)
     except httpx.TimeoutException as exc:
-        raise TargetError(f"{method} {path}: no answer within {client.timeout.read} s ({type(exc).__name__})") from exc
+        raise TargetError(f"{method} {path}: no answer within {client.timeout.read:g} s ({type(exc).__name__}); "
+                          "a server still loading its model may need a longer --discovery-timeout") from exc
     except httpx.TransportError as exc:
         raise TargetError(f"{method} {path}: cannot reach the target: {exc or type(exc).__name__}") from exc
     if response.status_code in (401, 403):

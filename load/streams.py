@@ -36,6 +36,31 @@ class StreamState:
     server_stamps: list[list[int]] = field(default_factory=list)
     server_arrived_ns: int | None = None
 
+    def decode(self, payload: bytes, what: str) -> dict[str, Any] | None:
+        """One stream item as a JSON object, or None (and the first error noted) when it is not one."""
+        try:
+            obj = json.loads(payload)
+        except ValueError:
+            self.error = self.error or f"invalid {what}: {payload[:80]!r}"
+            return None
+        if not isinstance(obj, dict):
+            self.error = self.error or f"{what} is not an object: {payload[:80]!r}"
+            return None
+        if "error" in obj:
+            self.error = self.error or f"server error in stream: {obj['error']}"
+        return obj
+
+    def record(self, obj: dict[str, Any], arrival_ns: int, *, output: bool, tokens: int | None) -> None:
+        """A chunk arrived: its time and token count, the calibration stamps, first/last output."""
+        self.chunks.append([arrival_ns, tokens])
+        if "x_sent_ns" in obj:
+            _server_stamps(self, obj, arrival_ns)
+        if output:
+            self.output_chunks += 1
+            if self.first_output_ns is None:
+                self.first_output_ns = arrival_ns
+            self.last_output_ns = arrival_ns
+
 
 def _server_stamps(st: StreamState, obj: dict[str, Any], arrival_ns: int) -> None:
     sent = obj.get("x_sent_ns")
@@ -91,25 +116,11 @@ class NdjsonParser:
 
     def _event(self, line: bytes, arrival_ns: int) -> None:
         st = self.state
-        try:
-            obj = json.loads(line)
-        except ValueError:
-            st.error = st.error or f"invalid NDJSON line: {line[:80]!r}"
+        obj = st.decode(line, "NDJSON line")
+        if obj is None:
             return
-        if not isinstance(obj, dict):
-            st.error = st.error or f"NDJSON line is not an object: {line[:80]!r}"
-            return
-        if "error" in obj:
-            st.error = st.error or f"server error in stream: {obj['error']}"
         out = _native_has_output(obj)
-        st.chunks.append([arrival_ns, None if out else 0])
-        if "x_sent_ns" in obj:
-            _server_stamps(st, obj, arrival_ns)
-        if out:
-            st.output_chunks += 1
-            if st.first_output_ns is None:
-                st.first_output_ns = arrival_ns
-            st.last_output_ns = arrival_ns
+        st.record(obj, arrival_ns, output=out, tokens=None if out else 0)
         if obj.get("done"):
             st.done = True
             st.done_reason = obj.get("done_reason")
@@ -159,16 +170,9 @@ class SseParser:
         if payload == b"[DONE]":
             st.done = True
             return
-        try:
-            obj = json.loads(payload)
-        except ValueError:
-            st.error = st.error or f"invalid SSE data: {payload[:80]!r}"
+        obj = st.decode(payload, "SSE data")
+        if obj is None:
             return
-        if not isinstance(obj, dict):
-            st.error = st.error or f"SSE data is not an object: {payload[:80]!r}"
-            return
-        if "error" in obj:
-            st.error = st.error or f"server error in stream: {obj['error']}"
         out = _openai_has_output(obj)
         usage = obj.get("usage")
         tokens: int | None = None if out else 0
@@ -177,14 +181,7 @@ class SseParser:
             if out:
                 tokens = usage["completion_tokens"] - seen
             st.usage = {k: v for k, v in usage.items() if isinstance(v, int)}
-        st.chunks.append([arrival_ns, tokens])
-        if "x_sent_ns" in obj:
-            _server_stamps(st, obj, arrival_ns)
-        if out:
-            st.output_chunks += 1
-            if st.first_output_ns is None:
-                st.first_output_ns = arrival_ns
-            st.last_output_ns = arrival_ns
+        st.record(obj, arrival_ns, output=out, tokens=tokens)
         for choice in obj.get("choices") or ():
             if isinstance(choice, dict) and choice.get("finish_reason"):
                 st.done_reason = choice["finish_reason"]

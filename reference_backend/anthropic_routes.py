@@ -21,10 +21,8 @@ from reference_backend.sse import JSON, JSON_UTF8, go_json, json_response, sse_e
 from reference_backend.surface_common import (
     NativeStream,
     RequestError,
-    collect_unless_disconnected,
+    collect_final,
     decode_struct,
-    first_error,
-    merge_native,
     parse_json_body,
 )
 
@@ -538,13 +536,9 @@ async def create_message(request: Request) -> Response:
         return error_response(exc.status, exc.message)
     message_id = new_id("msg")
     if not req.get("stream"):
-        items = await collect_unless_disconnected(request, stream)
-        if items is None:
-            return Response(status_code=499)
-        error = first_error(items)
-        if error is not None or not items:
-            return error_response(500, error or "no response from the model")
-        merged = merge_native(items, "chat", bool(native_request.get("tools")))
+        merged = await collect_final(request, stream, "chat", bool(native_request.get("tools")), error_response)
+        if isinstance(merged, Response):
+            return merged
         return json_response(to_message(message_id, merged))
 
     converter = MessagesStreamConverter(message_id, req["model"], estimate_input_tokens(req))

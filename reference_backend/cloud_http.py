@@ -7,9 +7,11 @@ Errors keep the shape of the surface they answer on, as Ollama's compatibility m
 from __future__ import annotations
 
 import json
-import secrets
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
+
+from reference_backend.anthropic_routes import error_body as anthropic_error_body
+from reference_backend.openai_routes import error_body as openai_error_body
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
@@ -49,35 +51,14 @@ def surface_of(path: str) -> str:
     return "native"
 
 
-def _openai_error_type(status: int) -> str:
-    return {400: "invalid_request_error", 404: "not_found_error"}.get(status, "api_error")
-
-
-def _anthropic_error_type(status: int) -> str:
-    return {
-        400: "invalid_request_error",
-        401: "authentication_error",
-        403: "permission_error",
-        404: "not_found_error",
-        429: "rate_limit_error",
-        503: "overloaded_error",
-        529: "overloaded_error",
-    }.get(status, "api_error")
-
-
 def surface_error_body(surface: str, status: int, message: str) -> bytes:
-    """An error in the shape Ollama's compatibility middlewares give it (native, OpenAI or Anthropic)."""
+    """An error in the shape Ollama's compatibility middlewares give it (native, OpenAI or Anthropic): the same
+    bodies the local surfaces send, so the cloud mode and the daemon cannot drift apart."""
     if surface == "openai":
-        obj: object = {"error": {"message": message, "type": _openai_error_type(status), "param": None, "code": None}}
-    elif surface == "anthropic":
-        obj = {
-            "type": "error",
-            "error": {"type": _anthropic_error_type(status), "message": message},
-            "request_id": "req_" + secrets.token_hex(12),
-        }
-    else:
-        obj = {"error": message}
-    return json_bytes(obj)
+        return json_bytes(openai_error_body(status, message))
+    if surface == "anthropic":
+        return json_bytes(anthropic_error_body(status, message))
+    return json_bytes({"error": message})
 
 
 async def read_body(receive: Receive) -> tuple[bytes, bool]:

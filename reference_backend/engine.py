@@ -252,8 +252,8 @@ class TextRunner:
         logits = self.model.prefill(request.prompt_tokens, cache)[-1]
         slot = -1
         if self.static is not None:
+            self.static.load(self.free_slots[-1], cache)  # raises (slot kept free) if the prompt does not fit
             slot = self.free_slots.pop()
-            self.static.load(slot, cache)
         seq = Sequence(
             request=request,
             cache=None if self.static is not None else cache,

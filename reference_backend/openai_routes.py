@@ -25,11 +25,9 @@ from reference_backend.sse import DONE_SENTINEL, JSON, JSON_UTF8, go_json, json_
 from reference_backend.surface_common import (
     NativeStream,
     RequestError,
-    collect_unless_disconnected,
+    collect_final,
     decode_struct,
-    first_error,
     json_type,
-    merge_native,
     model_namespace,
     parse_json_body,
     unix_seconds,
@@ -652,13 +650,9 @@ async def chat_completions(request: Request) -> Response:
         return error_response(exc.status, exc.message)
     completion_id = new_id("chatcmpl")
     if not req.get("stream"):
-        items = await collect_unless_disconnected(request, stream)
-        if items is None:
-            return Response(status_code=499)
-        error = first_error(items)
-        if error is not None or not items:
-            return error_response(500, error or "no response from the model")
-        merged = merge_native(items, "chat", bool(native_request.get("tools")))
+        merged = await collect_final(request, stream, "chat", bool(native_request.get("tools")), error_response)
+        if isinstance(merged, Response):
+            return merged
         return json_response(to_chat_completion(completion_id, merged))
 
     include_usage = bool((req.get("stream_options") or {}).get("include_usage"))
@@ -679,13 +673,10 @@ async def completions(request: Request) -> Response:
         return error_response(exc.status, exc.message)
     completion_id = new_id("cmpl")
     if not req.get("stream"):
-        items = await collect_unless_disconnected(request, stream)
-        if items is None:
-            return Response(status_code=499)
-        error = first_error(items)
-        if error is not None or not items:
-            return error_response(500, error or "no response from the model")
-        return json_response(to_completion(completion_id, merge_native(items, "generate", False)))
+        merged = await collect_final(request, stream, "generate", False, error_response)
+        if isinstance(merged, Response):
+            return merged
+        return json_response(to_completion(completion_id, merged))
 
     include_usage = bool((req.get("stream_options") or {}).get("include_usage"))
 

@@ -23,10 +23,8 @@ from reference_backend.sse import JSON_UTF8, json_response, sse_event, sse_respo
 from reference_backend.surface_common import (
     NativeStream,
     RequestError,
-    collect_unless_disconnected,
+    collect_final,
     decode_struct,
-    first_error,
-    merge_native,
     parse_json_body,
     unix_seconds,
 )
@@ -637,13 +635,9 @@ async def create_response(request: Request) -> Response:
     response_id = f"resp_{random.randrange(999999)}"
     item_id = f"msg_{random.randrange(999999)}"
     if not req.get("stream"):
-        items = await collect_unless_disconnected(request, stream)
-        if items is None:
-            return Response(status_code=499)
-        error = first_error(items)
-        if error is not None or not items:
-            return error_response(500, error or "no response from the model")
-        merged = merge_native(items, "chat", bool(native_request.get("tools")))
+        merged = await collect_final(request, stream, "chat", bool(native_request.get("tools")), error_response)
+        if isinstance(merged, Response):
+            return merged
         return json_response(to_response(req, response_id, item_id, merged))
 
     converter = ResponsesStreamConverter(req, response_id, item_id)

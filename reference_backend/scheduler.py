@@ -13,6 +13,7 @@ import math
 import os
 import time
 import warnings
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -167,7 +168,10 @@ class Scheduler:
         if digest is None:
             raise RuntimeError(f"model {entry.name.display} has no weights layer")
         folder = model_cache.ensure_converted(self.store.blob_path(digest), digest)
-        tokenizer = AutoTokenizer.from_pretrained(str(folder))
+        # the tokenizer (a 262 k vocabulary, seconds) loads while the weights are prepared
+        pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="tokenizer-load")
+        tokenizer_future = pool.submit(AutoTokenizer.from_pretrained, str(folder))
+        pool.shutdown(wait=False)
         precision = self.config.precision
         if self.device.type == "cuda":
             dtype, int8, int8_head = torch.bfloat16, False, False
@@ -179,6 +183,7 @@ class Scheduler:
         with warnings.catch_warnings():  # torch's quantized ops warn that their Python API is deprecated
             warnings.simplefilter("ignore")
             model = Gemma3.from_hf_dir(folder, dtype=dtype, device=self.device, int8=int8, int8_head=int8_head)
+        tokenizer = tokenizer_future.result()
         static = self.config.kv_cache == "static" or (self.config.kv_cache == "auto" and self.device.type == "cuda")
         runner = TextRunner(
             model,

@@ -14,11 +14,12 @@ import json
 import logging
 import re
 import time
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping
 from datetime import UTC, datetime
 from typing import Any
 
 from starlette.requests import Request
+from starlette.responses import Response
 
 log = logging.getLogger("reference_backend.surfaces")
 
@@ -210,6 +211,20 @@ def merge_native(items: list[dict[str, Any]], kind: str, with_tools: bool) -> di
     from reference_backend.native_routes import merge_stream
 
     return merge_stream(items, kind, with_tools)
+
+
+async def collect_final(
+    request: Request, stream: NativeStream, kind: str, with_tools: bool, on_error: Callable[[int, str], Response]
+) -> dict[str, Any] | Response:
+    """The merged native answer of a non-stream call, or the response to send instead: 499 when the client went
+    away first, `on_error(500, why)` (in the surface's own error shape) when the model failed or said nothing."""
+    items = await collect_unless_disconnected(request, stream)
+    if items is None:
+        return Response(status_code=499)
+    error = first_error(items)
+    if error is not None or not items:
+        return on_error(500, error or "no response from the model")
+    return merge_native(items, kind, with_tools)
 
 
 def first_error(items: list[dict[str, Any]]) -> str | None:

@@ -28,6 +28,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from conformance.warmup import DEFAULT_CHAT_MODEL, warm_up_requests
 from ollama_conformance.errors import TargetError, UsageError
 
 HELP = "Check and benchmark a server (default: the bundled reference backend) and write every report to one folder."
@@ -42,15 +43,6 @@ BENCH_WARMUP_S = 2.0  # seconds of each step not measured (the first requests wa
 BENCH_SEED = 1
 PROFILE_URLS = {"local": "http://localhost:11434", "cloud": "https://ollama.com"}
 PLAIN_INTERVAL_S = 10.0
-DEFAULT_CHAT_MODEL = "gemma3:270m"
-DEFAULT_EMBED_MODEL = "all-minilm:22m"
-WARM_UP_TIMEOUT_S = 600.0
-WARM_UP_REQUESTS: tuple[tuple[str, dict[str, Any]], ...] = (
-    ("/api/show", {"model": DEFAULT_CHAT_MODEL}),
-    ("/api/show", {"model": DEFAULT_EMBED_MODEL}),
-    ("/api/generate", {"model": DEFAULT_CHAT_MODEL, "prompt": "Hello", "stream": False, "options": {"num_predict": 1}}),
-    ("/api/embed", {"model": DEFAULT_EMBED_MODEL, "input": "Hello"}),
-)
 # pytest -v prints "... PASSED   [ 42%]" after each test: the progress bar follows it.
 PYTEST_PERCENT = re.compile(r"\[\s*(\d{1,3})%\]\s*$")
 PYTEST_OUTCOME = re.compile(r"\b(PASSED|FAILED|SKIPPED|ERROR|XFAIL|XPASS)\b")
@@ -205,28 +197,20 @@ def start_reference_backend(progress: Any) -> tuple[Any, str]:
 
 
 def warm_up(url: str, chat_model: str, progress: Any) -> str:
-    """Load the reference backend's models before the suite runs, so no test pays for the first load.
+    """Load the reference backend's models before the suite runs (conformance.warmup), with a progress line."""
+    from conformance.warmup import warm_up as send_warm_up
 
-    A fresh backend answers its first /api/show and first generation only once the model is converted and
-    loaded (a minute or more on a busy CPU), past the suite's per-request timeouts. Returns a problem, or "".
-    """
-    import httpx
-
-    task = progress.add_task("warm-up", total=len(WARM_UP_REQUESTS), detail="loading models (/api/show, a first generation, a first embedding)")
-    try:
-        with httpx.Client(base_url=url, timeout=httpx.Timeout(WARM_UP_TIMEOUT_S, connect=10.0)) as client:
-            for i, (path, body) in enumerate(WARM_UP_REQUESTS):
-                body = {**body, "model": chat_model if body["model"] == DEFAULT_CHAT_MODEL else body["model"]}
-                progress.update(task, completed=i, detail=f"{path} {body['model']}")
-                response = client.post(path, json=body)
-                if response.status_code != 200:
-                    progress.update(task, detail=f"[yellow]{path}: HTTP {response.status_code}")
-                    return f"warm-up {path} {body['model']}: HTTP {response.status_code} {response.text[:200]}"
-    except httpx.HTTPError as exc:
-        progress.update(task, detail=f"[yellow]{type(exc).__name__}")
-        return f"warm-up failed: {type(exc).__name__}: {exc}"
-    progress.update(task, completed=len(WARM_UP_REQUESTS), detail="models loaded")
-    return ""
+    total = len(warm_up_requests(chat_model))
+    task = progress.add_task("warm-up", total=total, detail="loading models (/api/show, a first generation, a first embedding)")
+    problem = send_warm_up(
+        url, chat_model=chat_model,
+        on_request=lambda i, path, body: progress.update(task, completed=i, detail=f"{path} {body['model']}"),
+    )
+    if problem:
+        progress.update(task, detail=f"[yellow]{problem[:80]}")
+    else:
+        progress.update(task, completed=total, detail="models loaded")
+    return problem
 
 
 def run_check_phase(plan: RunPlan, args: argparse.Namespace, url: str, progress: Any) -> tuple[Path | None, str]:

@@ -8,8 +8,7 @@ import pytest
 
 from conformance.checks import Api
 from conformance.streams import check_messages_sse_grammar
-
-MESSAGES = [{"role": "user", "content": "Name a colour."}]
+from conformance.suite.payloads import MESSAGES
 
 
 def messages(api: Api, model: str, **fields: object):

@@ -7,21 +7,13 @@ import json
 import jsonschema
 import pytest
 
-from conformance.checks import Api, final, generated_text
+from conformance.checks import Api, check_num_predict_bound, check_stop_sequence, final
+from conformance.suite.payloads import MESSAGES, WEATHER_TOOL
 from conformance.target import Target
 
-MESSAGES = [{"role": "user", "content": "Name a colour."}]
 SMALL = {"num_predict": 4}
 GREEDY = {"temperature": 0, "num_predict": 8}
 BOOL_SCHEMA = {"type": "object", "properties": {"ok": {"type": "boolean"}}, "required": ["ok"], "additionalProperties": False}
-WEATHER_TOOL = {
-    "type": "function",
-    "function": {
-        "name": "get_weather",
-        "description": "Get the weather in a city",
-        "parameters": {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]},
-    },
-}
 
 
 def chat(api: Api, model: str, messages: list | None = None, **fields: object):
@@ -83,29 +75,12 @@ def test_multi_turn_history(api: Api, chat_model: str) -> None:
 def test_num_predict_bounds_output(api: Api, chat_model: str, stream: bool) -> None:
     limit = 3
     got = chat(api, chat_model, stream=stream, options={"num_predict": limit, "temperature": 0})
-    objects = api.ndjson(got) if stream else [api.single(got)]
-    last = final(objects)
-    assert last.get("eval_count", 0) <= limit, f"eval_count {last.get('eval_count')} > num_predict {limit}"
-    if stream:
-        with_text = [o for o in objects if (o.get("message") or {}).get("content")]
-        assert len(with_text) <= limit, f"{len(with_text)} chunks with output for num_predict {limit}"
-    expected = "length" if last.get("eval_count") == limit else "stop"
-    assert last.get("done_reason") == expected, f"eval_count {last.get('eval_count')}, done_reason {last.get('done_reason')!r}"
+    check_num_predict_bound(api.ndjson(got) if stream else [api.single(got)], limit, stream=stream, key="message")
 
 
 @pytest.mark.feature("chat.stop")
 def test_stop_sequence_ends_output(api: Api, chat_model: str) -> None:
-    objects = api.ndjson(chat(api, chat_model, options=GREEDY))
-    pieces = [o["message"]["content"] for o in objects if o.get("message", {}).get("content")]
-    full = "".join(pieces)
-    stop = next((p.strip() for p in pieces[1:] if p.strip() and full.find(p.strip()) > 0), None)
-    if stop is None:
-        pytest.skip(f"the greedy output {full!r} offers no stop string to test with")
-    expected = full[: full.find(stop)]
-    stopped = api.ndjson(chat(api, chat_model, options={**GREEDY, "stop": [stop]}))
-    text = generated_text(stopped, "message")
-    assert final(stopped).get("done_reason") == "stop", f"done_reason {final(stopped).get('done_reason')!r}"
-    assert text == expected, f"with stop {stop!r} the output is {text!r}, expected {expected!r}"
+    check_stop_sequence(api, lambda options: chat(api, chat_model, options=options), GREEDY, "message")
 
 
 @pytest.mark.feature("chat.seed")

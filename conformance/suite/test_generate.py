@@ -11,7 +11,7 @@ import json
 import jsonschema
 import pytest
 
-from conformance.checks import Api, final, generated_text
+from conformance.checks import Api, check_num_predict_bound, check_stop_sequence, final
 from conformance.target import Target
 
 PROMPT = "The capital of France is"
@@ -63,33 +63,12 @@ def test_final_metrics_are_consistent(api: Api, chat_model: str) -> None:
 def test_num_predict_bounds_output(api: Api, chat_model: str, stream: bool) -> None:
     limit = 3
     got = generate(api, chat_model, stream=stream, options={"num_predict": limit, "temperature": 0})
-    objects = api.ndjson(got) if stream else [api.single(got)]
-    last = final(objects)
-    assert last.get("eval_count", 0) <= limit, f"eval_count {last.get('eval_count')} > num_predict {limit}"
-    if stream:
-        with_text = [o for o in objects if o.get("response")]
-        assert len(with_text) <= limit, f"{len(with_text)} chunks with output for num_predict {limit}"
-    if last.get("eval_count") == limit:
-        assert last.get("done_reason") == "length", f"hit num_predict but done_reason is {last.get('done_reason')!r}"
-    else:
-        assert last.get("done_reason") == "stop", f"stopped early with done_reason {last.get('done_reason')!r}"
+    check_num_predict_bound(api.ndjson(got) if stream else [api.single(got)], limit, stream=stream, key="response")
 
 
 @pytest.mark.feature("generate.stop")
 def test_stop_sequence_ends_output(api: Api, chat_model: str) -> None:
-    objects = api.ndjson(generate(api, chat_model, options=GREEDY))
-    pieces = [o["response"] for o in objects if o.get("response")]
-    full = "".join(pieces)
-    # A stop string taken from the model's own greedy output, beyond its start.
-    stop = next((p.strip() for p in pieces[1:] if p.strip() and full.find(p.strip()) > 0), None)
-    if stop is None:
-        pytest.skip(f"the greedy output {full!r} offers no stop string to test with")
-    expected = full[: full.find(stop)]
-    stopped = api.ndjson(generate(api, chat_model, options={**GREEDY, "stop": [stop]}))
-    text = generated_text(stopped)
-    assert stop not in text, f"the output {text!r} contains the stop sequence {stop!r}"
-    assert final(stopped).get("done_reason") == "stop", f"done_reason {final(stopped).get('done_reason')!r}, expected 'stop'"
-    assert text == expected, f"with stop {stop!r} the output is {text!r}, expected {expected!r} (same greedy text up to it)"
+    check_stop_sequence(api, lambda options: generate(api, chat_model, options=options), GREEDY, "response")
 
 
 @pytest.mark.feature("generate.temperature_zero")

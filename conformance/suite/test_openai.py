@@ -11,18 +11,10 @@ import pytest
 
 from conformance.checks import Api
 from conformance.streams import check_chat_sse_grammar, check_responses_sse_grammar
+from conformance.suite.payloads import MESSAGES, WEATHER_TOOL
 from conformance.target import Target
 
-MESSAGES = [{"role": "user", "content": "Name a colour."}]
 SMALL = {"max_tokens": 4}
-WEATHER_TOOL = {
-    "type": "function",
-    "function": {
-        "name": "get_weather",
-        "description": "Get the weather in a city",
-        "parameters": {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]},
-    },
-}
 
 
 def chat(api: Api, model: str, **fields: object):

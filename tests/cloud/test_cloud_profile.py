@@ -60,11 +60,31 @@ def test_request_budget_caps_a_run(cloud_url: str, cloud_key: str, tmp_path: Pat
     assert len(passed) <= 3
 
 
-def test_cloud_profile_without_key_is_refused_clearly(cloud_url: str, tmp_path: Path) -> None:
-    status, output, _ = check(cloud_url, tmp_path, key=None)
-    assert status == 2, output[-2000:]
-    assert "OLLAMA_API_KEY" in output
-    assert "Traceback" not in output
+def test_cloud_profile_without_key_is_not_applicable(tmp_path: Path) -> None:
+    """No key: every test is not applicable with the reason, the results are written, exit 0, and nothing is sent.
+    The target is a port that nobody listens on, so any request (discovery included) would turn into an error."""
+    closed = f"http://127.0.0.1:{_closed_port()}"
+    junit = tmp_path / "check.xml"
+    status, output, results = check(closed, tmp_path, "--junit", str(junit), key=None)
+    assert results is not None and status == 0, output[-3000:]
+    assert results["tests"] and "error" not in results["target"]
+    assert {t["status"] for t in results["tests"]} == {"not_applicable"}
+    assert all(t["message"].startswith("no API key: set OLLAMA_API_KEY") for t in results["tests"])
+    assert results["summary"]["total"]["not_applicable"] == len(results["tests"])
+    assert "not contacted" in output and "Traceback" not in output
+    assert junit.exists() and "no API key" in junit.read_text(encoding="utf-8")
+    # --api-key-env naming an unset variable is the same case, and says which variable
+    status, output, results = check(closed, tmp_path, "--api-key-env", "CONFORMANCE_UNSET_KEY", key=None)
+    assert results is not None and status == 0, output[-3000:]
+    assert all(t["status"] == "not_applicable" and "CONFORMANCE_UNSET_KEY" in t["message"] for t in results["tests"])
+
+
+def _closed_port() -> int:
+    import socket
+
+    with socket.socket() as sock:  # bound, then closed: nothing listens there afterwards
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
 
 
 def test_budget_and_default_model_rules() -> None:

@@ -66,6 +66,7 @@ def test_check_exit_status_for_an_unusable_target(tmp_path: Path) -> None:
         (["--surface", "bogus"], "unknown surface"),
         (["--target", "not a url"], "--target must be an http(s) URL"),
         (["--timeout", "0"], "--timeout must be a positive"),
+        (["--discovery-timeout", "-1"], "--discovery-timeout must be a positive"),
     ],
 )
 def test_check_usage_errors(tmp_path: Path, args: list[str], message: str) -> None:
@@ -110,6 +111,29 @@ def test_stalling_target_is_an_error_not_a_hang(tmp_path: Path, stalling_server:
     (entry,) = statuses(results).values()
     assert entry["status"] == "error"
     assert "no answer within" in entry["message"] or "did not finish within its timeout" in entry["message"]
+
+
+def test_discovery_timeout_is_its_own_and_says_how_to_raise_it(tmp_path: Path, stalling_server: str) -> None:
+    """Discovery waits --discovery-timeout (not the per-test timeout), then every test is an error saying why."""
+    code, results, output = run_suite(stalling_server, tmp_path, ["test_server.py::test_root_says_running"],
+                                      "--discovery-timeout", "2", timeout_s=120)  # per-test timeout stays 120 s
+    assert code == 1, output[-2000:]
+    assert "no answer within 2 s" in results["target"]["error"]
+    assert "--discovery-timeout" in results["target"]["error"]
+    (entry,) = statuses(results).values()
+    assert entry["status"] == "error" and "no answer within 2 s" in entry["message"]
+
+
+def test_warm_up_reports_problems_instead_of_raising() -> None:
+    from conformance.warmup import DEFAULT_CHAT_MODEL, warm_up, warm_up_requests
+
+    assert [path for path, _ in warm_up_requests()] == ["/api/show", "/api/show", "/api/generate", "/api/embed"]
+    assert warm_up_requests("m:1")[2][1]["model"] == "m:1" and warm_up_requests()[0][1]["model"] == DEFAULT_CHAT_MODEL
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        closed = f"http://127.0.0.1:{sock.getsockname()[1]}"
+    problem = warm_up(closed, timeout_s=2)
+    assert problem.startswith("warm-up failed: ConnectError")
 
 
 def test_secrets_never_reach_the_results() -> None:

@@ -1,0 +1,1 @@
+"""Prompt templates shipped with the reference backend (a package so that they are installed with it)."""
