@@ -74,11 +74,16 @@ class XGrammarConstraint:
         return self.matcher.is_terminated()
 
 
+# Ollama's "json" grammar (llama.cpp's json.gbnf) has `root ::= object`: an array or a bare value is not JSON mode.
+JSON_MODE_SCHEMA = {"type": "object"}
+
+
 def _compile_format(compiler: Any, fmt: Any) -> Any:
     if fmt == "json":
-        return compiler.compile_builtin_json_grammar()
+        return compiler.compile_json_schema(json.dumps(JSON_MODE_SCHEMA), any_whitespace=False, strict_mode=False)
     try:
-        return compiler.compile_json_schema(json.dumps(fmt), any_whitespace=False, strict_mode=False)
+        # strict: like llama.cpp's schema converter, an object admits no property its schema does not name
+        return compiler.compile_json_schema(json.dumps(fmt), any_whitespace=False, strict_mode=True)
     except Exception as exc:
         raise GrammarError(
             f'invalid format: "{json.dumps(fmt)}"; expected "json" or a valid JSON Schema object'

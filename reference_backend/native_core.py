@@ -321,6 +321,27 @@ def _messages(body: dict[str, Any]) -> list[dict[str, Any]]:
     return messages
 
 
+def _tools(body: dict[str, Any], struct: str) -> list[dict[str, Any]] | None:
+    """Go decodes each tool into api.Tool: a non-object tool, function or parameters is a 400, not a crash."""
+    tools = body.get("tools")
+    if tools is None:
+        return None
+    if not isinstance(tools, list):
+        raise _type_error(struct, "tools", tools, "api.Tools")
+    for tool in tools:
+        if not isinstance(tool, dict):
+            raise _type_error(struct, "tools", tool, "api.Tool")
+        function = tool.get("function")
+        if function is not None and not isinstance(function, dict):
+            raise _type_error("Tool", "function", function, "api.ToolFunction")
+        if isinstance(function, dict):
+            _check_str(function, "ToolFunction", "name", "description")
+            parameters = function.get("parameters")
+            if parameters is not None and not isinstance(parameters, dict):
+                raise _type_error("ToolFunction", "parameters", parameters, "api.ToolFunctionParameters")
+    return tools
+
+
 async def chat(state: Any, body: dict[str, Any]) -> AsyncIterator[dict[str, Any]]:
     started = body.get("_request_start_ns") or time.perf_counter_ns()
     body = canonical_keys(body, CHAT_FIELDS)
@@ -337,9 +358,7 @@ async def chat(state: Any, body: dict[str, Any]) -> AsyncIterator[dict[str, Any]
         raise ApiError(400, "invalid model name")
     entry = _lookup(state, model_name, not_found=f"model '{model_name}' not found")
     messages = _messages(body)
-    tools = body.get("tools")
-    if tools is not None and not isinstance(tools, list):
-        raise _type_error(struct, "tools", tools, "api.Tools")
+    tools = _tools(body, struct)
     top_logprobs = _top_logprobs(body, struct)
     fmt = _format(body)
 

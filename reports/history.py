@@ -141,6 +141,11 @@ def record(path: Path, results: ResultSet) -> int:
     return added
 
 
+def _series(name: str, points: list[tuple[int, float]]) -> Series:
+    """One line of a trend chart: (run number, value) points, oldest first."""
+    return Series(name, [x for x, _ in points], [y for _, y in points], markers=True)
+
+
 def trend_charts(path: Path, keys: list[str]) -> list[str]:
     """Per-level pass rate and per-step key metrics over the recorded runs of the given targets."""
     if not path.exists():
@@ -158,7 +163,7 @@ def trend_charts(path: Path, keys: list[str]) -> list[str]:
                 series = []
                 for level in LEVELS:
                     points = [(run_ids[rid], rate * 100) for rid, lvl, rate in level_rows if rid in run_ids and lvl == level and rate is not None]
-                    series.append(Series(level, [p[0] for p in points], [p[1] for p in points], markers=True))
+                    series.append(_series(level, points))
                 charts.append(render(Chart(f"Pass rate by level over runs ({key})", "run (oldest → newest)", "pass rate (%)", series, x_integer=True)))
             metric_rows = conn.execute(
                 "SELECT r.id, m.step, m.metric, m.value FROM runs r JOIN metrics m ON m.run_id = r.id"
@@ -171,7 +176,7 @@ def trend_charts(path: Path, keys: list[str]) -> list[str]:
                 series = []
                 for step in steps:
                     points = [(run_ids[rid], v) for rid, s, m, v in metric_rows if rid in run_ids and m == metric and s == step and v is not None]
-                    series.append(Series(step, [p[0] for p in points], [p[1] for p in points], markers=True))
+                    series.append(_series(step, points))
                 if series:
                     charts.append(render(Chart(f"{label} over runs ({key})", "run (oldest → newest)", label, series, x_integer=True)))
     return charts

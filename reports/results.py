@@ -27,13 +27,11 @@ RUN_BENCH_DIR = "bench"
 
 
 @dataclass
-class CheckResults:
+class ResultsFile:
+    """What every results file has: where it was read from, its JSON, the target and the start time."""
+
     path: Path
     raw: dict[str, Any]
-
-    @property
-    def tests(self) -> list[dict[str, Any]]:
-        return list(self.raw.get("tests") or [])
 
     @property
     def target(self) -> dict[str, Any]:
@@ -45,23 +43,20 @@ class CheckResults:
 
 
 @dataclass
-class BenchResults:
-    path: Path
-    raw: dict[str, Any]
+class CheckResults(ResultsFile):
+    @property
+    def tests(self) -> list[dict[str, Any]]:
+        return list(self.raw.get("tests") or [])
+
+
+@dataclass
+class BenchResults(ResultsFile):
     samples: list[dict[str, Any]] = field(default_factory=list)
     samples_note: str = ""  # why no samples were read, if none were
 
     @property
     def steps(self) -> list[dict[str, Any]]:
         return list(self.raw.get("steps") or [])
-
-    @property
-    def target(self) -> dict[str, Any]:
-        return dict(self.raw.get("target") or {})
-
-    @property
-    def started_at(self) -> str:
-        return str(self.raw.get("started_at") or "")
 
     def step_samples(self, step: str, *, ok_only: bool = True) -> list[dict[str, Any]]:
         """The measured samples of one step (not warmup, inside the window); by default only successful requests."""

@@ -17,10 +17,6 @@ pytestmark = pytest.mark.slow
 # Known deviations: test id -> why it fails against the reference backend today. Each is a real difference from
 # Ollama (or a spec gap), reported to its owner; the test stays red for any other server with the same defect.
 KNOWN_DEVIATIONS: dict[str, str] = {
-    "conformance/suite/test_generate.py::test_format_json_gives_json":
-        "reference backend: format 'json' may produce an array; Ollama's grammar is `root ::= object`",
-    "conformance/suite/test_chat.py::test_format_json":
-        "reference backend: format 'json' may produce an array; Ollama's grammar is `root ::= object`",
     "conformance/suite/test_models.py::test_create_without_source":
         "reference backend: POST /api/create is not routed (404)",
 }
@@ -46,6 +42,5 @@ def test_suite_passes_against_the_reference_backend(warm_reference_url: str, tmp
     assert not unexpected, "MUST/SHOULD tests not passing against the reference backend:\n" + "\n".join(
         f"  {k}: {v}" for k, v in sorted(unexpected.items()))
     stale = [t for t in KNOWN_DEVIATIONS if statuses(results).get(t, {}).get("status") == "pass"]
-    if stale:
-        print(f"known deviations now passing (remove them from KNOWN_DEVIATIONS): {stale}")
+    assert not stale, f"known deviations now passing: remove them from KNOWN_DEVIATIONS: {stale}"
     assert code in (0, 1), output[-4000:]

@@ -32,6 +32,18 @@ CASES = [
     ("/api/embeddings", {"model": ""}, 400, "model is required"),
     ("/api/embeddings", {"model": "nope", "prompt": "x"}, 404, 'model "nope" not found, try pulling it first'),
     ("/api/embed", {"model": MINILM, "input": 5}, 400, "invalid input type"),
+    (
+        "/api/chat",
+        {"model": GEMMA, "messages": [{"role": "user", "content": "x"}], "tools": [1]},
+        400,
+        "json: cannot unmarshal number into Go struct field ChatRequest.tools of type api.Tool",
+    ),
+    (
+        "/api/chat",
+        {"model": GEMMA, "messages": [{"role": "user", "content": "x"}], "tools": [{"function": "f"}]},
+        400,
+        "json: cannot unmarshal string into Go struct field Tool.function of type api.ToolFunction",
+    ),
     ("/api/show", {}, 400, "model is required"),
     ("/api/show", {"model": "nope"}, 404, "model 'nope:latest' not found"),
     ("/api/generate", {"model": GEMMA, "prompt": "x", "think": True}, 400, '"gemma3:270m" does not support thinking'),
