@@ -116,12 +116,7 @@ class Api:
         assert got.media_type == "application/json", (
             f"Content-Type {got.headers.get('content-type')!r}, expected application/json"
         )
-        try:
-            body = got.json()
-        except ValueError as exc:
-            raise AssertionError(f"the body is not one JSON value ({exc}): {got.text[:120]!r}") from exc
-        assert isinstance(body, dict), f"the body is not a JSON object: {got.text[:120]!r}"
-        return body
+        return _json_object(got)
 
     # --- errors ---------------------------------------------------------------------------------------------
 

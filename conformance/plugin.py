@@ -204,7 +204,9 @@ class ConformanceSession:
 
     def pytest_collection_finish(self, session: pytest.Session) -> None:
         """Start/discover the target before the first test, so its start-up is not charged to that test's timeout."""
-        if not _is_worker(self.config) and any(SUITE_DIR in Path(str(item.path)).parents for item in session.items):
+        if self.config.option.collectonly or _is_worker(self.config):
+            return
+        if any(SUITE_DIR in Path(str(item.path)).parents for item in session.items):
             self.resolve_target()
 
     @pytest.hookimpl(optionalhook=True)

@@ -275,13 +275,10 @@ def _stops(stop: Any, *, strict: bool) -> list[str] | None:
     return None
 
 
-def chat_request_to_native(req: dict[str, Any]) -> dict[str, Any]:
-    """A decoded ChatCompletionRequest -> the native /api/chat request (openai.FromChatRequest)."""
-    if not req.get("messages"):
-        raise RequestError("[] is too short - 'messages'")
-    messages = messages_to_native(req["messages"])
+def _base_options(req: dict[str, Any], *, strict_stop: bool) -> dict[str, Any]:
+    """The options both /v1 requests map alike: stop, max_tokens -> num_predict, temperature (default 1), seed."""
     options: dict[str, Any] = {}
-    stops = _stops(req.get("stop"), strict=False)
+    stops = _stops(req.get("stop"), strict=strict_stop)
     if stops is not None:
         options["stop"] = stops
     if "max_tokens" in req:
@@ -289,6 +286,15 @@ def chat_request_to_native(req: dict[str, Any]) -> dict[str, Any]:
     options["temperature"] = req.get("temperature", 1.0)
     if "seed" in req:
         options["seed"] = req["seed"]
+    return options
+
+
+def chat_request_to_native(req: dict[str, Any]) -> dict[str, Any]:
+    """A decoded ChatCompletionRequest -> the native /api/chat request (openai.FromChatRequest)."""
+    if not req.get("messages"):
+        raise RequestError("[] is too short - 'messages'")
+    messages = messages_to_native(req["messages"])
+    options = _base_options(req, strict_stop=False)
     for key in ("frequency_penalty", "presence_penalty"):
         if key in req:
             options[key] = req[key]
@@ -331,15 +337,7 @@ def chat_request_to_native(req: dict[str, Any]) -> dict[str, Any]:
 
 def completion_request_to_native(req: dict[str, Any]) -> dict[str, Any]:
     """A decoded CompletionRequest -> the native /api/generate request (openai.FromCompleteRequest)."""
-    options: dict[str, Any] = {}
-    stops = _stops(req.get("stop"), strict=True)
-    if stops is not None:
-        options["stop"] = stops
-    if "max_tokens" in req:
-        options["num_predict"] = req["max_tokens"]
-    options["temperature"] = req.get("temperature", 1.0)
-    if "seed" in req:
-        options["seed"] = req["seed"]
+    options = _base_options(req, strict_stop=True)
     options["frequency_penalty"] = req.get("frequency_penalty", 0)
     options["presence_penalty"] = req.get("presence_penalty", 0)
     options["top_p"] = req.get("top_p") or 1.0

@@ -90,6 +90,12 @@ def _plan(args: argparse.Namespace) -> RunPlan:
         raise UsageError("--requests and --output-tokens must be ≥ 1")
     if args.target and not re.match(r"^https?://", args.target):
         raise UsageError(f"--target must be an http(s) URL, got {args.target!r}")
+    if args.profile == "cloud" and not args.skip_bench:
+        from conformance.target import missing_key_reason
+
+        no_key = missing_key_reason("cloud", args.api_key_env)
+        if no_key:  # `check` alone reports the cloud tests not applicable; a benchmark has nothing to fall back on
+            raise UsageError(f"{no_key}; the benchmark needs it (or give --skip-bench)")
     stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
     out = args.out or Path(DEFAULT_RUNS_DIR) / stamp
     if out.exists() and any(out.iterdir()):

@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from reference_backend import model_cache
-from reference_backend.gemma3 import Gemma3, StaticSlots
+from reference_backend.gemma3 import Gemma3, Linear, StaticSlots
 
 PROMPT_IDS = [
     2,
@@ -126,3 +126,73 @@ def test_int8_head_stays_close_to_fp32(converted: Path, model: Gemma3) -> None:
     assert torch.equal(exact.argmax(-1), approx.argmax(-1))
     scale = exact.abs().max()
     assert (exact - approx).abs().max() < 0.1 * scale  # per-channel int8 of the head: errors of a few %
+
+
+@pytest.fixture(scope="module")
+def int8_model(converted: Path) -> Gemma3:
+    """The CPU default (--precision auto): every linear int8."""
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return Gemma3.from_hf_dir(converted, dtype=torch.float32, device=torch.device("cpu"), int8=True)
+
+
+def _int8_linear_case() -> tuple[torch.Tensor, torch.Tensor]:
+    generator = torch.Generator().manual_seed(0)
+    weight = torch.randn(300, 640, generator=generator) * 0.05
+    x = torch.randn(4, 640, generator=generator)
+    x[1] *= 300.0  # rows of very different magnitude, as hidden states at BOS and elsewhere are
+    x[2, 7] = 40.0  # one outlier channel
+    return weight, x
+
+
+def test_int8_linear_stays_close_to_fp32() -> None:
+    weight, x = _int8_linear_case()
+    got = Linear(weight, int8=True)(x)
+    want = x @ weight.T
+    relative = (got - want).norm(dim=1) / want.norm(dim=1)
+    # each row on its own 8-bit grid: about 1 % error (a shared grid would leave row 0 at ~100 %);
+    # an outlier channel coarsens its row's grid
+    assert (relative[[0, 1, 3]] < 0.02).all() and relative[2] < 0.08, relative
+
+
+def test_int8_linear_is_batch_invariant() -> None:
+    """A row's result does not depend on what else is in the batch (per-row activation scale)."""
+    weight, x = _int8_linear_case()
+    linear = Linear(weight, int8=True)
+    batched = linear(x)
+    alone = torch.cat([linear(x[i : i + 1]) for i in range(x.shape[0])])
+    assert torch.allclose(batched, alone, atol=1e-5, rtol=1e-5), (batched - alone).abs().max()
+
+
+def test_int8_model_tracks_fp32(model: Gemma3, int8_model: Gemma3) -> None:
+    exact = model.prefill(PROMPT_IDS, model.new_cache(32), all_logits=True)
+    approx = int8_model.prefill(PROMPT_IDS, int8_model.new_cache(32), all_logits=True)
+    top5 = exact.topk(5, dim=-1).indices
+    chosen = approx.argmax(-1)
+    assert all(int(chosen[i]) in top5[i].tolist() for i in range(len(PROMPT_IDS)))
+    assert int((chosen == exact.argmax(-1)).sum()) >= len(PROMPT_IDS) - 2
+    assert (exact - approx).abs().max() < 0.25 * exact.abs().max()
+
+
+def test_int8_batched_decode_equals_single_and_is_deterministic(int8_model: Gemma3) -> None:
+    prompts = [PROMPT_IDS, PROMPT_IDS[:5]]
+
+    def greedy_alone(prompt: list[int]) -> list[int]:
+        cache = int8_model.new_cache(32)
+        out = [int(int8_model.prefill(prompt, cache)[-1].argmax())]
+        for _ in range(6):
+            out.append(int(int8_model.decode([out[-1]], [cache])[0].argmax()))
+        return out
+
+    alone = [greedy_alone(prompt) for prompt in prompts]
+    assert alone[0] == greedy_alone(prompts[0])
+    caches = [int8_model.new_cache(32) for _ in prompts]
+    pairs = zip(prompts, caches, strict=True)
+    batched = [[int(int8_model.prefill(prompt, cache)[-1].argmax())] for prompt, cache in pairs]
+    for _ in range(6):
+        logits = int8_model.decode([seq[-1] for seq in batched], caches)
+        for seq, row in zip(batched, logits, strict=True):
+            seq.append(int(row.argmax()))
+    assert batched == alone
