@@ -32,7 +32,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--precision",
         choices=["auto", "fp32", "bf16", "int8"],
         default="auto",
-        help="CPU weights: auto = int8 = every linear int8 (fbgemm), fp32 = exact; CUDA: auto = bf16",
+        help="CPU weights: auto = fp32 with an int8 LM head, fp32 = exact, int8 = every linear int8; CUDA: bf16",
     )
     parser.add_argument("--threads", type=int, default=0, help="torch threads (default: torch's choice)")
     parser.add_argument(

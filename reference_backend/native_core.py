@@ -251,12 +251,12 @@ async def generate(state: Any, body: dict[str, Any]) -> AsyncIterator[dict[str, 
             messages.append({"role": "user", "content": prompt})
             text = render_chat(messages, None)
         if body.get("_debug_render_only"):
+            # Ollama answers with a zero GenerateResponse plus the debug info (routes.go), as plain JSON
             yield {
                 "model": model_name,
                 "created_at": rfc3339_nano(),
                 "response": "",
-                "done": True,
-                "done_reason": "stop",
+                "done": False,
                 "_debug_info": {"rendered_template": text},
             }
             return
@@ -395,12 +395,12 @@ async def chat(state: Any, body: dict[str, Any]) -> AsyncIterator[dict[str, Any]
         tokenizer = loaded.tokenizer
         text = render_chat(messages, tools)
         if body.get("_debug_render_only"):
+            # Ollama answers with a zero ChatResponse plus the debug info (routes.go), as plain JSON
             yield {
                 "model": model_name,
                 "created_at": rfc3339_nano(),
-                "message": {"role": "assistant", "content": ""},
-                "done": True,
-                "done_reason": "stop",
+                "message": {"role": "", "content": ""},
+                "done": False,
                 "_debug_info": {"rendered_template": text},
             }
             return

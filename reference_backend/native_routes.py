@@ -135,6 +135,9 @@ async def inference_response(
     if "error" in first:
         await items.aclose()
         return error_response(500, first["error"], "application/json")
+    if "_debug_info" in first:  # `_debug_render_only`: Ollama answers c.JSON, whatever `stream` says
+        await items.aclose()
+        return json_response(first)
     if stream is False:
         collected = [first]
         async for item in items:

@@ -130,7 +130,7 @@ def test_int8_head_stays_close_to_fp32(converted: Path, model: Gemma3) -> None:
 
 @pytest.fixture(scope="module")
 def int8_model(converted: Path) -> Gemma3:
-    """The CPU default (--precision auto): every linear int8."""
+    """--precision int8: every linear int8 (the opt-in fast CPU path)."""
     import warnings
 
     with warnings.catch_warnings():
