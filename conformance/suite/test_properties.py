@@ -66,7 +66,8 @@ def bound(body: Any, path: str, target: Target) -> Any:
                 options[key] = cap
     for key in ("max_tokens", "max_output_tokens", "max_completion_tokens"):
         value = body.get(key)
-        if key in body and (not isinstance(value, int) or value > 4):
+        # a negative limit means "unbounded" to Ollama (num_predict -1): as costly as a too-large one
+        if key in body and (not isinstance(value, int) or value > 4 or value < 0):
             body[key] = 4 if key != "max_output_tokens" else 16
     if path in ("/v1/chat/completions", "/v1/completions") and "max_tokens" not in body:
         body["max_tokens"] = 4
