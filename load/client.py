@@ -110,11 +110,12 @@ class StreamClient:
         except TimeoutError:
             raise Timeout(f"no data for {self.timeout_s:g} s") from None
         now = time.perf_counter_ns()  # stamped before anything is parsed
+        wall = time.time_ns()  # read next to `now`: the pair maps the kernel's CLOCK_REALTIME stamp onto perf_counter
         arrival = now
         for level, kind, payload in ancillary:
             if level == socket.SOL_SOCKET and kind == SCM_TIMESTAMPNS and len(payload) >= 16:
                 sec, nsec = struct.unpack("qq", payload[:16])
-                lead = time.time_ns() - (sec * 1_000_000_000 + nsec)  # how long the bytes waited for this read
+                lead = wall - (sec * 1_000_000_000 + nsec)  # how long the bytes waited for this read
                 if 0 <= lead < MAX_KERNEL_LEAD_NS:
                     arrival = now - lead
                     self.read_delay_ns = max(self.read_delay_ns, lead)

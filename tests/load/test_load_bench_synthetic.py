@@ -22,6 +22,9 @@ SAMPLE_KEYS = {"step", "warmup", "status", "error", "intended_start_ns", "start_
 JITTER_MS = 25.0
 
 
+CLOCK_MAPPING_TOLERANCE_NS = 50_000
+
+
 @pytest.mark.parametrize("surface", ["native", "openai"])
 def test_metrics_on_a_known_schedule_with_multi_token_chunks(synthetic, bench, surface) -> None:
     server = synthetic("--ttft-ms", "100", "--interval-ms", "10", "--chunks", "6", "--tokens-per-chunk", "3")
@@ -46,7 +49,9 @@ def test_metrics_on_a_known_schedule_with_multi_token_chunks(synthetic, bench, s
         # on Linux every read carries the kernel's arrival time, never later than the process saw the bytes
         assert s["stamps_from"] == ("kernel" if sys.platform.startswith("linux") else "process")
         assert s["read_delay_max_ms"] >= 0.0
-        assert all(rx >= tx for rx, tx in stamps)  # arrival after the server's send, on the one clock
+        # arrival after the server's send, on the one clock, up to the error of mapping the kernel's
+        # CLOCK_REALTIME stamp onto perf_counter (two adjacent clock reads: well under 50 µs)
+        assert all(rx >= tx - CLOCK_MAPPING_TOLERANCE_NS for rx, tx in stamps)
     assert sorted(itl_diffs)[len(itl_diffs) // 2] < 0.3
     assert sorted(gap_diffs)[len(gap_diffs) // 2] < 2.0
     assert m["icl_ms"]["n"] == 5 * m["ttft_ms"]["n"]
