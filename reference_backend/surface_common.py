@@ -21,6 +21,8 @@ from typing import Any
 from starlette.requests import Request
 from starlette.responses import Response
 
+from reference_backend.wire import go_syntax_error
+
 log = logging.getLogger("reference_backend.surfaces")
 
 
@@ -92,29 +94,6 @@ def decode_struct(data: Any, struct: str, fields: Mapping[str, str]) -> dict[str
             )
         out[name] = value
     return out
-
-
-def _go_char(ch: str) -> str:
-    return "'\\''" if ch == "'" else f"'{ch}'"
-
-
-def go_syntax_error(doc: str, err: json.JSONDecodeError) -> str:
-    """Go's encoding/json message for the syntax error Python found (the messages clients see from Ollama)."""
-    rest = doc[err.pos :]
-    if not rest.strip():
-        return "unexpected EOF"
-    ch = _go_char(rest[0])
-    if err.msg.startswith("Expecting value"):
-        return f"invalid character {ch} looking for beginning of value"
-    if err.msg.startswith("Expecting property name"):
-        return f"invalid character {ch} looking for beginning of object key string"
-    if err.msg.startswith("Expecting ':'"):
-        return f"invalid character {ch} after object key"
-    if err.msg.startswith("Expecting ','"):
-        return f"invalid character {ch} after object key:value pair"
-    if err.msg.startswith("Extra data"):
-        return f"invalid character {ch} after top-level value"
-    return err.msg
 
 
 def parse_json_body(raw: bytes) -> Any:

@@ -53,7 +53,7 @@ def decode_body(raw: bytes) -> dict[str, Any]:
     except UnicodeDecodeError as exc:
         raise BodyError("invalid character looking for beginning of value") from exc
     except json.JSONDecodeError as exc:
-        raise BodyError(_go_json_error(raw, exc)) from exc
+        raise BodyError(go_syntax_error(raw.decode("utf-8", errors="replace"), exc)) from exc
     if value is None:
         return {}
     if not isinstance(value, dict):
@@ -62,8 +62,13 @@ def decode_body(raw: bytes) -> dict[str, Any]:
     return value
 
 
-def _go_json_error(raw: bytes, exc: json.JSONDecodeError) -> str:
-    text = raw.decode("utf-8", errors="replace")
+def go_char(ch: str) -> str:
+    """Go's quoteChar, as in its syntax errors: 'x', with the quote itself escaped."""
+    return "'\\''" if ch == "'" else f"'{ch}'"
+
+
+def go_syntax_error(text: str, exc: json.JSONDecodeError) -> str:
+    """Go's encoding/json message for the syntax error Python found (the text clients see from Ollama)."""
     if exc.pos >= len(text.rstrip()):
         return "unexpected EOF"
     char = text[exc.pos]
@@ -74,18 +79,18 @@ def _go_json_error(raw: bytes, exc: json.JSONDecodeError) -> str:
             if position >= len(text):
                 return "unexpected EOF"
             if text[position] != expected:
-                return f"invalid character {text[position]!r} in literal {literal} (expecting {expected!r})"
+                return f"invalid character {go_char(text[position])} in literal {literal} (expecting {go_char(expected)})"
     if exc.msg.startswith("Expecting value"):
-        return f"invalid character {char!r} looking for beginning of value"
+        return f"invalid character {go_char(char)} looking for beginning of value"
     if exc.msg.startswith("Expecting property name"):
-        return f"invalid character {char!r} looking for beginning of object key string"
+        return f"invalid character {go_char(char)} looking for beginning of object key string"
     if exc.msg.startswith("Expecting ':'"):
-        return f"invalid character {char!r} after object key"
-    if exc.msg.startswith("Expecting ',' delimiter"):
-        return f"invalid character {char!r} after object key:value pair"
+        return f"invalid character {go_char(char)} after object key"
+    if exc.msg.startswith("Expecting ','"):
+        return f"invalid character {go_char(char)} after object key:value pair"
     if exc.msg.startswith("Extra data"):
-        return f"invalid character {char!r} after top-level value"
-    return f"invalid character {char!r} in string literal" if "control character" in exc.msg else exc.msg
+        return f"invalid character {go_char(char)} after top-level value"
+    return f"invalid character {go_char(char)} in string literal" if "control character" in exc.msg else exc.msg
 
 
 # Go type names for the fields we check, as they appear in "json: cannot unmarshal X into Go struct field ...".
