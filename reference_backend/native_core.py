@@ -179,6 +179,12 @@ def _metrics(done: DoneEvent, started_ns: int, load_ns: int) -> dict[str, Any]:
     return out
 
 
+def _lifecycle_answer(model_name: str, kind: str, done_reason: str) -> dict[str, Any]:
+    """The answer to an empty prompt or message list: the model was loaded or unloaded; no text, no metrics."""
+    text: dict[str, Any] = {"message": {"role": "assistant", "content": ""}} if kind == "chat" else {"response": ""}
+    return {"model": model_name, "created_at": rfc3339_nano(), **text, "done": True, "done_reason": done_reason}
+
+
 def _num_ctx(options: Options) -> int:
     return max(4, min(options.num_ctx, 32768))
 
@@ -212,7 +218,7 @@ async def generate(state: Any, body: dict[str, Any]) -> AsyncIterator[dict[str, 
 
     if not prompt and not images and keep_alive == 0:
         await state.scheduler.unload(entry)
-        yield {"model": model_name, "created_at": rfc3339_nano(), "response": "", "done": True, "done_reason": "unload"}
+        yield _lifecycle_answer(model_name, "generate", "unload")
         return
     caps = bundled.capabilities(entry, state.store)
     if "completion" not in caps:
@@ -226,13 +232,7 @@ async def generate(state: Any, body: dict[str, Any]) -> AsyncIterator[dict[str, 
     loaded, load_ns = await _acquire(state, entry)
     try:
         if not prompt and not images:
-            yield {
-                "model": model_name,
-                "created_at": rfc3339_nano(),
-                "response": "",
-                "done": True,
-                "done_reason": "load",
-            }
+            yield _lifecycle_answer(model_name, "generate", "load")
             return
         tokenizer = loaded.tokenizer
         if raw:
@@ -364,13 +364,7 @@ async def chat(state: Any, body: dict[str, Any]) -> AsyncIterator[dict[str, Any]
 
     if not messages and keep_alive == 0:
         await state.scheduler.unload(entry)
-        yield {
-            "model": model_name,
-            "created_at": rfc3339_nano(),
-            "message": {"role": "assistant", "content": ""},
-            "done": True,
-            "done_reason": "unload",
-        }
+        yield _lifecycle_answer(model_name, "chat", "unload")
         return
     caps = bundled.capabilities(entry, state.store)
     if "completion" not in caps:
@@ -384,13 +378,7 @@ async def chat(state: Any, body: dict[str, Any]) -> AsyncIterator[dict[str, Any]
     loaded, load_ns = await _acquire(state, entry)
     try:
         if not messages:
-            yield {
-                "model": model_name,
-                "created_at": rfc3339_nano(),
-                "message": {"role": "assistant", "content": ""},
-                "done": True,
-                "done_reason": "load",
-            }
+            yield _lifecycle_answer(model_name, "chat", "load")
             return
         tokenizer = loaded.tokenizer
         text = render_chat(messages, tools)
