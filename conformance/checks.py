@@ -13,9 +13,7 @@ from typing import Any
 
 import httpx
 import pytest
-
-import spec
-from conformance.streams import (
+from ollama_conformance.conformance.streams import (
     NDJSON,
     SSE,
     Captured,
@@ -25,7 +23,9 @@ from conformance.streams import (
     parse_ndjson,
     parse_sse,
 )
-from conformance.target import Target
+from ollama_conformance.conformance.target import Target
+
+from ollama_conformance import spec
 
 
 class Api:

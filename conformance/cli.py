@@ -33,7 +33,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from conformance.runner import CheckOptions, run_check
+    from ollama_conformance.conformance.runner import CheckOptions, run_check
 
     extra = []
     if args.keyword:

@@ -1,6 +1,6 @@
 """pytest plugin of the Ollama conformance suite (entry point `pytest11: ollama_conformance`).
 
-Run the suite with `pytest --pyargs conformance [--target URL] [options]` or `ollama-conformance check`.
+Run the suite with `pytest --pyargs ollama_conformance.conformance [--target URL] [options]` or `ollama-conformance check`.
 The plugin is loaded by every pytest run but stays inert (adds its options and the `feature` marker, nothing
 else) unless the suite itself is collected: no backend is started and nothing is recorded otherwise.
 
@@ -88,7 +88,7 @@ def suite_requested(config: pytest.Config) -> bool:
         return True
     for arg in config.args:
         base = str(arg).split("::", 1)[0]
-        if config.option.pyargs and (base == "conformance" or base.startswith("conformance.suite")):
+        if config.option.pyargs and (base == "ollama_conformance.conformance" or base.startswith("ollama_conformance.conformance.suite")):
             return True
         path = Path(config.invocation_params.dir, base).resolve()
         if path == SUITE_DIR or SUITE_DIR in path.parents or path in SUITE_DIR.parents:
@@ -117,7 +117,8 @@ class ConformanceSession:
 
     def _check_options(self) -> None:
         """Bad options stop the run at once with one line (pytest exit status 4), before any test runs."""
-        from conformance import target as target_mod
+        from ollama_conformance.conformance import target as target_mod
+
         from ollama_conformance.errors import UsageError
 
         opt = self.config.option
@@ -141,7 +142,8 @@ class ConformanceSession:
         """Discover the target once (controller) or rebuild it from the controller's discovery (xdist worker)."""
         if self.target is not None or self.target_error is not None or self.not_applicable_reason:
             return self.target
-        from conformance import target as target_mod
+        from ollama_conformance.conformance import target as target_mod
+
         from ollama_conformance.errors import TargetError, UsageError
 
         opt = self.config.option
@@ -164,7 +166,7 @@ class ConformanceSession:
             if opt.target:
                 url = target_mod.normalise_url(opt.target)
             else:
-                from reference_backend.launcher import ReferenceBackend
+                from ollama_conformance.reference_backend.launcher import ReferenceBackend
 
                 self.backend = ReferenceBackend()
                 url = self.backend.start()
@@ -192,7 +194,7 @@ class ConformanceSession:
         """Load the models of the backend we started, so no test (nor discovery) pays for the first load.
 
         A failed warm-up is not fatal here: discovery then reports what is wrong with one clear line."""
-        from conformance.warmup import warm_up
+        from ollama_conformance.conformance.warmup import warm_up
 
         opt = self.config.option
         reporter = self.config.pluginmanager.get_plugin("terminalreporter")
@@ -232,7 +234,7 @@ class ConformanceSession:
 
     def features(self) -> dict[str, Any]:
         if self._features is None:
-            import spec
+            from ollama_conformance import spec
 
             self._features = spec.features()
         return self._features
@@ -363,7 +365,7 @@ class ConformanceSession:
         path = self.config.option.conformance_json
         if not path or _is_worker(self.config):
             return
-        from conformance.results import build_results, write_results
+        from ollama_conformance.conformance.results import build_results, write_results
 
         write_results(Path(path), build_results(self, finished=time.time()))
 

@@ -28,8 +28,7 @@ def rfc3339(ts: float) -> str:
 
 def build_results(session: Any, *, finished: float) -> dict[str, Any]:
     """The results document of a finished `ConformanceSession` (conformance.plugin)."""
-    import spec
-    from ollama_conformance import __version__
+    from ollama_conformance import __version__, spec
 
     target = session.target
     if target is not None:
@@ -37,7 +36,7 @@ def build_results(session: Any, *, finished: float) -> dict[str, Any]:
         target_json = {k: described[k] for k in ("url", "profile", "version", "models")}
     else:
         opt = session.config.option
-        from conformance.target import redact_url
+        from ollama_conformance.conformance.target import redact_url
 
         target_json = {
             "url": redact_url(opt.target) if opt.target else "",
@@ -62,7 +61,7 @@ def build_results(session: Any, *, finished: float) -> dict[str, Any]:
 
 
 def validate_results(data: Any) -> list[str]:
-    import spec
+    from ollama_conformance import spec
 
     return spec.validate(data, results_schema())
 

@@ -61,14 +61,14 @@ class CheckOptions:
         if self.workers < 0:
             raise UsageError("the number of workers must be ≥ 0")
         if self.target is not None:
-            from conformance.target import normalise_url
+            from ollama_conformance.conformance.target import normalise_url
 
             self.target = normalise_url(self.target)
 
 
 def pytest_command(options: CheckOptions, json_path: Path) -> list[str]:
     """The child pytest command line for these options."""
-    cmd = [sys.executable, "-m", "pytest", "--pyargs", "conformance.suite", "-p", "no:cacheprovider",
+    cmd = [sys.executable, "-m", "pytest", "--pyargs", "ollama_conformance.conformance.suite", "-p", "no:cacheprovider",
            "-o", "addopts=", "-o", "testpaths=", "-rN", "--conformance-json", str(json_path),
            "--conformance-timeout", str(options.timeout_s)]
     if options.discovery_timeout_s is not None:

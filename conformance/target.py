@@ -140,7 +140,7 @@ def discover(
             raise TargetError("GET /api/tags: the answer has no `models` list")
         names = [e.get("model") or e.get("name") for e in entries if isinstance(e, dict)]
         if profile == "cloud" and not chat_model:  # a small default keeps a real-cloud run cheap
-            from conformance.cloud_profile import preferred_cloud_model
+            from ollama_conformance.conformance.cloud_profile import preferred_cloud_model
 
             chat_model = preferred_cloud_model(names)
         wanted = [n for n in (chat_model, embed_model) if n]

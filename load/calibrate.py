@@ -23,10 +23,9 @@ from pathlib import Path
 from typing import Any, TextIO
 
 import httpx
-
-from load.metrics import dist, measured, request_metrics
-from load.runner import BenchOptions, read_samples, run_bench
-from load.synthetic import SyntheticProcess
+from ollama_conformance.load.metrics import dist, measured, request_metrics
+from ollama_conformance.load.runner import BenchOptions, read_samples, run_bench
+from ollama_conformance.load.synthetic import SyntheticProcess
 
 TTFT_MS = 200.0
 INTERVAL_MS = 20.0

@@ -47,8 +47,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def options_from_args(args: argparse.Namespace) -> object:
-    from load.runner import BenchOptions
-    from load.schedule import parse_duration, parse_list, parse_slo
+    from ollama_conformance.load.runner import BenchOptions
+    from ollama_conformance.load.schedule import parse_duration, parse_list, parse_slo
 
     rate = parse_list(args.rate, "--rate") if args.rate else None
     concurrency = [1]
@@ -70,11 +70,11 @@ def options_from_args(args: argparse.Namespace) -> object:
 
 def run(args: argparse.Namespace) -> int:
     if args.calibrate:
-        from load.calibrate import run_calibration
-        from load.schedule import parse_duration
+        from ollama_conformance.load.calibrate import run_calibration
+        from ollama_conformance.load.schedule import parse_duration
 
         return run_calibration(duration_s=parse_duration(args.calibrate_duration, "--calibrate-duration"),
                                out_dir=args.out, stream=sys.stdout)
-    from load.runner import run_bench
+    from ollama_conformance.load.runner import run_bench
 
     return run_bench(options_from_args(args))  # type: ignore[arg-type]

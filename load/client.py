@@ -24,10 +24,9 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import h11
-
-from load.endpoints import EndpointSpec
-from load.metrics import output_tokens, request_metrics
-from load.streams import parser_for
+from ollama_conformance.load.endpoints import EndpointSpec
+from ollama_conformance.load.metrics import output_tokens, request_metrics
+from ollama_conformance.load.streams import parser_for
 
 RECV_BYTES = 65536
 USER_AGENT = "ollama-conformance-bench/0.1"

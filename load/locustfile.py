@@ -36,10 +36,9 @@ from gevent.pool import Group
 from locust import User, events
 from locust.exception import StopUser
 from locust.runners import LocalRunner, MasterRunner, WorkerRunner
-
-from load.client import StreamClient
-from load.endpoints import endpoint_spec, load_prompts
-from load.schedule import inter_arrivals
+from ollama_conformance.load.client import StreamClient
+from ollama_conformance.load.endpoints import endpoint_spec, load_prompts
+from ollama_conformance.load.schedule import inter_arrivals
 
 LAG_PERIOD_S = 0.05
 

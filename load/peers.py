@@ -31,11 +31,17 @@ from typing import Any
 
 import httpx
 import psutil
-
-from load.calibrate import BURST_ARGS, INTERVAL_MS, NOMINAL_ITL_MS, SCHEDULE_ARGS, TTFT_MS, schedule_errors
-from load.metrics import dist
-from load.runner import read_samples
-from load.synthetic import SyntheticProcess
+from ollama_conformance.load.calibrate import (
+    BURST_ARGS,
+    INTERVAL_MS,
+    NOMINAL_ITL_MS,
+    SCHEDULE_ARGS,
+    TTFT_MS,
+    schedule_errors,
+)
+from ollama_conformance.load.metrics import dist
+from ollama_conformance.load.runner import read_samples
+from ollama_conformance.load.synthetic import SyntheticProcess
 
 WARMUP_S = 2.0
 HF_REVISION = "0123456789abcdef0123456789abcdef01234567"

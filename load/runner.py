@@ -2,7 +2,7 @@
 
 Programmatic entry point (used by `run` and by the CLI):
 
-    from load.runner import BenchOptions, run_bench
+    from ollama_conformance.load.runner import BenchOptions, run_bench
     status = run_bench(BenchOptions(model="gemma3:270m", concurrency=[1, 2], duration_s=30, out_dir="out"))
 
 `run_bench` returns 0 when results were written and at least one request succeeded, 1 when every request failed,
@@ -31,11 +31,11 @@ from typing import Any
 
 import httpx
 import psutil
+from ollama_conformance.load.endpoints import endpoint_spec, load_prompts
+from ollama_conformance.load.metrics import Slo, dist, step_metrics
+from ollama_conformance.load.schedule import parse_arrival
+from ollama_conformance.load.telemetry import TelemetrySampler, gpu_inventory
 
-from load.endpoints import endpoint_spec, load_prompts
-from load.metrics import Slo, dist, step_metrics
-from load.schedule import parse_arrival
-from load.telemetry import TelemetrySampler, gpu_inventory
 from ollama_conformance import __version__
 from ollama_conformance.errors import TargetError, UsageError
 
@@ -134,7 +134,7 @@ def resolve_target(opts: BenchOptions) -> Iterator[tuple[str, str, int | None]]:
     if opts.profile in PROFILES:
         yield PROFILES[opts.profile], opts.profile, opts.server_pid
         return
-    from reference_backend.launcher import ReferenceBackend
+    from ollama_conformance.reference_backend.launcher import ReferenceBackend
 
     with ReferenceBackend(quiet=opts.quiet) as backend:
         pid = backend.process.pid if backend.process is not None else None
@@ -173,7 +173,7 @@ def preload_model(opts: BenchOptions, url: str, headers: dict[str, str]) -> dict
     Its figures are kept (`load_duration` shows the cold load) and a failure is reported, not fatal: the steps
     will show what the target does.
     """
-    from load.client import StreamClient
+    from ollama_conformance.load.client import StreamClient
 
     spec = endpoint_spec(opts.surface, opts.endpoint, opts.model, 1, opts.seed)
     client = StreamClient(url, opts.request_timeout_s, headers)

@@ -65,7 +65,7 @@ class LatenessStats:
             self.later.extend(later_late_ns)
 
     def summary(self) -> dict[str, Any]:
-        from load.metrics import dist  # numpy only when asked
+        from ollama_conformance.load.metrics import dist  # numpy only when asked
 
         with self.lock:
             return {
@@ -430,7 +430,7 @@ class SyntheticProcess:
         import subprocess
 
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "load.synthetic", "--host", "127.0.0.1", "--port", "0", *self.args],
+            [sys.executable, "-m", "ollama_conformance.load.synthetic", "--host", "127.0.0.1", "--port", "0", *self.args],
             stdout=subprocess.PIPE, stdin=subprocess.DEVNULL, text=True,
         )
         found: list[str] = []

@@ -19,13 +19,13 @@ from ollama_conformance.errors import TargetError, UsageError
 
 # name -> module implementing it (order is the order shown in --help)
 SUBCOMMANDS: dict[str, str] = {
-    "run": "reports.run_command",
-    "check": "conformance.cli",
-    "bench": "load.cli",
-    "serve": "reference_backend.cli",
-    "report": "reports.report_command",
-    "compare": "reports.compare_command",
-    "spec": "spec.cli",
+    "run": "ollama_conformance.reports.run_command",
+    "check": "ollama_conformance.conformance.cli",
+    "bench": "ollama_conformance.load.cli",
+    "serve": "ollama_conformance.reference_backend.cli",
+    "report": "ollama_conformance.reports.report_command",
+    "compare": "ollama_conformance.reports.compare_command",
+    "spec": "ollama_conformance.spec.cli",
 }
 
 EXIT_USAGE = 2

@@ -5,6 +5,6 @@ import sys
 # threads starve everyone (decode steps measured 5-20x slower with the default policy under load).
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
-from reference_backend.cli import main
+from ollama_conformance.reference_backend.cli import main
 
 sys.exit(main())

@@ -15,25 +15,27 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from types import ModuleType
 
+from ollama_conformance.reference_backend.api import guards
+from ollama_conformance.reference_backend.api import native as native_routes
+from ollama_conformance.reference_backend.cloud import mount as cloud
+from ollama_conformance.reference_backend.config import ServerConfig
+from ollama_conformance.reference_backend.engine.scheduler import Scheduler
+from ollama_conformance.reference_backend.store import bundled
+from ollama_conformance.reference_backend.store.local import Store
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 from starlette.routing import Route
 
-from reference_backend import bundled, cloud, guards, native_routes
-from reference_backend.config import ServerConfig
-from reference_backend.scheduler import Scheduler
-from reference_backend.store import Store
-
-log = logging.getLogger("reference_backend.app")
+log = logging.getLogger("ollama_conformance.reference_backend.app")
 
 # The HTTP surfaces. Optional ones (written in parallel) join when their module exists.
 ROUTE_MODULES: list[ModuleType] = [native_routes]
 OPTIONAL_ROUTE_MODULES = [
-    "reference_backend.openai_routes",
-    "reference_backend.anthropic_routes",
-    "reference_backend.responses_routes",
+    "ollama_conformance.reference_backend.api.openai",
+    "ollama_conformance.reference_backend.api.anthropic",
+    "ollama_conformance.reference_backend.api.responses",
 ]
 
 

@@ -21,8 +21,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import httpx
-
-from reference_backend.launcher import ReferenceBackend
+from ollama_conformance.reference_backend.launcher import ReferenceBackend
 
 MODEL = "gemma3:270m"
 PROMPT = "Once upon a time, in a small village by the sea,"

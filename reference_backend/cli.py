@@ -42,13 +42,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="static: one preallocated cache for all slots (CUDA graphs on CUDA); dynamic: per-request caches",
     )
     parser.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
-    from reference_backend.cloud import add_cloud_arguments
+    from ollama_conformance.reference_backend.cloud.mount import add_cloud_arguments
 
     add_cloud_arguments(parser)  # --cloud, --api-keys-file, --api-key-env
 
 
 def build_config(args: argparse.Namespace):  # -> ServerConfig (imported lazily: keeps `--help` light)
-    from reference_backend.config import ConfigError, ServerConfig
+    from ollama_conformance.reference_backend.config import ConfigError, ServerConfig
 
     try:
         config = ServerConfig.from_env()
@@ -78,7 +78,7 @@ def build_config(args: argparse.Namespace):  # -> ServerConfig (imported lazily:
         raise UsageError("--threads must be at least 0")
     config.threads = args.threads
     config.kv_cache = args.kv_cache
-    from reference_backend.cloud import apply_cloud_arguments
+    from ollama_conformance.reference_backend.cloud.mount import apply_cloud_arguments
 
     try:
         apply_cloud_arguments(args, config)
@@ -96,8 +96,7 @@ def run(args: argparse.Namespace) -> int:
     os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # see __main__.py; effective if torch is not loaded yet
     config = build_config(args)
     import uvicorn
-
-    from reference_backend.app import build_app
+    from ollama_conformance.reference_backend.app import build_app
 
     try:
         app = build_app(config)

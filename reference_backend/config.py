@@ -9,8 +9,8 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from reference_backend.cloud_routing import parse_no_cloud
-from reference_backend.durations import DurationError, parse_env_keep_alive
+from ollama_conformance.reference_backend.cloud.routing import parse_no_cloud
+from ollama_conformance.reference_backend.durations import DurationError, parse_env_keep_alive
 
 DEFAULT_PORT = 11434
 VERSION = "0.33.0"  # the Ollama version whose behaviour this server follows (the spec's 0.33.0-rc2)

@@ -9,7 +9,7 @@ from __future__ import annotations
 import math
 from html import escape
 
-from reports.results import LEVELS
+from ollama_conformance.reports.results import LEVELS
 
 LABEL = "ollama API"
 GREEN, YELLOW, RED, GREY = "#4c1", "#dfb317", "#e05d44", "#9f9f9f"

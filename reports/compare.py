@@ -14,9 +14,8 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-
-from reports.results import BenchResults, CheckResults, ResultSet, finite
-from reports.stats import bootstrap_ratio, quantile_statistic, rate_statistic
+from ollama_conformance.reports.results import BenchResults, CheckResults, ResultSet, finite
+from ollama_conformance.reports.stats import bootstrap_ratio, quantile_statistic, rate_statistic
 
 COMPARE_KIND = "ollama-conformance.compare"
 ALPHA = 0.05

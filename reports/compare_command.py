@@ -76,8 +76,8 @@ def _print_console(result: dict) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from reports.compare import compare, render_compare_markdown
-    from reports.results import load_paths
+    from ollama_conformance.reports.compare import compare, render_compare_markdown
+    from ollama_conformance.reports.results import load_paths
 
     baseline = load_paths([args.baseline])
     candidate = load_paths([args.candidate])

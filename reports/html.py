@@ -5,10 +5,10 @@ from __future__ import annotations
 from html import escape
 from typing import Any
 
-from reports.badge import badge_svg, badge_text, percent
-from reports.results import LEVELS, BenchResults, ResultSet, finite
-from reports.summary import badge_rates
-from reports.svgplot import Band, Chart, Series, cdf_points, histogram_points, render
+from ollama_conformance.reports.badge import badge_svg, badge_text, percent
+from ollama_conformance.reports.results import LEVELS, BenchResults, ResultSet, finite
+from ollama_conformance.reports.summary import badge_rates
+from ollama_conformance.reports.svgplot import Band, Chart, Series, cdf_points, histogram_points, render
 
 STATUS_MARK = {"pass": "✔ pass", "fail": "✘ fail", "error": "⚠ error", "not_applicable": "– n/a"}
 HIST_BINS = 30

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from reports.badge import badge_text, percent
-from reports.results import LEVELS
+from ollama_conformance.reports.badge import badge_text, percent
+from ollama_conformance.reports.results import LEVELS
 
 MAX_MESSAGE = 240
 MAX_FAILURES = 60

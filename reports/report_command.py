@@ -29,11 +29,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from reports import history
-    from reports.badge import badge_text
-    from reports.results import load_paths
-    from reports.summary import badge_rates
-    from reports.writer import write_reports
+    from ollama_conformance.reports import history
+    from ollama_conformance.reports.badge import badge_text
+    from ollama_conformance.reports.results import load_paths
+    from ollama_conformance.reports.summary import badge_rates
+    from ollama_conformance.reports.writer import write_reports
 
     results = load_paths(list(args.results))
     if results.empty():

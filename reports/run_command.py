@@ -28,7 +28,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from conformance.warmup import DEFAULT_CHAT_MODEL, warm_up_requests
+from ollama_conformance.conformance.warmup import DEFAULT_CHAT_MODEL, warm_up_requests
+
 from ollama_conformance.errors import TargetError, UsageError
 
 HELP = "Check and benchmark a server (default: the bundled reference backend) and write every report to one folder."
@@ -91,7 +92,7 @@ def _plan(args: argparse.Namespace) -> RunPlan:
     if args.target and not re.match(r"^https?://", args.target):
         raise UsageError(f"--target must be an http(s) URL, got {args.target!r}")
     if args.profile == "cloud" and not args.skip_bench:
-        from conformance.target import missing_key_reason
+        from ollama_conformance.conformance.target import missing_key_reason
 
         no_key = missing_key_reason("cloud", args.api_key_env)
         if no_key:  # `check` alone reports the cloud tests not applicable; a benchmark has nothing to fall back on
@@ -100,7 +101,7 @@ def _plan(args: argparse.Namespace) -> RunPlan:
     out = args.out or Path(DEFAULT_RUNS_DIR) / stamp
     if out.exists() and any(out.iterdir()):
         raise UsageError(f"{out} is not empty; give another --out")
-    from reports import history
+    from ollama_conformance.reports import history
 
     db = None if args.no_history else (args.history_db or history.default_path())
     target = args.target.rstrip("/") if args.target else PROFILE_URLS.get(args.profile or "")
@@ -193,7 +194,7 @@ def _progress(console: Any) -> Any:
 
 
 def start_reference_backend(progress: Any) -> tuple[Any, str]:
-    from reference_backend.launcher import ReferenceBackend
+    from ollama_conformance.reference_backend.launcher import ReferenceBackend
 
     task = progress.add_task("reference backend", total=None, detail="starting (a first start converts the model)")
     backend = ReferenceBackend(quiet=True)
@@ -204,7 +205,7 @@ def start_reference_backend(progress: Any) -> tuple[Any, str]:
 
 def warm_up(url: str, chat_model: str, progress: Any) -> str:
     """Load the reference backend's models before the suite runs (conformance.warmup), with a progress line."""
-    from conformance.warmup import warm_up as send_warm_up
+    from ollama_conformance.conformance.warmup import warm_up as send_warm_up
 
     total = len(warm_up_requests(chat_model))
     task = progress.add_task("warm-up", total=total, detail="loading models (/api/show, a first generation, a first embedding)")
@@ -221,7 +222,7 @@ def warm_up(url: str, chat_model: str, progress: Any) -> str:
 
 def run_check_phase(plan: RunPlan, args: argparse.Namespace, url: str, progress: Any) -> tuple[Path | None, str]:
     """The conformance suite in a child pytest; progress follows its per-test lines, the full output goes to check.log."""
-    from conformance.runner import CheckOptions, pytest_command
+    from ollama_conformance.conformance.runner import CheckOptions, pytest_command
 
     options = CheckOptions(
         target=url,
@@ -282,7 +283,7 @@ def _count_samples(bench_dir: Path) -> int:
 
 def run_bench_phase(plan: RunPlan, args: argparse.Namespace, url: str, server_pid: int | None, progress: Any) -> tuple[Path | None, str]:
     """A short benchmark: concurrency steps, a fixed number of requests each, into OUT/bench/."""
-    from load.runner import BenchOptions, run_bench
+    from ollama_conformance.load.runner import BenchOptions, run_bench
 
     bench_dir = (plan.out / BENCH_DIR).resolve()
     options = BenchOptions(
@@ -332,11 +333,10 @@ def run_bench_phase(plan: RunPlan, args: argparse.Namespace, url: str, server_pi
 
 
 def print_summary(console: Any, summary: dict[str, Any], written: Any, plan: RunPlan, problems: list[str], elapsed_s: float) -> None:
+    from ollama_conformance.reports.badge import badge_text
+    from ollama_conformance.reports.results import LEVELS
+    from ollama_conformance.reports.summary import badge_rates
     from rich.table import Table
-
-    from reports.badge import badge_text
-    from reports.results import LEVELS
-    from reports.summary import badge_rates
 
     for check in summary["conformance"]:
         table = Table(title=f"Conformance: {badge_text(badge_rates(summary))}")
@@ -440,8 +440,8 @@ def _run(args: argparse.Namespace, plan: RunPlan) -> int:
         task = progress.add_task("reports", total=1, detail="")
         written = None
         if result_paths:
-            from reports.results import load_paths
-            from reports.writer import write_reports
+            from ollama_conformance.reports.results import load_paths
+            from ollama_conformance.reports.writer import write_reports
 
             results = load_paths(result_paths)
             written = write_reports(results, plan.out, plan.history_db, notes=problems)

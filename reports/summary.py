@@ -10,8 +10,9 @@ from __future__ import annotations
 from collections import Counter, defaultdict
 from typing import Any
 
+from ollama_conformance.reports.results import LEVELS, STATUSES, BenchResults, CheckResults, ResultSet, finite
+
 from ollama_conformance import __version__
-from reports.results import LEVELS, STATUSES, BenchResults, CheckResults, ResultSet, finite
 
 SUMMARY_KIND = "ollama-conformance.summary"
 SUMMARY_SCHEMA_VERSION = 1

@@ -8,13 +8,14 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
+from ollama_conformance.reports import history
+from ollama_conformance.reports.badge import badge_svg
+from ollama_conformance.reports.html import render_html
+from ollama_conformance.reports.markdown import render_markdown
+from ollama_conformance.reports.results import ResultSet
+from ollama_conformance.reports.summary import badge_rates, build_summary
+
 from ollama_conformance.errors import UsageError
-from reports import history
-from reports.badge import badge_svg
-from reports.html import render_html
-from reports.markdown import render_markdown
-from reports.results import ResultSet
-from reports.summary import badge_rates, build_summary
 
 MARKDOWN_FILE = "report.md"
 HTML_FILE = "report.html"

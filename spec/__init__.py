@@ -5,9 +5,9 @@ Stream responses: the schema of a stream media type (application/x-ndjson, text/
 ONE item; the media type carries `x-stream: ndjson|sse`, SSE adds `x-sse-sentinel` and `x-sse-events`.
 """
 
-from spec.documents import SPEC_VERSION, SURFACES, Operation, document, find_path, operations
-from spec.features import Feature, features
-from spec.schemas import (
+from ollama_conformance.spec.documents import SPEC_VERSION, SURFACES, Operation, document, find_path, operations
+from ollama_conformance.spec.features import Feature, features
+from ollama_conformance.spec.schemas import (
     component_schema,
     declared_statuses,
     request_schema,
@@ -15,8 +15,8 @@ from spec.schemas import (
     response_media_types,
     response_schema,
 )
-from spec.schemathesis_form import register_ndjson_deserializer, schemathesis_document
-from spec.validation import validate
+from ollama_conformance.spec.schemathesis_form import register_ndjson_deserializer, schemathesis_document
+from ollama_conformance.spec.validation import validate
 
 __all__ = [
     "SPEC_VERSION",

@@ -24,7 +24,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def coverage(surfaces: list[str] | None = None) -> dict[str, Any]:
     """The coverage as data: every operation with its statuses and their media types, and the feature counts."""
-    import spec
+    from ollama_conformance import spec
 
     wanted = surfaces or list(spec.SURFACES)
     unknown = [s for s in wanted if s not in spec.SURFACES]
@@ -72,7 +72,7 @@ def coverage(surfaces: list[str] | None = None) -> dict[str, Any]:
 
 
 def _request_media_types(surface: str, method: str, path: str) -> list[str]:
-    import spec
+    from ollama_conformance import spec
 
     op = spec.document(surface)["paths"][path][method.lower()]
     return list((op.get("requestBody") or {}).get("content", {}))

@@ -6,8 +6,7 @@ from dataclasses import dataclass
 from functools import cache
 
 import yaml
-
-from spec.documents import SPEC_DIR
+from ollama_conformance.spec.documents import SPEC_DIR
 
 LEVELS = ("MUST", "SHOULD", "MAY")
 CAPABILITIES = ("completion", "tools", "insert", "vision", "embedding", "thinking")

@@ -6,8 +6,8 @@ import copy
 from functools import cache
 from typing import Any
 
-from spec.documents import _load, find_operation, media_type_base
-from spec.resolve import resolve
+from ollama_conformance.spec.documents import _load, find_operation, media_type_base
+from ollama_conformance.spec.resolve import resolve
 
 
 def _operation(method: str, path: str) -> tuple[str, dict[str, Any]]:

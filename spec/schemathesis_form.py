@@ -13,7 +13,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from spec.documents import HTTP_METHODS, document
+from ollama_conformance.spec.documents import HTTP_METHODS, document
 
 JSON = "application/json"
 NDJSON = "application/x-ndjson"

@@ -32,7 +32,7 @@ def reference_url() -> Iterator[str]:
     if external:
         yield external.rstrip("/")
         return
-    from reference_backend.launcher import ReferenceBackend
+    from ollama_conformance.reference_backend.launcher import ReferenceBackend
 
     with ReferenceBackend() as backend:
         yield backend.url

@@ -6,10 +6,9 @@ from collections.abc import Iterator
 
 import httpx
 import pytest
-
-from conformance.checks import Api
-from conformance.cloud_profile import session_budget
-from conformance.target import Target
+from ollama_conformance.conformance.checks import Api
+from ollama_conformance.conformance.cloud_profile import session_budget
+from ollama_conformance.conformance.target import Target
 
 
 class TargetUnavailable(Exception):
@@ -19,7 +18,7 @@ class TargetUnavailable(Exception):
 def _session(config: pytest.Config):
     session = config.pluginmanager.get_plugin("ollama-conformance-session")
     if session is None:
-        raise TargetUnavailable("the conformance plugin is not active (run the suite through pytest --pyargs conformance)")
+        raise TargetUnavailable("the conformance plugin is not active (run the suite through pytest --pyargs ollama_conformance.conformance)")
     return session
 
 
@@ -67,7 +66,7 @@ def _applicable(request: pytest.FixtureRequest) -> None:
         return
     if request.node.get_closest_marker("mutating") and not request.config.option.allow_mutations:
         pytest.skip("changes the target's models: run with --allow-mutations")
-    import spec
+    from ollama_conformance import spec
 
     feature = spec.features().get(marker.args[0])
     capability = feature.capability if feature else None

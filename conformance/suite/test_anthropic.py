@@ -5,10 +5,9 @@ from __future__ import annotations
 import json
 
 import pytest
-
-from conformance.checks import Api
-from conformance.streams import check_messages_sse_grammar
-from conformance.suite.payloads import MESSAGES
+from ollama_conformance.conformance.checks import Api
+from ollama_conformance.conformance.streams import check_messages_sse_grammar
+from ollama_conformance.conformance.suite.payloads import MESSAGES
 
 
 def messages(api: Api, model: str, **fields: object):

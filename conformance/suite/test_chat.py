@@ -6,10 +6,9 @@ import json
 
 import jsonschema
 import pytest
-
-from conformance.checks import Api, check_num_predict_bound, check_stop_sequence, final
-from conformance.suite.payloads import MESSAGES, WEATHER_TOOL
-from conformance.target import Target
+from ollama_conformance.conformance.checks import Api, check_num_predict_bound, check_stop_sequence, final
+from ollama_conformance.conformance.suite.payloads import MESSAGES, WEATHER_TOOL
+from ollama_conformance.conformance.target import Target
 
 SMALL = {"num_predict": 4}
 GREEDY = {"temperature": 0, "num_predict": 8}

@@ -14,10 +14,9 @@ from collections.abc import Callable
 
 import httpx
 import pytest
-
-from conformance.checks import Api
-from conformance.streams import Captured, capture
-from conformance.target import Target
+from ollama_conformance.conformance.checks import Api
+from ollama_conformance.conformance.streams import Captured, capture
+from ollama_conformance.conformance.target import Target
 
 CHAT_BODY_MESSAGES = [{"role": "user", "content": "Say hi."}]
 NO_CLOUD_ACCESS = "the daemon's cloud routing is checked on local and reference targets, not on the cloud itself"

@@ -5,8 +5,7 @@ from __future__ import annotations
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
-
-from conformance.checks import Api, final
+from ollama_conformance.conformance.checks import Api, final
 
 
 @pytest.mark.feature("concurrency.parallel")

@@ -5,8 +5,7 @@ from __future__ import annotations
 import math
 
 import pytest
-
-from conformance.checks import Api
+from ollama_conformance.conformance.checks import Api
 
 
 def norm(vector: list[float]) -> float:

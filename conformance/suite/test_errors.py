@@ -3,8 +3,7 @@
 from __future__ import annotations
 
 import pytest
-
-from conformance.checks import Api
+from ollama_conformance.conformance.checks import Api
 
 MISSING = "no-such-model-xyz"
 

@@ -10,9 +10,8 @@ import json
 
 import jsonschema
 import pytest
-
-from conformance.checks import Api, check_num_predict_bound, check_stop_sequence, final
-from conformance.target import Target
+from ollama_conformance.conformance.checks import Api, check_num_predict_bound, check_stop_sequence, final
+from ollama_conformance.conformance.target import Target
 
 PROMPT = "The capital of France is"
 SMALL = {"num_predict": 4}

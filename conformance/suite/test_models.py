@@ -6,9 +6,8 @@ import time
 import uuid
 
 import pytest
-
-from conformance.checks import Api
-from conformance.target import Target
+from ollama_conformance.conformance.checks import Api
+from ollama_conformance.conformance.target import Target
 
 
 def ps_names(api: Api) -> list[str]:

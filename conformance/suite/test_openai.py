@@ -8,11 +8,10 @@ import math
 import struct
 
 import pytest
-
-from conformance.checks import Api
-from conformance.streams import check_chat_sse_grammar, check_responses_sse_grammar
-from conformance.suite.payloads import MESSAGES, WEATHER_TOOL
-from conformance.target import Target
+from ollama_conformance.conformance.checks import Api
+from ollama_conformance.conformance.streams import check_chat_sse_grammar, check_responses_sse_grammar
+from ollama_conformance.conformance.suite.payloads import MESSAGES, WEATHER_TOOL
+from ollama_conformance.conformance.target import Target
 
 SMALL = {"max_tokens": 4}
 

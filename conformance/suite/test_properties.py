@@ -15,11 +15,11 @@ from typing import Any
 
 import pytest
 from hypothesis import HealthCheck, Phase, given, settings
+from ollama_conformance.conformance.checks import Api
+from ollama_conformance.conformance.streams import Captured
+from ollama_conformance.conformance.target import Target
 
-import spec
-from conformance.checks import Api
-from conformance.streams import Captured
-from conformance.target import Target
+from ollama_conformance import spec
 
 MAX_EXAMPLES = 6
 # Operations never fuzzed: they change the target's models, or exist only on ollama.com.

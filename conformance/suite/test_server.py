@@ -5,8 +5,7 @@ from __future__ import annotations
 import re
 
 import pytest
-
-from conformance.checks import Api
+from ollama_conformance.conformance.checks import Api
 
 
 @pytest.mark.feature("server.root")

@@ -5,11 +5,16 @@ from __future__ import annotations
 import json
 
 import pytest
-
-from reference_backend import cloud_routing as rules
-from reference_backend.cloud_auth import ApiKeyError, ApiKeys, load_api_keys, requires_key, unauthorized_body
-from reference_backend.cloud_http import surface_of
-from reference_backend.cloud_routing import ModelRefError, ModelSource, parse_model_ref
+from ollama_conformance.reference_backend.cloud import routing as rules
+from ollama_conformance.reference_backend.cloud.auth import (
+    ApiKeyError,
+    ApiKeys,
+    load_api_keys,
+    requires_key,
+    unauthorized_body,
+)
+from ollama_conformance.reference_backend.cloud.http import surface_of
+from ollama_conformance.reference_backend.cloud.routing import ModelRefError, ModelSource, parse_model_ref
 
 
 # Cases from Ollama's internal/modelref tests and facts §7.

@@ -10,8 +10,7 @@ import json
 
 import httpx
 import pytest
-
-from reference_backend.launcher import ReferenceBackend
+from ollama_conformance.reference_backend.launcher import ReferenceBackend
 
 VOLATILE = {"created_at", "total_duration", "load_duration", "prompt_eval_duration", "eval_duration",
             "prompt_eval_count", "created", "id", "request_id"}  # fmt: skip

@@ -3,8 +3,7 @@
 from __future__ import annotations
 
 import pytest
-
-from reference_backend.web_corpus import (
+from ollama_conformance.reference_backend.cloud.web_corpus import (
     CORPUS_DIR,
     Corpus,
     CorpusError,

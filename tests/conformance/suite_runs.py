@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from conformance.plugin import SUITE_DIR
+from ollama_conformance.conformance.plugin import SUITE_DIR
 
 
 def run_suite(target: str, tmp: Path, selection: list[str] | None = None, *extra: str, timeout_s: float = 900) -> tuple[int, dict[str, Any], str]:

@@ -12,10 +12,9 @@ from pathlib import Path
 
 import jsonschema
 import pytest
+from ollama_conformance.conformance.results import SCHEMA_PATH, validate_results
+from ollama_conformance.conformance.runner import CheckOptions, run_check
 from suite_runs import run_suite, statuses
-
-from conformance.results import SCHEMA_PATH, validate_results
-from conformance.runner import CheckOptions, run_check
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -125,7 +124,7 @@ def test_discovery_timeout_is_its_own_and_says_how_to_raise_it(tmp_path: Path, s
 
 
 def test_warm_up_reports_problems_instead_of_raising() -> None:
-    from conformance.warmup import DEFAULT_CHAT_MODEL, warm_up, warm_up_requests
+    from ollama_conformance.conformance.warmup import DEFAULT_CHAT_MODEL, warm_up, warm_up_requests
 
     assert [path for path, _ in warm_up_requests()] == ["/api/show", "/api/show", "/api/generate", "/api/embed"]
     assert warm_up_requests("m:1")[2][1]["model"] == "m:1" and warm_up_requests()[0][1]["model"] == DEFAULT_CHAT_MODEL
@@ -137,7 +136,7 @@ def test_warm_up_reports_problems_instead_of_raising() -> None:
 
 
 def test_secrets_never_reach_the_results() -> None:
-    from conformance.target import ModelInfo, Target, redact_url
+    from ollama_conformance.conformance.target import ModelInfo, Target, redact_url
 
     assert redact_url("https://user:secret@example.com:8443/base?api_key=secret") == "https://example.com:8443/base"
     target = Target(url="http://u:secret@127.0.0.1:1/?token=secret", profile="local", api_key="secret",
@@ -169,7 +168,7 @@ def test_selection_options(tmp_path: Path, options: list[str], keep) -> None:
 @pytest.mark.slow
 def test_mutating_tests_run_only_when_allowed(tmp_path: Path) -> None:
     """copy/delete run against a reference backend with a store of its own (never the shared one)."""
-    from reference_backend.launcher import ReferenceBackend
+    from ollama_conformance.reference_backend.launcher import ReferenceBackend
 
     selection = ["test_models.py::test_copy_then_delete", "test_models.py::test_delete_removes_from_tags"]
     with ReferenceBackend(env={"OLLAMA_MODELS": str(tmp_path / "store")}, quiet=True) as backend:

@@ -8,9 +8,8 @@ import time
 from pathlib import Path
 
 import pytest
+from ollama_conformance.conformance.results import validate_results
 from suite_runs import run_suite, statuses
-
-from conformance.results import validate_results
 
 pytestmark = pytest.mark.slow
 

@@ -11,8 +11,7 @@ from pathlib import Path
 import broken_target as broken
 import pytest
 import yaml
-
-from conformance.streams import (
+from ollama_conformance.conformance.streams import (
     check_chat_sse_grammar,
     check_messages_sse_grammar,
     check_ndjson_grammar,

@@ -11,9 +11,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-
-from load.runner import BenchOptions, read_samples, run_bench
-from load.synthetic import SyntheticProcess
+from ollama_conformance.load.runner import BenchOptions, read_samples, run_bench
+from ollama_conformance.load.synthetic import SyntheticProcess
 
 
 @pytest.fixture

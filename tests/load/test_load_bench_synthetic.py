@@ -13,8 +13,7 @@ from pathlib import Path
 
 import jsonschema
 import pytest
-
-from load.telemetry import nvml_probe
+from ollama_conformance.load.telemetry import nvml_probe
 
 SCHEMA = json.loads((Path(__file__).resolve().parents[2] / "load" / "results.schema.json").read_text())
 SAMPLE_KEYS = {"step", "warmup", "status", "error", "intended_start_ns", "start_ns", "first_byte_ns",

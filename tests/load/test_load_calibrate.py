@@ -7,7 +7,7 @@ import io
 import json
 from pathlib import Path
 
-from load.calibrate import NOMINAL_ITL_MS, run_calibration, verdicts
+from ollama_conformance.load.calibrate import NOMINAL_ITL_MS, run_calibration, verdicts
 
 
 def test_calibration_runs_every_step_and_writes_its_report(tmp_path: Path) -> None:

@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import json
 
-from load.metrics import step_metrics
-from load.streams import NdjsonParser, SseParser
+from ollama_conformance.load.metrics import step_metrics
+from ollama_conformance.load.streams import NdjsonParser, SseParser
 
 N_CHUNKS = 2000
 NDJSON_CHUNK = json.dumps({"model": "gemma3:270m", "created_at": "2026-01-01T00:00:00.000000000Z",

@@ -6,8 +6,7 @@ import json
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
-
-from load.streams import NdjsonParser, SseParser
+from ollama_conformance.load.streams import NdjsonParser, SseParser
 
 NATIVE = [
     {"model": "m", "created_at": "t", "message": {"role": "assistant", "content": ""}, "done": False},

@@ -5,13 +5,17 @@ from __future__ import annotations
 import math
 
 import pytest
-
-from reference_backend.durations import DurationError, parse_env_keep_alive, parse_go_duration, parse_keep_alive
-from reference_backend.names import parse_name
-from reference_backend.options import OptionError, Options
-from reference_backend.prompts import TemplateError, render_chat, render_go_template
-from reference_backend.toolcalls import ToolCallParser
-from reference_backend.wire import BodyError, canonical_keys, decode_body, go_json, rfc3339_nano
+from ollama_conformance.reference_backend.api.prompts import TemplateError, render_chat, render_go_template
+from ollama_conformance.reference_backend.api.wire import BodyError, canonical_keys, decode_body, go_json, rfc3339_nano
+from ollama_conformance.reference_backend.durations import (
+    DurationError,
+    parse_env_keep_alive,
+    parse_go_duration,
+    parse_keep_alive,
+)
+from ollama_conformance.reference_backend.engine.options import OptionError, Options
+from ollama_conformance.reference_backend.engine.toolcalls import ToolCallParser
+from ollama_conformance.reference_backend.store.names import parse_name
 
 
 @pytest.mark.parametrize(

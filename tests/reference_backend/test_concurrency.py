@@ -12,8 +12,7 @@ from collections.abc import Iterator
 
 import httpx
 import pytest
-
-from reference_backend.launcher import ReferenceBackend
+from ollama_conformance.reference_backend.launcher import ReferenceBackend
 
 GEMMA = "gemma3:270m"
 ENDLESS = {"model": GEMMA, "prompt": "Once upon a time", "options": {"num_predict": 100000, "temperature": 0}}

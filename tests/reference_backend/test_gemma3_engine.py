@@ -8,9 +8,8 @@ from pathlib import Path
 
 import pytest
 import torch
-
-from reference_backend import model_cache
-from reference_backend.gemma3 import Gemma3, Linear, StaticSlots
+from ollama_conformance.reference_backend.engine.model import Gemma3, Linear, StaticSlots
+from ollama_conformance.reference_backend.store import model_cache
 
 PROMPT_IDS = [
     2,

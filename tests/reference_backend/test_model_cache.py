@@ -15,7 +15,7 @@ from pathlib import Path
 SCRIPT = """
 import sys, time
 from pathlib import Path
-from reference_backend import model_cache
+from ollama_conformance.reference_backend.store import model_cache
 
 def slow_convert(gguf_path, out_dir):
     with open(sys.argv[2], "a") as log:

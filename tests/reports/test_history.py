@@ -6,10 +6,10 @@ import sqlite3
 from pathlib import Path
 
 import pytest
+from ollama_conformance.reports import history
+from ollama_conformance.reports.results import load_paths
 
 from ollama_conformance.cli import main
-from reports import history
-from reports.results import load_paths
 
 
 def test_default_path_is_configurable(private_history: Path, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:

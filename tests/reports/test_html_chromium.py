@@ -10,9 +10,9 @@ import shutil
 from pathlib import Path
 
 import pytest
+from ollama_conformance.reports.screenshot import find_chromium, png_size, screenshot
 
 from ollama_conformance.cli import main
-from reports.screenshot import find_chromium, png_size, screenshot
 
 WIDTH, HEIGHT = 1280, 2400
 

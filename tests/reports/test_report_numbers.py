@@ -9,11 +9,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from ollama_conformance.reports.badge import badge_color, badge_svg, badge_text
+from ollama_conformance.reports.results import load_paths
+from ollama_conformance.reports.summary import build_summary
 
 from ollama_conformance.cli import main
-from reports.badge import badge_color, badge_svg, badge_text
-from reports.results import load_paths
-from reports.summary import build_summary
 
 
 def _summary(results_dir: Path) -> dict:

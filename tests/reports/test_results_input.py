@@ -7,10 +7,10 @@ from pathlib import Path
 
 import jsonschema
 import pytest
+from ollama_conformance.reports.results import load_paths
 
 from ollama_conformance.cli import main
 from ollama_conformance.errors import UsageError
-from reports.results import load_paths
 
 SCHEMA = Path(__file__).resolve().parents[2] / "conformance" / "results.schema.json"
 

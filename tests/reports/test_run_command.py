@@ -94,9 +94,8 @@ def test_run_end_to_end_on_the_reference_backend(tmp_path: Path, private_history
 
 def test_plain_progress_prints_lines_for_logs() -> None:
     """Without a terminal (CI logs), progress is plain lines: each phase's start and completion at least."""
+    from ollama_conformance.reports.run_command import PYTEST_PERCENT, PlainProgress
     from rich.console import Console
-
-    from reports.run_command import PYTEST_PERCENT, PlainProgress
 
     console = Console(record=True, width=200, force_terminal=False)
     progress = PlainProgress(console)

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from ollama_conformance.spec.schemas import response_media
 from recording_formats import (
     JSON,
     NDJSON,
@@ -17,8 +18,7 @@ from recording_formats import (
     parse_llamastack,
 )
 
-import spec
-from spec.schemas import response_media
+from ollama_conformance import spec
 
 # Body-only files carry no request: the recordings README says which endpoint each one answers.
 BODY_ONLY: dict[str, tuple[str, str, str]] = {

@@ -7,7 +7,7 @@ import copy
 
 import pytest
 
-import spec
+from ollama_conformance import spec
 
 TS = "2025-08-20T13:48:21.068526Z"
 CHAT_CHUNK = {"model": "m", "created_at": TS, "message": {"role": "assistant", "content": "hi"}, "done": False}
@@ -214,7 +214,7 @@ def test_component_schema_unknown_name() -> None:
 
 
 def test_recursive_refs_terminate() -> None:
-    from spec.resolve import RECURSION_STUB, resolve
+    from ollama_conformance.spec.resolve import RECURSION_STUB, resolve
 
     doc = {
         "components": {

@@ -6,7 +6,7 @@ import json
 import subprocess
 import sys
 
-import spec
+from ollama_conformance import spec
 
 
 def _run(*args: str) -> subprocess.CompletedProcess[str]:

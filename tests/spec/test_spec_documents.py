@@ -7,10 +7,10 @@ from typing import Any
 
 import pytest
 from jsonschema import Draft202012Validator
+from ollama_conformance.spec.resolve import unresolved_refs
 from openapi_spec_validator import validate as validate_openapi
 
-import spec
-from spec.resolve import unresolved_refs
+from ollama_conformance import spec
 
 # facts §1: every daemon route, plus the cloud-only ones
 EXPECTED_OPERATIONS = {

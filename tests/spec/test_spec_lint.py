@@ -11,9 +11,9 @@ import subprocess
 from pathlib import Path
 
 import pytest
+from ollama_conformance.spec.documents import SPEC_DIR
 
-import spec
-from spec.documents import SPEC_DIR
+from ollama_conformance import spec
 
 REDOCLY = SPEC_DIR.parent / "node_modules" / ".bin" / "redocly"
 

@@ -11,11 +11,11 @@ import json
 from pathlib import Path
 
 import pytest
+from ollama_conformance.spec.schemas import response_media
 from recording_formats import Exchange
 from recordings_check import EXPECTED_FAILURES, check_exchange, closed, parse_recording, recording_files
 
-import spec
-from spec.schemas import response_media
+from ollama_conformance import spec
 from tests.conftest import recordings_dir
 
 ROOT = recordings_dir()

@@ -14,7 +14,7 @@ import pytest
 from recording_formats import Exchange
 from recordings_check import EXPECTED_FAILURES, parse_recording, recording_files
 
-import spec
+from ollama_conformance import spec
 from tests.conftest import recordings_dir
 
 ROOT = recordings_dir()

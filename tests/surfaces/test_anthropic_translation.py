@@ -6,8 +6,7 @@ import base64
 import re
 
 import pytest
-
-from reference_backend.anthropic_routes import (
+from ollama_conformance.reference_backend.api.anthropic import (
     REQUEST_FIELDS,
     MessagesStreamConverter,
     error_body,
@@ -15,7 +14,7 @@ from reference_backend.anthropic_routes import (
     messages_request_to_native,
     to_message,
 )
-from reference_backend.surface_common import RequestError, decode_struct
+from ollama_conformance.reference_backend.api.common import RequestError, decode_struct
 
 IMG = base64.b64encode(b"\x89PNG fake").decode()
 FINAL = {"done": True, "done_reason": "stop", "prompt_eval_count": 12, "eval_count": 4}

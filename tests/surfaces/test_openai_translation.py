@@ -10,8 +10,8 @@ import json
 import struct
 
 import pytest
-
-from reference_backend.openai_routes import (
+from ollama_conformance.reference_backend.api.common import RequestError, decode_struct, parse_json_body, unix_seconds
+from ollama_conformance.reference_backend.api.openai import (
     CHAT_FIELDS,
     ChatChunker,
     chat_request_to_native,
@@ -25,8 +25,7 @@ from reference_backend.openai_routes import (
     to_model,
     to_model_list,
 )
-from reference_backend.sse import DONE_SENTINEL, go_json, sse_data
-from reference_backend.surface_common import RequestError, decode_struct, parse_json_body, unix_seconds
+from ollama_conformance.reference_backend.api.sse import DONE_SENTINEL, go_json, sse_data
 
 USER = [{"role": "user", "content": "hi"}]
 PNG_B64 = base64.b64encode(b"\x89PNG\r\n\x1a\nfake").decode()

@@ -22,9 +22,8 @@ import openai.types
 import openai.types.chat
 import pytest
 import yaml
-
-from reference_backend.anthropic_routes import MessagesStreamConverter, to_message
-from reference_backend.openai_routes import ChatChunker, to_chat_completion
+from ollama_conformance.reference_backend.api.anthropic import MessagesStreamConverter, to_message
+from ollama_conformance.reference_backend.api.openai import ChatChunker, to_chat_completion
 
 from .wire import CHAT_MODEL, FEW_SHOT, LAST_QUESTION, WEATHER_PARAMETERS, capabilities, post_stream, split_sse
 

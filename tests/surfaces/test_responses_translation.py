@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import pytest
-
-from reference_backend.responses_routes import (
+from ollama_conformance.reference_backend.api.common import RequestError, decode_struct
+from ollama_conformance.reference_backend.api.responses import (
     REQUEST_FIELDS,
     ResponsesStreamConverter,
     responses_request_to_native,
     to_response,
 )
-from reference_backend.surface_common import RequestError, decode_struct
 
 T0 = "2026-11-21T10:00:00.5Z"
 FINAL = {"done": True, "done_reason": "stop", "prompt_eval_count": 6, "eval_count": 2}

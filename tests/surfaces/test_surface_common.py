@@ -6,8 +6,8 @@ import asyncio
 from collections.abc import AsyncIterator
 from typing import Any
 
-from reference_backend.sse import go_json, sse_event
-from reference_backend.surface_common import NativeStream, merge_native, model_namespace
+from ollama_conformance.reference_backend.api.common import NativeStream, merge_native, model_namespace
+from ollama_conformance.reference_backend.api.sse import go_json, sse_event
 
 CALL_A = {"id": "call_a", "function": {"index": 0, "name": "f", "arguments": {}}}
 CALL_B = {"id": "call_b", "function": {"index": 1, "name": "g", "arguments": {}}}
@@ -84,7 +84,7 @@ FAILURE = {"error": "model runner has unexpectedly stopped"}
 
 
 def test_mid_stream_error_ends_openai_streams_without_done() -> None:
-    from reference_backend.openai_routes import ChatChunker, chat_sse, completion_sse
+    from ollama_conformance.reference_backend.api.openai import ChatChunker, chat_sse, completion_sse
 
     raw = _collect(chat_sse(_items(FIRST, FAILURE, FIRST), ChatChunker("chatcmpl-1", include_usage=True)))
     events = raw.decode().split("\n\n")[:-1]
@@ -98,8 +98,8 @@ def test_mid_stream_error_ends_openai_streams_without_done() -> None:
 
 
 def test_mid_stream_error_ends_messages_and_responses_streams_early() -> None:
-    from reference_backend.anthropic_routes import MessagesStreamConverter, messages_sse
-    from reference_backend.responses_routes import ResponsesStreamConverter, responses_sse
+    from ollama_conformance.reference_backend.api.anthropic import MessagesStreamConverter, messages_sse
+    from ollama_conformance.reference_backend.api.responses import ResponsesStreamConverter, responses_sse
 
     raw = _collect(messages_sse(_items(FIRST, FAILURE, FIRST), MessagesStreamConverter("msg_1", "m", 1)))
     assert raw.count(b"event: ") == 3 and b"message_stop" not in raw and b"message_delta" not in raw

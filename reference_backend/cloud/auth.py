@@ -10,7 +10,7 @@ import os
 from collections.abc import Iterable, MutableMapping
 from pathlib import Path
 
-from reference_backend.cloud_http import (
+from ollama_conformance.reference_backend.cloud.http import (
     ASGIApp,
     Receive,
     Scope,

@@ -11,8 +11,7 @@ import re
 from typing import Any
 
 import jinja2
-
-from reference_backend import bundled
+from ollama_conformance.reference_backend.store import bundled
 
 
 class TemplateError(ValueError):

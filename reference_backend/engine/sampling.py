@@ -12,8 +12,7 @@ import random
 from collections import Counter
 
 import torch
-
-from reference_backend.options import Options
+from ollama_conformance.reference_backend.engine.options import Options
 
 
 class Sampler:

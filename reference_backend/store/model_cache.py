@@ -19,7 +19,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-log = logging.getLogger("reference_backend.model_cache")
+log = logging.getLogger("ollama_conformance.reference_backend.model_cache")
 
 GEMMA_GGUF_NAME = "gemma-3-270m-q4_k_m.gguf"
 CONVERTED_MARKER = "converted.ok"

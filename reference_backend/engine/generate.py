@@ -18,12 +18,11 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 import torch
+from ollama_conformance.reference_backend.engine.model import Gemma3, KVCache, StaticSlots
+from ollama_conformance.reference_backend.engine.options import Options
+from ollama_conformance.reference_backend.engine.sampling import Sampler, log_softmax_top
 
-from reference_backend.gemma3 import Gemma3, KVCache, StaticSlots
-from reference_backend.options import Options
-from reference_backend.sampling import Sampler, log_softmax_top
-
-log = logging.getLogger("reference_backend.engine")
+log = logging.getLogger("ollama_conformance.reference_backend.engine")
 
 
 class QueueFull(Exception):

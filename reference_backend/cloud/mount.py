@@ -12,15 +12,20 @@ import json
 from collections.abc import Callable
 from typing import Any
 
+from ollama_conformance.reference_backend.cloud import routing as rules
+from ollama_conformance.reference_backend.cloud.auth import ApiKeyError, ApiKeys, CloudAuthMiddleware, load_api_keys
+from ollama_conformance.reference_backend.cloud.proxy import CloudRoutingMiddleware, CloudUpstream, ExperimentalWebProxy
+from ollama_conformance.reference_backend.cloud.web_corpus import (
+    Corpus,
+    WebRequestError,
+    default_corpus,
+    web_fetch,
+    web_search,
+)
 from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
-
-from reference_backend import cloud_routing as rules
-from reference_backend.cloud_auth import ApiKeyError, ApiKeys, CloudAuthMiddleware, load_api_keys
-from reference_backend.cloud_proxy import CloudRoutingMiddleware, CloudUpstream, ExperimentalWebProxy
-from reference_backend.web_corpus import Corpus, WebRequestError, default_corpus, web_fetch, web_search
 
 # --- cloud mode: web search and fetch ----------------------------------------------------------------------------
 
@@ -66,7 +71,7 @@ def add_cloud_arguments(parser: Any) -> None:
 
 def apply_cloud_arguments(args: Any, config: Any) -> None:
     """Copy the cloud options into the ServerConfig; keys are loaded now so a missing key fails at startup."""
-    from reference_backend.config import ConfigError
+    from ollama_conformance.reference_backend.config import ConfigError
 
     keys_file = getattr(args, "api_keys_file", None)
     key_env = getattr(args, "api_key_env", None)
@@ -94,7 +99,7 @@ def cloud_middleware(config: Any) -> list[Middleware]:
 
 def upstream_from_config(config: Any) -> CloudUpstream:
     """The daemon's upstream; a bad OLLAMA_CLOUD_BASE_URL is a ConfigError at startup (Ollama only warns)."""
-    from reference_backend.config import VERSION, ConfigError
+    from ollama_conformance.reference_backend.config import VERSION, ConfigError
 
     try:
         return CloudUpstream(

@@ -14,13 +14,7 @@ import time
 from collections.abc import AsyncIterable, AsyncIterator
 from typing import Any
 
-from starlette.requests import Request
-from starlette.responses import Response
-from starlette.routing import Route
-
-from reference_backend.openai_routes import error_response, think_from_effort, to_tool_calls
-from reference_backend.sse import JSON_UTF8, json_response, sse_event, sse_response
-from reference_backend.surface_common import (
+from ollama_conformance.reference_backend.api.common import (
     NativeStream,
     RequestError,
     collect_final,
@@ -28,6 +22,11 @@ from reference_backend.surface_common import (
     parse_json_body,
     unix_seconds,
 )
+from ollama_conformance.reference_backend.api.openai import error_response, think_from_effort, to_tool_calls
+from ollama_conformance.reference_backend.api.sse import JSON_UTF8, json_response, sse_event, sse_response
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
 
 REQUEST_FIELDS = {
     "model": "string",
@@ -75,7 +74,7 @@ def _content_list(raw: Any, where: str) -> list[dict[str, Any]]:
 
 
 def _convert_content(parts: list[dict[str, Any]]) -> tuple[str, list[str]]:
-    from reference_backend.openai_routes import decode_image_url
+    from ollama_conformance.reference_backend.api.openai import decode_image_url
 
     text, images = "", []
     for part in parts:
@@ -621,8 +620,8 @@ async def responses_sse(
 
 
 async def create_response(request: Request) -> Response:
-    from reference_backend import native_core
-    from reference_backend.native_core import ApiError
+    from ollama_conformance.reference_backend.api import core as native_core
+    from ollama_conformance.reference_backend.api.core import ApiError
 
     try:
         req = decode_struct(parse_json_body(await request.body()), "openai.ResponsesRequest", REQUEST_FIELDS)

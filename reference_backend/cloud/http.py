@@ -10,8 +10,8 @@ import json
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
 
-from reference_backend.anthropic_routes import error_body as anthropic_error_body
-from reference_backend.openai_routes import error_body as openai_error_body
+from ollama_conformance.reference_backend.api.anthropic import error_body as anthropic_error_body
+from ollama_conformance.reference_backend.api.openai import error_body as openai_error_body
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]

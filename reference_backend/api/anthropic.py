@@ -9,22 +9,29 @@ from __future__ import annotations
 
 import base64
 import binascii
-import secrets
 from collections.abc import AsyncIterable, AsyncIterator
 from typing import Any
 
-from starlette.requests import Request
-from starlette.responses import Response
-from starlette.routing import Route
-
-from reference_backend.sse import JSON, JSON_UTF8, go_json, json_response, sse_event, sse_response
-from reference_backend.surface_common import (
+from ollama_conformance.reference_backend.api.common import (
     NativeStream,
     RequestError,
     collect_final,
     decode_struct,
     parse_json_body,
 )
+from ollama_conformance.reference_backend.api.errors import anthropic_error_body as error_body
+from ollama_conformance.reference_backend.api.errors import new_id
+from ollama_conformance.reference_backend.api.sse import (
+    JSON,
+    JSON_UTF8,
+    go_json,
+    json_response,
+    sse_event,
+    sse_response,
+)
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
 
 REQUEST_FIELDS = {
     "model": "string",
@@ -58,30 +65,6 @@ BLOCK_FIELDS = {
     "signature": "string",
 }
 TOOL_FIELDS = {"type": "string", "name": "string", "description": "string", "input_schema": "any", "max_uses": "int"}
-ERROR_TYPES = {
-    400: "invalid_request_error",
-    401: "authentication_error",
-    403: "permission_error",
-    404: "not_found_error",
-    429: "rate_limit_error",
-    503: "overloaded_error",
-    529: "overloaded_error",
-}
-
-
-def new_id(prefix: str) -> str:
-    """`<prefix>_` and 24 hex digits, as anthropic.generateID."""
-    return f"{prefix}_{secrets.token_hex(12)}"
-
-
-def error_body(status: int, message: str) -> dict[str, Any]:
-    return {
-        "type": "error",
-        "error": {"type": ERROR_TYPES.get(status, "api_error"), "message": message},
-        "request_id": new_id("req"),
-    }
-
-
 def error_response(status: int, message: str, content_type: str = JSON) -> Response:
     return json_response(error_body(status, message), status_code=status, content_type=content_type)
 
@@ -508,8 +491,8 @@ async def messages_sse(
 
 
 async def _open_chat(request: Request, native_request: dict[str, Any]) -> NativeStream:
-    from reference_backend import native_core
-    from reference_backend.native_core import ApiError
+    from ollama_conformance.reference_backend.api import core as native_core
+    from ollama_conformance.reference_backend.api.core import ApiError
 
     state = request.app.state.server
     try:
@@ -524,7 +507,7 @@ async def _open_chat(request: Request, native_request: dict[str, Any]) -> Native
 
 
 async def create_message(request: Request) -> Response:
-    from reference_backend.native_core import ApiError
+    from ollama_conformance.reference_backend.api.core import ApiError
 
     try:
         req = decode_struct(parse_json_body(await request.body()), "anthropic.MessagesRequest", REQUEST_FIELDS)

@@ -14,17 +14,17 @@ import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
+from ollama_conformance.reference_backend.api import core as native_core
+from ollama_conformance.reference_backend.api.core import ApiError
+from ollama_conformance.reference_backend.api.wire import BodyError, decode_body, go_json, rfc3339_local
+from ollama_conformance.reference_backend.config import VERSION
+from ollama_conformance.reference_backend.engine.options import format_parameters
+from ollama_conformance.reference_backend.store import bundled
+from ollama_conformance.reference_backend.store.local import ModelEntry
+from ollama_conformance.reference_backend.store.names import parse_name
 from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
 from starlette.routing import Route
-
-from reference_backend import bundled, native_core
-from reference_backend.config import VERSION
-from reference_backend.names import parse_name
-from reference_backend.native_core import ApiError
-from reference_backend.options import format_parameters
-from reference_backend.store import ModelEntry
-from reference_backend.wire import BodyError, decode_body, go_json, rfc3339_local
 
 JSON_UTF8 = "application/json; charset=utf-8"
 

@@ -17,12 +17,7 @@ import time
 from collections.abc import AsyncIterable, AsyncIterator
 from typing import Any
 
-from starlette.requests import Request
-from starlette.responses import Response
-from starlette.routing import Route
-
-from reference_backend.sse import DONE_SENTINEL, JSON, JSON_UTF8, go_json, json_response, sse_data, sse_response
-from reference_backend.surface_common import (
+from ollama_conformance.reference_backend.api.common import (
     NativeStream,
     RequestError,
     collect_final,
@@ -32,9 +27,22 @@ from reference_backend.surface_common import (
     parse_json_body,
     unix_seconds,
 )
+from ollama_conformance.reference_backend.api.errors import openai_error_body as error_body
+from ollama_conformance.reference_backend.api.sse import (
+    DONE_SENTINEL,
+    JSON,
+    JSON_UTF8,
+    go_json,
+    json_response,
+    sse_data,
+    sse_response,
+)
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
 
 FINGERPRINT = "fp_ollama"
-log = logging.getLogger("reference_backend.surfaces")
+log = logging.getLogger("ollama_conformance.reference_backend.surfaces")
 
 CHAT_FIELDS = {
     "model": "string",
@@ -90,12 +98,6 @@ REASONING_VALUES = (
 
 
 # --- errors ------------------------------------------------------------------------------------------------------
-
-
-def error_body(status: int, message: str) -> dict[str, Any]:
-    """openai.NewError: the type follows the status; param and code are always null."""
-    kind = {400: "invalid_request_error", 404: "not_found_error"}.get(status, "api_error")
-    return {"error": {"message": message, "type": kind, "param": None, "code": None}}
 
 
 def error_response(status: int, message: str, content_type: str = JSON) -> Response:
@@ -629,14 +631,14 @@ async def completion_sse(
 
 
 async def _open(kind: str, request: Request, native_request: dict[str, Any]) -> NativeStream:
-    from reference_backend import native_core
+    from ollama_conformance.reference_backend.api import core as native_core
 
     call = native_core.chat if kind == "chat" else native_core.generate
     return await NativeStream(call(request.app.state.server, native_request)).start()
 
 
 async def chat_completions(request: Request) -> Response:
-    from reference_backend.native_core import ApiError
+    from ollama_conformance.reference_backend.api.core import ApiError
 
     try:
         req = decode_struct(parse_json_body(await request.body()), "openai.ChatCompletionRequest", CHAT_FIELDS)
@@ -660,7 +662,7 @@ async def chat_completions(request: Request) -> Response:
 
 
 async def completions(request: Request) -> Response:
-    from reference_backend.native_core import ApiError
+    from ollama_conformance.reference_backend.api.core import ApiError
 
     try:
         req = decode_struct(parse_json_body(await request.body()), "openai.CompletionRequest", COMPLETION_FIELDS)
@@ -682,8 +684,8 @@ async def completions(request: Request) -> Response:
 
 
 async def embeddings(request: Request) -> Response:
-    from reference_backend import native_core
-    from reference_backend.native_core import ApiError
+    from ollama_conformance.reference_backend.api import core as native_core
+    from ollama_conformance.reference_backend.api.core import ApiError
 
     try:
         req = decode_struct(parse_json_body(await request.body()), "openai.EmbedRequest", EMBED_FIELDS)
@@ -703,7 +705,7 @@ async def embeddings(request: Request) -> Response:
 async def _native_handler(name: str, request: Request, body: dict[str, Any] | None = None) -> tuple[int, Any]:
     """Run a native HTTP handler (as Ollama runs ListHandler/ShowHandler under its /v1 middleware), optionally
     with a replaced JSON body, and return its status and parsed body."""
-    from reference_backend import native_routes
+    from ollama_conformance.reference_backend.api import native as native_routes
 
     if body is not None:
         payload = json.dumps(body).encode()

@@ -12,10 +12,11 @@ import re
 from collections import Counter
 from dataclasses import dataclass, field
 from functools import lru_cache
+from importlib import resources
 from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
-CORPUS_DIR = Path(__file__).resolve().parent.parent / "fixtures" / "web_corpus"
+CORPUS_DIR = Path(str(resources.files("ollama_conformance.fixtures").joinpath("web_corpus")))
 DEFAULT_MAX_RESULTS = 5
 MAX_RESULTS_LIMIT = 10
 SNIPPET_CHARS = 600

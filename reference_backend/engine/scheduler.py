@@ -18,15 +18,14 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import torch
+from ollama_conformance.reference_backend.config import ServerConfig
+from ollama_conformance.reference_backend.engine.embedder import Embedder
+from ollama_conformance.reference_backend.engine.generate import TextRunner
+from ollama_conformance.reference_backend.engine.model import Gemma3
+from ollama_conformance.reference_backend.store import bundled, model_cache
+from ollama_conformance.reference_backend.store.local import ModelEntry, Store
 
-from reference_backend import bundled, model_cache
-from reference_backend.config import ServerConfig
-from reference_backend.embedder import Embedder
-from reference_backend.engine import TextRunner
-from reference_backend.gemma3 import Gemma3
-from reference_backend.store import ModelEntry, Store
-
-log = logging.getLogger("reference_backend.scheduler")
+log = logging.getLogger("ollama_conformance.reference_backend.scheduler")
 
 
 @dataclass

@@ -22,10 +22,10 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from reference_backend.model_cache import file_lock
-from reference_backend.names import ModelName, parse_name
+from ollama_conformance.reference_backend.store.model_cache import file_lock
+from ollama_conformance.reference_backend.store.names import ModelName, parse_name
 
-log = logging.getLogger("reference_backend.store")
+log = logging.getLogger("ollama_conformance.reference_backend.store")
 
 MEDIA_MANIFEST = "application/vnd.docker.distribution.manifest.v2+json"
 MEDIA_CONFIG = "application/vnd.docker.container.image.v1+json"

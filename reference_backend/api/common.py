@@ -18,12 +18,11 @@ from collections.abc import AsyncIterator, Callable, Mapping
 from datetime import UTC, datetime
 from typing import Any
 
+from ollama_conformance.reference_backend.api.wire import go_syntax_error
 from starlette.requests import Request
 from starlette.responses import Response
 
-from reference_backend.wire import go_syntax_error
-
-log = logging.getLogger("reference_backend.surfaces")
+log = logging.getLogger("ollama_conformance.reference_backend.surfaces")
 
 
 class RequestError(Exception):
@@ -129,7 +128,7 @@ class NativeStream:
         self._first: dict[str, Any] | None = None
 
     async def start(self) -> NativeStream:
-        from reference_backend.native_core import ApiError
+        from ollama_conformance.reference_backend.api.core import ApiError
 
         try:
             self._first = await anext(self._items)
@@ -187,7 +186,7 @@ async def collect_unless_disconnected(request: Request, stream: NativeStream) ->
 def merge_native(items: list[dict[str, Any]], kind: str, with_tools: bool) -> dict[str, Any]:
     """The non-stream native object, merged by the native layer itself (as Ollama's middlewares convert what
     the native handler answers with stream=false)."""
-    from reference_backend.native_routes import merge_stream
+    from ollama_conformance.reference_backend.api.native import merge_stream
 
     return merge_stream(items, kind, with_tools)
 

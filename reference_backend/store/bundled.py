@@ -19,9 +19,8 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
-from reference_backend import model_cache
-from reference_backend.names import parse_name
-from reference_backend.store import (
+from ollama_conformance.reference_backend.store import model_cache
+from ollama_conformance.reference_backend.store.local import (
     MEDIA_LICENSE,
     MEDIA_MODEL,
     MEDIA_PARAMS,
@@ -29,8 +28,9 @@ from reference_backend.store import (
     ModelEntry,
     Store,
 )
+from ollama_conformance.reference_backend.store.names import parse_name
 
-log = logging.getLogger("reference_backend.bundled")
+log = logging.getLogger("ollama_conformance.reference_backend.bundled")
 
 GEMMA_NAME = "gemma3:270m"
 MINILM_NAME = "all-minilm:22m"
@@ -40,7 +40,7 @@ GEMMA_STOP_TOKEN_IDS = frozenset({1, 106})  # <eos>, <end_of_turn>
 
 
 def template_text(name: str) -> str:
-    return resources.files("reference_backend").joinpath("templates", name).read_text(encoding="utf-8")
+    return resources.files("ollama_conformance.reference_backend.store").joinpath("templates", name).read_text(encoding="utf-8")
 
 
 def minilm_dir() -> Path:

@@ -19,25 +19,22 @@ import time
 from collections.abc import AsyncIterator
 from typing import Any
 
-from reference_backend import bundled
-from reference_backend.durations import DurationError, parse_keep_alive
-from reference_backend.engine import DoneEvent, ErrorEvent, GenerationRequest, QueueFull, TokenEvent
-from reference_backend.names import parse_name
-from reference_backend.options import OptionError, Options
-from reference_backend.prompts import TemplateError, render_chat, render_go_template
-from reference_backend.scheduler import LoadedModel
-from reference_backend.store import ModelEntry
-from reference_backend.wire import canonical_keys, json_kind, rfc3339_nano
-
-
-class ApiError(Exception):
-    """An error answered with `status` and the native body {"error": message}."""
-
-    def __init__(self, status: int, message: str) -> None:
-        super().__init__(message)
-        self.status = status
-        self.message = message
-
+from ollama_conformance.reference_backend.api.errors import ApiError
+from ollama_conformance.reference_backend.api.prompts import TemplateError, render_chat, render_go_template
+from ollama_conformance.reference_backend.api.wire import canonical_keys, json_kind, rfc3339_nano
+from ollama_conformance.reference_backend.durations import DurationError, parse_keep_alive
+from ollama_conformance.reference_backend.engine.generate import (
+    DoneEvent,
+    ErrorEvent,
+    GenerationRequest,
+    QueueFull,
+    TokenEvent,
+)
+from ollama_conformance.reference_backend.engine.options import OptionError, Options
+from ollama_conformance.reference_backend.engine.scheduler import LoadedModel
+from ollama_conformance.reference_backend.store import bundled
+from ollama_conformance.reference_backend.store.local import ModelEntry
+from ollama_conformance.reference_backend.store.names import parse_name
 
 GENERATE_FIELDS = (
     "model", "prompt", "suffix", "system", "template", "context", "stream", "raw", "format", "keep_alive",
@@ -397,7 +394,7 @@ async def chat(state: Any, body: dict[str, Any]) -> AsyncIterator[dict[str, Any]
         if len(tokens) >= num_ctx and body.get("truncate", True):
             tokens = _truncate_history(messages, tools, tokenizer, num_ctx)
         request = _generation_request(state, loaded, tokens, options, body, top_logprobs, fmt, tools)
-        from reference_backend.toolcalls import ToolCallParser
+        from ollama_conformance.reference_backend.engine.toolcalls import ToolCallParser
 
         parser = ToolCallParser(tools) if tools else None
         async for item in _run(state, loaded, request):
@@ -491,7 +488,7 @@ def _generation_request(
         )
     factory = None
     if fmt is not None or tools:
-        from reference_backend import grammar
+        from ollama_conformance.reference_backend.engine import grammar
 
         try:
             factory = grammar.constraint_factory(loaded, fmt, tools)
@@ -596,7 +593,7 @@ async def embeddings(state: Any, body: dict[str, Any]) -> dict[str, Any]:
 async def _embed_texts(
     loaded: LoadedModel, texts: list[str], options: Options, *, truncate: bool, normalize: bool
 ) -> tuple[list[list[float]], list[int]]:
-    from reference_backend.embedder import InputTooLong
+    from ollama_conformance.reference_backend.engine.embedder import InputTooLong
 
     if loaded.embedder is None:
         raise ApiError(500, "this model does not support embeddings in the reference backend")

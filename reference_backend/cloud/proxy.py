@@ -14,9 +14,8 @@ import ssl
 
 import anyio
 import httpx
-
-from reference_backend import cloud_routing as rules
-from reference_backend.cloud_http import (
+from ollama_conformance.reference_backend.cloud import routing as rules
+from ollama_conformance.reference_backend.cloud.http import (
     NATIVE_JSON,
     ASGIApp,
     Receive,
