@@ -1,8 +1,17 @@
-"""What the suite's tests call: send a request, read the whole answer with a deadline, check it against spec/.
+"""What the suite's tests call: send a request, read the answer as it arrives, check it against spec/.
 
-`Api.call` returns a `Captured` exchange. `Api.contract` asserts the three things the spec says about every
-response: a declared status, a declared media type, and a body (or every stream item) valid against the schema.
-The `*_error` helpers check an error in the shape of the surface it came from.
+Two grades per check (the schema side of it: spec/grades.py):
+- *compatible*: what the official clients (ollama-python, openai, anthropic SDKs) and the public API docs rely
+  on. A plain `assert` (or `fail(...)`) is a compatible-grade failure: the test fails.
+- *exact*: sameness with Ollama 0.33 (id formats, null vs absent, chunk boundaries). `exact(condition, what)`
+  records a difference and the test goes on; the plugin turns the record into the test's `exact_status`.
+`raise Inconclusive(why)` when the model did not do what the probe needs (after the probe's retries): the test is
+neither passed nor failed, and it counts as not passed.
+
+`Api.call` returns a `Captured` exchange (with the arrival time of every read). `Api.contract` checks a declared
+status, a declared media type, and a body (or every stream item) valid against the spec's compatible schema
+(asserted) and exact schema (recorded), and replays the answer through the official client of its route
+(conformance/clients.py). The `*_error` helpers check an error in the shape of the surface it came from.
 """
 
 from __future__ import annotations
@@ -12,7 +21,9 @@ from collections.abc import Callable
 from typing import Any
 
 import httpx
-import pytest
+
+from ollama_conformance import spec
+from ollama_conformance.conformance import clients, session
 from ollama_conformance.conformance.streams import (
     NDJSON,
     SSE,
@@ -25,7 +36,34 @@ from ollama_conformance.conformance.streams import (
 )
 from ollama_conformance.conformance.target import Target
 
-from ollama_conformance import spec
+# A stream whose items stop arriving for this long (after the headers) fails as a stall; the per-test timeout
+# would only turn it into an error much later.
+IDLE_FRACTION = 0.5
+MIN_IDLE_S = 10.0
+
+
+class Inconclusive(Exception):
+    """The model did not do what the probe needs (no tool call after a strong prompt tried three times, too
+    little output to place a stop string): no verdict, and not a pass."""
+
+
+def exact(condition: bool, difference: str) -> bool:
+    """An Ollama-exact check: when `condition` is false, record `difference` ("expected X, got Y") and go on."""
+    if not condition:
+        session.record_exact_difference(difference)
+    return condition
+
+
+def fail(message: str) -> None:
+    """A compatible-grade failure (what an official client would break on or misread)."""
+    raise AssertionError(message)
+
+
+def record_chunk_times(got: Captured) -> list[float]:
+    """Note the arrival time (ms after the request) of each item of a stream, for the results file."""
+    times = [round(t * 1000, 1) for t in got.item_arrivals()]
+    session.record_chunk_times(times)
+    return times
 
 
 class Api:
@@ -42,7 +80,10 @@ class Api:
             kwargs["content"] = raw
         elif body is not None:
             kwargs["json"] = body
-        return capture(self.client, method, path, deadline_s=self.target.timeout_s * 0.9, **kwargs)
+        idle_s = max(MIN_IDLE_S, self.target.timeout_s * IDLE_FRACTION)
+        got = capture(self.client, method, path, deadline_s=self.target.timeout_s * 0.9, idle_s=idle_s, **kwargs)
+        session.record_body(got.text)
+        return got
 
     def post(self, path: str, body: Any = None, **kwargs: Any) -> Captured:
         return self.call("POST", path, body, **kwargs)
@@ -69,11 +110,27 @@ class Api:
         )
         schema = spec.response_schema(method, path, got.status, got.media_type)
         items = self.items(got)
+        stream = got.media_type in (NDJSON, SSE)
+        like_ollama = True
         if schema is not None:
             for index, item in enumerate(items):
-                problems = spec.validate(item, schema)
-                label = f"item {index}" if got.media_type in (NDJSON, SSE) else "body"
+                label = f"item {index}" if stream else "body"
+                problems = spec.validate(item, schema, grade="compatible")
                 assert not problems, f"{where}: {label} does not match the spec: " + "; ".join(problems[:5])
+                exact_problems = spec.validate(item, schema, grade="exact")
+                like_ollama = like_ollama and not exact_problems
+                exact(not exact_problems, f"{where}: {label} differs from Ollama: " + "; ".join(exact_problems[:3]))
+        problems = clients.sdk_problems(method, _template(method, path), got, stream=stream)
+        decoding = [p for p in problems if clients.TYPE_REFUSAL not in p]
+        assert not decoding, f"{where}: the official client fails on the answer: " + "; ".join(decoding[:3])
+        # The SDKs build their objects without validating them, so a type refusal breaks no client at run time.
+        # It fails the compatible grade unless Ollama itself answers so (the item matches the exact spec: e.g.
+        # finish_reason "load" for an empty prompt, Anthropic `content: null` when empty): a documented deviation
+        # of Ollama from the SDK types, not of the server from Ollama.
+        typing = [p for p in problems if clients.TYPE_REFUSAL in p]
+        assert not typing or like_ollama, f"{where}: the official client's types refuse the answer: " + "; ".join(typing[:3])
+        if stream:
+            record_chunk_times(got)
         return items
 
     def items(self, got: Captured) -> list[Any]:
@@ -101,6 +158,7 @@ class Api:
         assert not stream.problems, "NDJSON framing: " + "; ".join(stream.problems[:5])
         problems = check_ndjson_grammar(stream.objects, allow_error_end=allow_error_end)
         assert not problems, "NDJSON stream grammar: " + "; ".join(problems[:5])
+        record_chunk_times(got)
         return stream.objects
 
     def sse(self, got: Captured) -> list[SseEvent]:
@@ -108,6 +166,7 @@ class Api:
         assert got.media_type == SSE, f"Content-Type {got.headers.get('content-type')!r}, expected {SSE}"
         stream = parse_sse(got.text)
         assert not stream.problems, "SSE framing: " + "; ".join(stream.problems[:5])
+        record_chunk_times(got)
         return stream.events
 
     def single(self, got: Captured) -> dict[str, Any]:
@@ -147,6 +206,12 @@ class Api:
         return error["message"]
 
 
+def _template(method: str, path: str) -> str:
+    """The spec's path template of a concrete path (/v1/models/x -> /v1/models/{model})."""
+    found = spec.find_path(path)
+    return found[1] if found else path
+
+
 def _error_object(got: Captured, status: int | tuple[int, ...]) -> dict[str, Any]:
     """An error answer of every surface: the expected status, application/json, a JSON object."""
     statuses = (status,) if isinstance(status, int) else status
@@ -183,15 +248,70 @@ def generated_text(objects: list[dict[str, Any]], key: str = "response") -> str:
     return "".join(output_of(o, key) for o in objects)
 
 
-def check_num_predict_bound(objects: list[dict[str, Any]], limit: int, *, stream: bool, key: str) -> None:
-    """num_predict bounds eval_count (and, streamed, the chunks with output); done_reason says which end it was."""
+# --- output budgets (num_predict, max_tokens): judged from the output, not from the server's counts ------------
+
+BUDGET = 6
+WIDER_BUDGET = 14
+
+
+def judge_budget(limit: int, wider: int, cut_text: str, full_text: str, *, reason: Any, count: Any,
+                 length_reason: str, stop_reasons: tuple[str, ...], count_name: str, reason_name: str) -> None:
+    """One greedy request run with budget `limit` and again with `wider`: the short output must be a prefix of the
+    long one; it was cut exactly when the long one goes on, and then the reason says length and the count equals
+    the budget. The server's own count never decides what is expected."""
+    assert full_text.startswith(cut_text), (
+        f"the greedy output with a budget of {limit} ({cut_text!r}) is not a prefix of the same request's output "
+        f"with {wider} ({full_text!r}): the budget is not applied to the generation itself"
+    )
+    assert isinstance(count, int) and not isinstance(count, bool), f"{count_name} is {count!r}, expected an integer"
+    assert count <= limit, f"{count_name} {count} > the budget {limit}"
+    if cut_text:
+        assert count >= 1, f"{count_name} {count} for the non-empty output {cut_text!r}"
+    if len(full_text) > len(cut_text):  # the wider budget went on: this output was cut by the budget
+        assert reason == length_reason, (
+            f"the output {cut_text!r} was cut by the budget {limit} (with {wider} it goes on: {full_text!r}), but "
+            f"{reason_name} is {reason!r}, expected {length_reason!r}"
+        )
+        assert count == limit, f"the output was cut by the budget {limit}, but {count_name} is {count}"
+    else:  # the model ended by itself within the budget (at exactly `limit` tokens either reason is right)
+        allowed = (*stop_reasons, length_reason) if count == limit else stop_reasons
+        assert reason in allowed, (
+            f"the output {cut_text!r} ended before the budget {limit} (the same with {wider}), but {reason_name} "
+            f"is {reason!r}, expected one of {allowed}"
+        )
+
+
+def check_native_budget(api: Api, send: Callable[[dict[str, Any], bool], Captured], key: str, *, stream: bool) -> None:
+    """num_predict on /api/generate or /api/chat (`send(options, stream)` makes the request)."""
+    options = {"temperature": 0, "seed": 1}
+    got = send({**options, "num_predict": BUDGET}, stream)
+    objects = api.ndjson(got) if stream else [api.single(got)]
+    wide = api.single(send({**options, "num_predict": WIDER_BUDGET}, False))
     last = final(objects)
-    assert last.get("eval_count", 0) <= limit, f"eval_count {last.get('eval_count')} > num_predict {limit}"
+    judge_budget(BUDGET, WIDER_BUDGET, generated_text(objects, key), output_of(wide, key), reason=last.get("done_reason"),
+                 count=last.get("eval_count"), length_reason="length", stop_reasons=("stop",),
+                 count_name="eval_count", reason_name="done_reason")
     if stream:
         with_text = [o for o in objects if output_of(o, key)]
-        assert len(with_text) <= limit, f"{len(with_text)} chunks with output for num_predict {limit}"
-    expected = "length" if last.get("eval_count") == limit else "stop"
-    assert last.get("done_reason") == expected, f"eval_count {last.get('eval_count')}, done_reason {last.get('done_reason')!r}"
+        assert len(with_text) <= BUDGET, f"{len(with_text)} chunks with output for num_predict {BUDGET}"
+        assert last["eval_count"] >= len(with_text), (
+            f"eval_count {last['eval_count']} < the {len(with_text)} chunks that carried output (each is ≥ 1 token)"
+        )
+    wide_count = wide.get("eval_count")
+    assert isinstance(wide_count, int) and wide_count >= last["eval_count"], (
+        f"eval_count {wide_count} with num_predict {WIDER_BUDGET} < {last['eval_count']} with {BUDGET} for the same greedy output"
+    )
+
+
+# --- stop sequences -----------------------------------------------------------------------------------------
+
+
+def stop_candidate(pieces: list[str], full: str) -> str | None:
+    """A stop string from the model's own greedy output, beyond its start: a streamed piece, else a word."""
+    for piece in [p.strip() for p in pieces[1:]] + full.split()[1:]:
+        if piece and full.find(piece) > 0:
+            return piece
+    return None
 
 
 def check_stop_sequence(api: Api, send: Callable[[dict[str, Any]], Captured], greedy: dict[str, Any], key: str) -> None:
@@ -199,12 +319,78 @@ def check_stop_sequence(api: Api, send: Callable[[dict[str, Any]], Captured], gr
     before it, with done_reason "stop". `send(options)` makes the native streamed request."""
     pieces = [piece for piece in (output_of(o, key) for o in api.ndjson(send(greedy))) if piece]
     full = "".join(pieces)
-    stop = next((p.strip() for p in pieces[1:] if p.strip() and full.find(p.strip()) > 0), None)
+    stop = stop_candidate(pieces, full)
     if stop is None:
-        pytest.skip(f"the greedy output {full!r} offers no stop string to test with")
+        raise Inconclusive(f"the greedy output {full!r} offers no stop string to test with")
     expected = full[: full.find(stop)]
     stopped = api.ndjson(send({**greedy, "stop": [stop]}))
     text = generated_text(stopped, key)
     assert stop not in text, f"the output {text!r} contains the stop sequence {stop!r}"
     assert final(stopped).get("done_reason") == "stop", f"done_reason {final(stopped).get('done_reason')!r}, expected 'stop'"
     assert text == expected, f"with stop {stop!r} the output is {text!r}, expected {expected!r} (same greedy text up to it)"
+
+
+# --- delivery over time -------------------------------------------------------------------------------------
+
+MIN_OUTPUTS_FOR_DELIVERY = 8
+# Outputs that all arrive within this window came in one burst: generated first, then sent. A streaming server
+# spaces them by its per-token time (tens of ms on a CPU, a few ms on a fast GPU).
+BURST_WINDOW_S = 0.005
+
+
+def check_incremental_delivery(got: Captured, is_output: Callable[[str], bool]) -> None:
+    """A stream's outputs arrive as they are generated, not in one burst at the end (SHOULD).
+
+    `is_output(item)` says whether a stream item (an NDJSON line or an SSE data payload) carries output."""
+    timed = got.timed_items()
+    record_chunk_times(got)
+    times = [at for at, item in timed if is_output(item)]
+    if len(times) < MIN_OUTPUTS_FOR_DELIVERY:
+        raise Inconclusive(f"only {len(times)} stream items carried output; {MIN_OUTPUTS_FOR_DELIVERY} are needed "
+                           "to judge delivery over time")
+    span = times[-1] - times[0]
+    assert span >= BURST_WINDOW_S, (
+        f"buffered, not streamed: all {len(times)} outputs arrived within {span * 1000:.1f} ms, "
+        f"{times[0]:.2f} s after the request (in {len(got.reads)} network reads)"
+    )
+
+
+def json_output(field_path: tuple[str, ...]) -> Callable[[str], bool]:
+    """An `is_output` for JSON items: the string at `field_path` (list index as int) is non-empty."""
+
+    def check(item: str) -> bool:
+        try:
+            value: Any = json.loads(item)
+        except ValueError:
+            return False
+        for part in field_path:
+            if isinstance(part, int):
+                value = value[part] if isinstance(value, list) and len(value) > part else None
+            else:
+                value = value.get(part) if isinstance(value, dict) else None
+        return isinstance(value, str) and value != ""
+
+    return check
+
+
+# --- tool calls ---------------------------------------------------------------------------------------------
+
+
+def check_tool_arguments(arguments: Any, tool: dict[str, Any]) -> None:
+    """Tool-call arguments are an instance of the tool's JSON Schema (`function.parameters`)."""
+    import jsonschema
+
+    schema = (tool.get("function") or {}).get("parameters") or {}
+    try:
+        jsonschema.validate(arguments, schema)
+    except jsonschema.ValidationError as exc:
+        raise AssertionError(f"tool-call arguments {json.dumps(arguments)[:200]} do not match the tool's schema: "
+                             f"{exc.message}") from exc
+
+
+def call_left_in_text(content: Any, name: str) -> bool:
+    """True when the answer's text holds a call of tool `name` that the server did not turn into tool_calls."""
+    if not isinstance(content, str):
+        return False
+    compact = "".join(content.split())
+    return f'"name":"{name}"' in compact

@@ -44,6 +44,6 @@ def session_budget(config: pytest.Config) -> RequestBudget:
     """The one budget of this pytest process, built from `--max-requests` on first use."""
     budget = getattr(config, "_conformance_request_budget", None)
     if budget is None:
-        budget = RequestBudget(getattr(config.option, "max_requests", None))
+        budget = RequestBudget(getattr(config.option, "ollama_max_requests", None))
         config._conformance_request_budget = budget  # type: ignore[attr-defined]
     return budget

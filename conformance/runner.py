@@ -3,8 +3,9 @@
 The suite runs in a child `python -m pytest` so that a caller (the `check` and `run` subcommands, or a test)
 keeps a clean process: no pytest state, no plugin registered twice. Progress goes to the caller's terminal.
 
-Exit status: 0 every selected test passed or does not apply; 1 some test failed or errored; 2 bad options;
-3 the target could not be used at all (every test is an error, the results file says why).
+Exit status (`conformance.results.gate_exit_code`): 0 no test at or above the gate (`--gate`, default MUST)
+failed, errored or was inconclusive; 1 otherwise; 2 bad options; 3 nothing at the URL answers HTTP (the results
+file says why); 4 the harness itself broke (the traceback is saved to a file, one line is printed).
 """
 
 from __future__ import annotations
@@ -14,14 +15,28 @@ import os
 import subprocess
 import sys
 import tempfile
+import time
+import traceback
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from ollama_conformance.conformance.results import (
+    DEFAULT_GATE,
+    EXIT_FAIL,
+    EXIT_HARNESS,
+    EXIT_PASS,
+    EXIT_TARGET,
+    EXIT_USAGE,
+    GATES,
+    LEVELS,
+    gate_exit_code,
+    gate_failures,
+)
 from ollama_conformance.errors import UsageError
 
 SURFACES = ("native", "openai", "anthropic", "cloud")
-LEVELS = ("MUST", "SHOULD", "MAY")
-EXIT_PASS, EXIT_FAIL, EXIT_USAGE, EXIT_TARGET = 0, 1, 2, 3
+__all__ = ["EXIT_FAIL", "EXIT_HARNESS", "EXIT_PASS", "EXIT_TARGET", "EXIT_USAGE", "CheckOptions", "pytest_command",
+           "run_check", "save_traceback"]
 
 
 @dataclass
@@ -42,6 +57,8 @@ class CheckOptions:
     max_requests: int | None = None  # request budget of the tests (conformance/cloud_profile.py)
     workers: int = 0  # pytest-xdist processes; 0 = none
     quiet: bool = False
+    gate: str = DEFAULT_GATE
+    traceback_file: Path | None = None  # where a harness error's traceback goes (default: a temporary file)
     pytest_args: list[str] = field(default_factory=list)  # e.g. ["-k", "stream"], ["-x"]
 
     def validate(self) -> None:
@@ -50,6 +67,8 @@ class CheckOptions:
             raise UsageError(f"unknown surface {unknown[0]!r}; choose from {', '.join(SURFACES)}")
         if self.level is not None and self.level not in LEVELS:
             raise UsageError(f"unknown level {self.level!r}; choose MUST, SHOULD or MAY")
+        if self.gate not in GATES:
+            raise UsageError(f"unknown gate {self.gate!r}; choose {', '.join(GATES)}")
         if self.profile is not None and self.profile not in ("local", "cloud", "reference"):
             raise UsageError(f"unknown profile {self.profile!r}; choose local, cloud or reference")
         if self.timeout_s <= 0:
@@ -60,43 +79,60 @@ class CheckOptions:
             raise UsageError("--max-requests must be at least 1")
         if self.workers < 0:
             raise UsageError("the number of workers must be ≥ 0")
+        for flag, path in (("--json", self.json), ("--junit", self.junit)):
+            parent = Path(path).parent if path is not None else None
+            if parent is not None and parent.exists() and not parent.is_dir():
+                raise UsageError(f"{flag} {path}: {parent} is not a folder")
         if self.target is not None:
             from ollama_conformance.conformance.target import normalise_url
 
             self.target = normalise_url(self.target)
 
 
+def default_traceback_file(command: str) -> Path:
+    return Path(tempfile.gettempdir()) / f"ollama-conformance-{command}-traceback-{time.strftime('%Y%m%d-%H%M%S')}.txt"
+
+
+def save_traceback(command: str, exc: BaseException, path: Path | None = None) -> Path:
+    """Write a harness error's traceback to a file; the caller prints one line naming it (exit status 4)."""
+    path = path or default_traceback_file(command)
+    path.write_text("".join(traceback.format_exception(exc)), encoding="utf-8")
+    return path
+
+
 def pytest_command(options: CheckOptions, json_path: Path) -> list[str]:
-    """The child pytest command line for these options."""
+    # Failures are reported by the plugin, one line each with a curl line: pytest's tracebacks would repeat them.
     cmd = [sys.executable, "-m", "pytest", "--pyargs", "ollama_conformance.conformance.suite", "-p", "no:cacheprovider",
-           "-o", "addopts=", "-o", "testpaths=", "-rN", "--conformance-json", str(json_path),
-           "--conformance-timeout", str(options.timeout_s)]
+           "-o", "addopts=", "-o", "testpaths=", "-rN", "--tb=no", "--ollama-json", str(json_path),
+           "--ollama-timeout", str(options.timeout_s), "--ollama-gate", options.gate]
     if options.discovery_timeout_s is not None:
-        cmd += ["--discovery-timeout", str(options.discovery_timeout_s)]
+        cmd += ["--ollama-discovery-timeout", str(options.discovery_timeout_s)]
     if options.target:
-        cmd += ["--target", options.target]
+        cmd += ["--ollama-target", options.target]
     if options.profile:
-        cmd += ["--profile", options.profile]
+        cmd += ["--ollama-profile", options.profile]
     if options.api_key_env:
-        cmd += ["--api-key-env", options.api_key_env]
+        cmd += ["--ollama-api-key-env", options.api_key_env]
     if options.model:
-        cmd += ["--model", options.model]
+        cmd += ["--ollama-model", options.model]
     if options.embed_model:
-        cmd += ["--embed-model", options.embed_model]
+        cmd += ["--ollama-embed-model", options.embed_model]
     if options.surfaces:
-        cmd += ["--surface", ",".join(options.surfaces)]
+        cmd += ["--ollama-surface", ",".join(options.surfaces)]
     if options.level:
-        cmd += ["--level", options.level]
+        cmd += ["--ollama-level", options.level]
     for glob in options.features:
-        cmd += ["--feature", glob]
+        cmd += ["--ollama-feature", glob]
     if options.allow_mutations:
-        cmd.append("--allow-mutations")
+        cmd.append("--ollama-allow-mutations")
     if options.junit:
         cmd += ["--junitxml", str(options.junit)]
     if options.workers:
         cmd += ["-n", str(options.workers)]
     if options.max_requests is not None:
-        cmd += ["--max-requests", str(options.max_requests)]
+        cmd += ["--ollama-max-requests", str(options.max_requests)]
+    if options.traceback_file is not None:
+        cmd += ["--ollama-traceback-file", str(options.traceback_file)]
     cmd.append("-q" if options.quiet else "-v")
     return cmd + list(options.pytest_args)
 
@@ -104,18 +140,27 @@ def pytest_command(options: CheckOptions, json_path: Path) -> list[str]:
 def run_check(options: CheckOptions) -> int:
     """Run the suite against `options.target` (or a fresh reference backend); write the JSON/JUnit asked for."""
     options.validate()
+    if options.traceback_file is None:
+        options.traceback_file = default_traceback_file("check")
     with tempfile.TemporaryDirectory(prefix="ollama-conformance-") as scratch:
         json_path = options.json or Path(scratch) / "check.json"
         # Run from a neutral folder so no project conftest or pytest.ini of the caller's tree interferes.
         status = subprocess.call(pytest_command(options, Path(json_path).resolve()), cwd=scratch, env=os.environ.copy())
-        if status in (2, 3, 4) or not Path(json_path).exists():
-            # pytest itself refused (usage error, interrupted, internal error): its message is already printed.
-            return EXIT_USAGE if status == 4 else (status if status in (EXIT_FAIL, EXIT_USAGE) else EXIT_FAIL)
+        if status == 3 or (status not in (2, 4, 5) and not Path(json_path).exists()):
+            # pytest's internal error: the plugin wrote the traceback to the file and printed one line.
+            if not options.traceback_file.exists():  # pytest's own output above says what happened
+                print(f"ollama-conformance check: internal error: pytest exit status {status} and no results", file=sys.stderr)
+            return EXIT_HARNESS
+        if status in (2, 4) or not Path(json_path).exists():
+            # pytest refused (usage error, interrupted): its one-line message is already printed.
+            return EXIT_USAGE if status == 4 else EXIT_FAIL
         results = json.loads(Path(json_path).read_text(encoding="utf-8"))
-    if results["target"].get("error"):
-        return EXIT_TARGET
-    if status == 5:  # no test selected
+    if status == 5 and not results.get("target", {}).get("error"):  # no test selected
         print("ollama-conformance check: no test matches the selection", file=sys.stderr)
         return EXIT_USAGE
-    total = results["summary"]["total"]
-    return EXIT_FAIL if total["fail"] or total["error"] else EXIT_PASS
+    code = gate_exit_code(results, options.gate)
+    if code == EXIT_FAIL:
+        failing = gate_failures(results, options.gate)
+        print(f"ollama-conformance check: {len(failing)} test(s) at or above the {options.gate} gate did not pass "
+              "(exit 1; --gate none, SHOULD or MAY changes what counts)", file=sys.stderr)
+    return code

@@ -8,6 +8,7 @@ the project's own tests run them over recordings of real Ollama traffic.
 from __future__ import annotations
 
 import json
+import re
 import time
 from dataclasses import dataclass, field
 from typing import Any
@@ -19,17 +20,29 @@ SSE = "text/event-stream"
 
 
 class StreamStalled(Exception):
-    """The target stopped sending before the stream ended (a stall, not a slow model)."""
+    """The target never finished answering within the test's deadline (reported as an error: nothing to judge)."""
+
+
+class StreamIdle(AssertionError):
+    """A body that had started stopped arriving: no byte for the idle timeout. A failure, not an error: the
+    server answered and then went silent, which a client sees as a hung stream."""
 
 
 @dataclass
 class Captured:
-    """One HTTP exchange as received: status, headers and body (raw text), plus when it ended."""
+    """One HTTP exchange as received: status, headers and body, plus when each piece of the body arrived.
+
+    `reads` holds one (seconds since the request was sent, body bytes received so far) pair per network read, so
+    the arrival time of every stream item (`item_arrivals`) can be judged: a server that generates the whole
+    answer and then sends it at once shows every item arriving in the same instant.
+    """
 
     status: int
     headers: httpx.Headers
     text: str
     elapsed_s: float
+    reads: list[tuple[float, int]] = field(default_factory=list)
+    raw: bytes = b""
 
     @property
     def media_type(self) -> str:
@@ -38,17 +51,78 @@ class Captured:
     def json(self) -> Any:
         return json.loads(self.text)
 
+    def arrival_s(self, byte_end: int) -> float:
+        """When the body byte at offset `byte_end - 1` had arrived (seconds since the request was sent)."""
+        for at, received in self.reads:
+            if received >= byte_end:
+                return at
+        return self.elapsed_s
 
-def capture(client: httpx.Client, method: str, path: str, *, deadline_s: float, **kwargs: Any) -> Captured:
-    """Send one request and read the whole body, giving up (StreamStalled) once `deadline_s` has passed."""
+    def item_arrivals(self) -> list[float]:
+        """Arrival time of each stream item (seconds since the request was sent)."""
+        return [at for at, _ in self.timed_items()]
+
+    def timed_items(self) -> list[tuple[float, str]]:
+        """Each stream item with its arrival time: NDJSON lines, or the data of SSE events (comments skipped)."""
+        out: list[tuple[float, str]] = []
+        if self.media_type == SSE:
+            start = 0
+            for match in re.finditer(rb"\r?\n\r?\n", self.raw):
+                block = self.raw[start:match.start()].decode("utf-8", errors="replace")
+                start = match.end()
+                data = [line[5:].removeprefix(" ") for line in block.splitlines() if line.startswith("data:")]
+                if data:
+                    out.append((self.arrival_s(match.end()), "\n".join(data)))
+            return out
+        start = 0
+        for match in re.finditer(rb"\n", self.raw):
+            line = self.raw[start:match.start()].decode("utf-8", errors="replace")
+            start = match.end()
+            if line.strip():
+                out.append((self.arrival_s(match.end()), line))
+        return out
+
+
+def capture(client: httpx.Client, method: str, path: str, *, deadline_s: float, idle_s: float | None = None,
+            **kwargs: Any) -> Captured:
+    """Send one request and read the body read by read, noting when each piece arrived.
+
+    Gives up with StreamStalled once `deadline_s` has passed, and with StreamIdle when, after the headers, the
+    body sends nothing for `idle_s` (Ollama sends its headers with the first item, so the wait for a model load
+    comes before them and keeps the client's own read timeout)."""
     start = time.monotonic()
-    chunks: list[str] = []
+    pieces: list[bytes] = []
+    reads: list[tuple[float, int]] = []
+    received = 0
     with client.stream(method, path, **kwargs) as response:
-        for chunk in response.iter_text():
-            chunks.append(chunk)
-            if time.monotonic() - start > deadline_s:
-                raise StreamStalled(f"{method} {path}: the body was still arriving after {deadline_s:.0f} s")
-        return Captured(response.status_code, response.headers, "".join(chunks), time.monotonic() - start)
+        if idle_s is not None:
+            # httpcore takes the read timeout when the body iteration starts: every body read waits at most idle_s.
+            _set_read_timeout(response, idle_s)
+        try:
+            for piece in response.iter_bytes():
+                pieces.append(piece)
+                received += len(piece)
+                reads.append((time.monotonic() - start, received))
+                if time.monotonic() - start > deadline_s:
+                    raise StreamStalled(f"{method} {path}: the body was still arriving after {deadline_s:.0f} s")
+        except httpx.ReadTimeout as exc:
+            if idle_s is None:
+                raise
+            last = f", the last at {reads[-1][0]:.2f} s" if reads else ""
+            raise StreamIdle(
+                f"{method} {path}: the answer went silent: no byte for {idle_s:.0f} s after the headers and "
+                f"{received} body bytes ({len(reads)} reads{last})"
+            ) from exc
+        raw = b"".join(pieces)
+        encoding = response.encoding or "utf-8"
+        return Captured(response.status_code, response.headers, raw.decode(encoding, errors="replace"),
+                        time.monotonic() - start, reads, raw)
+
+
+def _set_read_timeout(response: httpx.Response, seconds: float) -> None:
+    timeouts = dict(response.request.extensions.get("timeout") or {})
+    timeouts["read"] = seconds
+    response.request.extensions["timeout"] = timeouts
 
 
 # --- NDJSON -------------------------------------------------------------------------------------------------
@@ -293,3 +367,26 @@ def check_responses_sse_grammar(events: list[SseEvent]) -> list[str]:
     if not names or names[-1] != "response.completed":
         problems.append("the stream does not end with response.completed")
     return problems
+
+
+def chat_sse_exact_differences(events: list[SseEvent]) -> list[str]:
+    """Where an OpenAI chat stream that clients read fine still differs from Ollama ≥ 0.32.6: the finish_reason
+    comes in a chunk of its own whose delta is `{}`, after the last content chunk (exact grade only)."""
+    chunks = []
+    for event in events:
+        if event.data == "[DONE]":
+            continue
+        try:
+            chunk = json.loads(event.data)
+        except ValueError:
+            continue
+        if isinstance(chunk, dict) and chunk.get("choices"):
+            chunks.append(chunk)
+    finishes = [c for c in chunks if c["choices"][0].get("finish_reason") is not None]
+    if not finishes:
+        return []
+    delta = finishes[-1]["choices"][0].get("delta")
+    if delta != {}:
+        return [f"the finish_reason came with delta {json.dumps(delta)[:120]}; Ollama sends it in a separate finish "
+                "chunk with delta {} (since 0.32.6)"]
+    return []

@@ -1,8 +1,17 @@
 """The server under test: where it is, how to authenticate, and what it offers (discovered, never assumed).
 
-Discovery asks `/api/version`, `/api/tags` and `/api/show` for each model, as the official clients do, so a
-feature can be declared *not applicable* when the model lacks the capability it needs. A target that cannot be
-reached raises `TargetError` with one clear line; the plugin turns that into an *error* result for every test.
+Each surface is discovered on its own, so a server that implements only some of them is checked on those:
+- native: `GET /api/version` (then `/api/tags` and `/api/show` of each model, as the official clients do);
+- openai: `GET /v1/models`; without it, a capped `POST /v1/chat/completions` (then `--model` names the model);
+- anthropic: a minimal capped `POST /v1/messages` (max_tokens 1);
+- cloud: the cloud profile, or the daemon-side cloud rules on a server with the native surface.
+A surface is *absent* when its probe gets no route (404/405/501 without an error body of that surface) or no
+HTTP answer; the evidence (request, status, first 200 characters) goes into the results. `TargetError` (exit 3)
+is raised only when nothing at the URL answers HTTP at all, or the key is refused.
+
+A model's capabilities are *unknown* (None) when /api/show does not give them (no native surface, an older
+Ollama, a proxy): tests needing a capability then run anyway and say so; only a capability that show says the
+model lacks makes a test not applicable.
 """
 
 from __future__ import annotations
@@ -17,15 +26,41 @@ import httpx
 from ollama_conformance.errors import TargetError, UsageError
 
 PROFILES = ("reference", "local", "cloud")
+SURFACES = ("native", "openai", "anthropic", "cloud")
 DEFAULT_URLS = {"local": "http://localhost:11434", "cloud": "https://ollama.com"}
 DEFAULT_API_KEY_ENV = "OLLAMA_API_KEY"
+# Statuses a router gives a path (or method) it does not serve; with no error body of the surface, the route is absent.
+NO_ROUTE_STATUSES = (404, 405, 501)
+DETAIL_CHARS = 200
+PROBE_MODEL = "conformance-probe-no-such-model"  # route probes: an error body of the surface still proves the route
+PROBE_MESSAGES = [{"role": "user", "content": "Hi"}]
 
 
 @dataclass
 class ModelInfo:
     name: str
     digest: str | None = None
-    capabilities: list[str] = field(default_factory=list)
+    capabilities: list[str] | None = None  # None: unknown (no /api/show, or no `capabilities` in it)
+
+
+@dataclass
+class Evidence:
+    """What one discovery request got: `status` None when there was no HTTP answer (then `detail` is the error)."""
+
+    request: str
+    status: int | None
+    detail: str
+
+    def short(self) -> str:
+        got = str(self.status) if self.status is not None else "no HTTP answer"
+        text = " ".join(self.detail.split())[:80]
+        return f"{self.request} → {got}" + (f" {text!r}" if text else "")
+
+
+@dataclass
+class SurfaceProbe:
+    present: bool
+    evidence: Evidence | None = None
 
 
 @dataclass
@@ -41,6 +76,8 @@ class Target:
     embed_model: str | None = None
     timeout_s: float = 60.0
     allow_mutations: bool = False
+    surfaces: dict[str, SurfaceProbe] = field(default_factory=dict)
+    selected: tuple[str, ...] = ()  # surfaces the user asked for; empty: all
 
     def __repr__(self) -> str:  # never the key, never credentials in the URL
         return f"Target(url={self.public_url()!r}, profile={self.profile!r}, version={self.version!r})"
@@ -48,11 +85,36 @@ class Target:
     def headers(self) -> dict[str, str]:
         return {"Authorization": f"Bearer {self.api_key}"} if self.api_key else {}
 
-    def capabilities(self, model: str | None) -> list[str]:
+    def capabilities(self, model: str | None) -> list[str] | None:
+        """The model's capabilities from /api/show; None when they are unknown."""
         for info in self.models:
             if info.name == model:
                 return info.capabilities
-        return []
+        return None
+
+    def has_surface(self, surface: str) -> bool:
+        """Discovery found the surface (whether or not the user selected it). Unprobed: assumed present."""
+        probe = self.surfaces.get(surface)
+        return probe is None or probe.present
+
+    def absent_reason(self, surface: str) -> str | None:
+        """One line naming why a surface is absent ("native surface absent: GET /api/version → 404"), else None."""
+        probe = self.surfaces.get(surface)
+        if probe is None or probe.present:
+            return None
+        return f"{surface} surface absent: " + (probe.evidence.short() if probe.evidence else "not found")
+
+    def surface_states(self) -> dict[str, dict[str, Any]]:
+        """The `surfaces` object of the results file."""
+        out: dict[str, dict[str, Any]] = {}
+        for name in SURFACES:
+            probe = self.surfaces.get(name)
+            if self.selected and name not in self.selected:
+                state = "not_selected"
+            else:
+                state = "present" if probe is None or probe.present else "absent"
+            out[name] = {"state": state, "evidence": asdict(probe.evidence) if probe and probe.evidence else None}
+        return out
 
     def public_url(self) -> str:
         return redact_url(self.url)
@@ -66,6 +128,8 @@ class Target:
             "models": [asdict(m) for m in self.models],
             "chat_model": self.chat_model,
             "embed_model": self.embed_model,
+            "surfaces": {k: asdict(v) for k, v in self.surfaces.items()},
+            "selected": list(self.selected),
         }
 
 
@@ -101,22 +165,53 @@ def missing_key_reason(profile: str, api_key_env: str | None) -> str | None:
     return f"no API key: set {DEFAULT_API_KEY_ENV} (or --api-key-env NAME) to check Ollama Cloud"
 
 
-def _get_json(client: httpx.Client, method: str, path: str, body: dict[str, Any] | None = None) -> Any:
+# --- probing ----------------------------------------------------------------------------------------------
+
+
+@dataclass
+class Answer:
+    """One discovery exchange: the HTTP answer (status None: none came) and its JSON body when it has one."""
+
+    evidence: Evidence
+    body: Any = None
+    transport_error: str = ""
+
+    @property
+    def ok(self) -> bool:
+        return self.evidence.status is not None and 200 <= self.evidence.status < 300
+
+
+def _ask(client: httpx.Client, method: str, path: str, body: dict[str, Any] | None = None) -> Answer:
+    request = f"{method} {path}"
     try:
         response = client.request(method, path, json=body)
     except httpx.TimeoutException as exc:
-        raise TargetError(f"{method} {path}: no answer within {client.timeout.read:g} s ({type(exc).__name__}); "
-                          "a server still loading its model may need a longer --discovery-timeout") from exc
+        error = (f"{request}: no answer within {client.timeout.read:g} s ({type(exc).__name__}); "
+                 "a server still loading its model may need a longer --discovery-timeout")
+        return Answer(Evidence(request, None, error[:DETAIL_CHARS]), transport_error=error)
     except httpx.TransportError as exc:
-        raise TargetError(f"{method} {path}: cannot reach the target: {exc or type(exc).__name__}") from exc
+        error = f"{request}: cannot reach the target: {exc or type(exc).__name__}"
+        return Answer(Evidence(request, None, error[:DETAIL_CHARS]), transport_error=error)
     if response.status_code in (401, 403):
-        raise TargetError(f"{method} {path}: HTTP {response.status_code}: check the API key (--api-key-env)")
-    if response.status_code >= 400:
-        raise TargetError(f"{method} {path}: HTTP {response.status_code}: {response.text[:200]}")
+        raise TargetError(f"{request}: HTTP {response.status_code}: check the API key (--api-key-env)")
     try:
-        return response.json()
-    except ValueError as exc:
-        raise TargetError(f"{method} {path}: the answer is not JSON: {response.text[:120]!r}") from exc
+        parsed = response.json()
+    except ValueError:
+        parsed = None
+    return Answer(Evidence(request, response.status_code, response.text[:DETAIL_CHARS]), parsed)
+
+
+def _route_absent(answer: Answer, *, anthropic: bool = False) -> bool:
+    """No HTTP answer, or a router's "no such route" (404/405/501 without an error object of the surface)."""
+    status = answer.evidence.status
+    if status is None:
+        return True
+    if status not in NO_ROUTE_STATUSES:
+        return False
+    body = answer.body if isinstance(answer.body, dict) else {}
+    if anthropic:
+        return body.get("type") != "error"
+    return "error" not in body  # {"error": ...} is an answer of the route (e.g. model not found)
 
 
 def discover(
@@ -128,46 +223,98 @@ def discover(
     embed_model: str | None = None,
     timeout_s: float = 60.0,
     allow_mutations: bool = False,
+    surfaces: tuple[str, ...] = (),
 ) -> Target:
-    """Ask the target what it is and which models it serves; pick a chat and an embedding model."""
-    target = Target(url=url, profile=profile, api_key=api_key, timeout_s=timeout_s, allow_mutations=allow_mutations)
-    with httpx.Client(base_url=url, headers=target.headers(), timeout=timeout_s) as client:
-        version = _get_json(client, "GET", "/api/version")
-        target.version = version.get("version") if isinstance(version, dict) else None
-        tags = _get_json(client, "GET", "/api/tags")
-        entries = tags.get("models") if isinstance(tags, dict) else None
-        if not isinstance(entries, list):
-            raise TargetError("GET /api/tags: the answer has no `models` list")
-        names = [e.get("model") or e.get("name") for e in entries if isinstance(e, dict)]
-        if profile == "cloud" and not chat_model:  # a small default keeps a real-cloud run cheap
-            from ollama_conformance.conformance.cloud_profile import preferred_cloud_model
-
-            chat_model = preferred_cloud_model(names)
-        wanted = [n for n in (chat_model, embed_model) if n]
-        for name in dict.fromkeys([*wanted, *names]):
-            if not name:
-                continue
-            if not wanted or name in wanted or len(target.models) < 8:
-                target.models.append(_show(client, name, entries))
-    target.chat_model = chat_model or _first_with(target.models, "completion")
+    """Ask the target which surfaces and models it serves; pick a chat and an embedding model."""
+    target = Target(url=url, profile=profile, api_key=api_key, timeout_s=timeout_s, allow_mutations=allow_mutations,
+                    selected=tuple(surfaces))
+    answers: list[Answer] = []
+    with httpx.Client(base_url=url, headers=target.headers(), timeout=httpx.Timeout(timeout_s, connect=min(10.0, timeout_s))) as client:
+        chat_model = _discover_native(client, target, chat_model, embed_model, answers)
+        listed = _discover_openai(client, target, chat_model, answers)
+        target.chat_model = chat_model or _first_with(target.models, "completion") or _first_unknown(target.models) or (
+            listed[0] if listed else None)
+        if not target.surfaces["openai"].present and not answers[-1].transport_error:
+            _probe_openai_chat(client, target, answers)  # no /v1/models: the chat route may still be served
+        _discover_anthropic(client, target, answers)
     target.embed_model = embed_model or _first_with(target.models, "embedding")
+    if all(a.transport_error for a in answers):  # nothing answered HTTP: the URL is unusable
+        raise TargetError(answers[0].transport_error)
+    native_probe = target.surfaces["native"]
+    target.surfaces["cloud"] = (
+        SurfaceProbe(True, None) if profile == "cloud" else SurfaceProbe(native_probe.present, native_probe.evidence)
+    )
     return target
 
 
-def _show(client: httpx.Client, name: str, entries: list[Any]) -> ModelInfo:
-    digest = next((e.get("digest") for e in entries if isinstance(e, dict) and name in (e.get("model"), e.get("name"))), None)
-    try:
-        shown = _get_json(client, "POST", "/api/show", {"model": name})
-    except TargetError as exc:
-        if "HTTP 404" in str(exc):
-            raise TargetError(f"model {name!r} is not on the target (POST /api/show answered 404)") from exc
-        raise
-    capabilities = shown.get("capabilities") if isinstance(shown, dict) else None
-    return ModelInfo(name=name, digest=digest, capabilities=list(capabilities or []))
+def _discover_native(client: httpx.Client, target: Target, chat_model: str | None, embed_model: str | None,
+                     answers: list[Answer]) -> str | None:
+    """Probe /api/version, then list and show the models; returns the chat model (the cloud profile picks one)."""
+    version = _ask(client, "GET", "/api/version")
+    answers.append(version)
+    present = version.ok and isinstance(version.body, dict)
+    target.surfaces["native"] = SurfaceProbe(present, version.evidence)
+    if not present:
+        return chat_model
+    target.version = version.body.get("version") if isinstance(version.body.get("version"), str) else None
+    tags = _ask(client, "GET", "/api/tags")
+    entries = tags.body.get("models") if tags.ok and isinstance(tags.body, dict) else None
+    entries = [e for e in entries if isinstance(e, dict)] if isinstance(entries, list) else []
+    names = [e.get("model") or e.get("name") for e in entries]
+    if target.profile == "cloud" and not chat_model:  # a small default keeps a real-cloud run cheap
+        from ollama_conformance.conformance.cloud_profile import preferred_cloud_model
+
+        chat_model = preferred_cloud_model(names)
+    wanted = [n for n in (chat_model, embed_model) if n]
+    for name in dict.fromkeys([*wanted, *names]):
+        if name and (not wanted or name in wanted or len(target.models) < 8):
+            target.models.append(_show(client, name, entries, listed=name in names))
+    return chat_model
+
+
+def _show(client: httpx.Client, name: str, entries: list[dict[str, Any]], *, listed: bool) -> ModelInfo:
+    digest = next((e.get("digest") for e in entries if name in (e.get("model"), e.get("name"))), None)
+    shown = _ask(client, "POST", "/api/show", {"model": name})
+    if shown.evidence.status == 404 and entries and not listed and isinstance(shown.body, dict) and "error" in shown.body:
+        names = ", ".join(str(e.get("model") or e.get("name")) for e in entries[:8])
+        raise UsageError(f"model {name!r} is not on the target (POST /api/show answered 404; /api/tags lists {names})")
+    capabilities = shown.body.get("capabilities") if shown.ok and isinstance(shown.body, dict) else None
+    known = [str(c) for c in capabilities] if isinstance(capabilities, list) else None
+    return ModelInfo(name=name, digest=digest if isinstance(digest, str) else None, capabilities=known)
+
+
+def _discover_openai(client: httpx.Client, target: Target, chat_model: str | None, answers: list[Answer]) -> list[str]:
+    listed = _ask(client, "GET", "/v1/models")
+    answers.append(listed)
+    target.surfaces["openai"] = SurfaceProbe(not _route_absent(listed), listed.evidence)
+    data = listed.body.get("data") if listed.ok and isinstance(listed.body, dict) else None
+    return [str(m["id"]) for m in data if isinstance(m, dict) and m.get("id")] if isinstance(data, list) else []
+
+
+def _probe_openai_chat(client: httpx.Client, target: Target, answers: list[Answer]) -> None:
+    # A model name no server has: a route that exists answers it at once (an error object, or one token from a
+    # server that ignores the name) without loading a model, which could outlast the discovery timeout.
+    body = {"model": PROBE_MODEL, "messages": PROBE_MESSAGES, "max_tokens": 1, "stream": False}
+    chat = _ask(client, "POST", "/v1/chat/completions", body)
+    answers.append(chat)
+    if not _route_absent(chat):
+        target.surfaces["openai"] = SurfaceProbe(True, chat.evidence)
+
+
+def _discover_anthropic(client: httpx.Client, target: Target, answers: list[Answer]) -> None:
+    body = {"model": PROBE_MODEL, "max_tokens": 1, "messages": PROBE_MESSAGES}  # as in _probe_openai_chat
+    got = _ask(client, "POST", "/v1/messages", body)
+    answers.append(got)
+    target.surfaces["anthropic"] = SurfaceProbe(not _route_absent(got, anthropic=True), got.evidence)
 
 
 def _first_with(models: list[ModelInfo], capability: str) -> str | None:
-    return next((m.name for m in models if capability in m.capabilities), None)
+    return next((m.name for m in models if m.capabilities and capability in m.capabilities), None)
+
+
+def _first_unknown(models: list[ModelInfo]) -> str | None:
+    """A model whose capabilities are unknown: the chat model when no model is known to complete."""
+    return next((m.name for m in models if m.capabilities is None), None)
 
 
 def from_json(data: dict[str, Any], *, url: str, api_key: str | None, timeout_s: float, allow_mutations: bool) -> Target:
@@ -182,4 +329,19 @@ def from_json(data: dict[str, Any], *, url: str, api_key: str | None, timeout_s:
         embed_model=data.get("embed_model"),
         timeout_s=timeout_s,
         allow_mutations=allow_mutations,
+        surfaces={k: SurfaceProbe(v["present"], Evidence(**v["evidence"]) if v.get("evidence") else None)
+                  for k, v in (data.get("surfaces") or {}).items()},
+        selected=tuple(data.get("selected") or ()),
     )
+
+
+def known_capabilities(target: Target, model: str | None) -> list[str]:
+    """The model's capabilities for a test that needs to know them (a refusal applies only to a model that lacks
+    one): not applicable, saying why, when /api/show did not give them."""
+    capabilities = target.capabilities(model)
+    if capabilities is None:
+        import pytest
+
+        pytest.skip(f"the capabilities of {model} are unknown (no `capabilities` from /api/show): "
+                    "cannot tell whether the refusal applies")
+    return capabilities

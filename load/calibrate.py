@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any, TextIO
 
 import httpx
+
 from ollama_conformance.load.metrics import dist, measured, request_metrics
 from ollama_conformance.load.runner import BenchOptions, read_samples, run_bench
 from ollama_conformance.load.synthetic import SyntheticProcess

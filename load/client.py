@@ -7,14 +7,29 @@ kernel's own receive time (SO_TIMESTAMPNS, converted to the `perf_counter_ns` cl
 did not schedule for a few ms still gets the true arrival time (the delay is kept as `read_delay_max_ms`); over
 TLS, or where the kernel gives none, with `time.perf_counter_ns()` right after the read. Under locust the sockets are gevent's (patched at import), so a read blocks only its own greenlet. httpx
 was measured first and costs ~0.7 ms per request in its layers above h11, which would be booked as TTFT error;
-h11 on a socket costs ~0.1 ms. Idle keep-alive connections are reused; TCP_NODELAY is set so small writes leave
-at once.
+h11 on a socket costs ~0.1 ms. TCP_NODELAY is set so small writes leave at once.
+
+Keep-alive connections are reused (`reuse=False` opens one per request and sends `Connection: close`). A server
+may close an idle connection at any time, so reuse is made safe in three layers, none of which can send a
+request twice to a server that may have read it:
+1. before a reused connection carries a request it is polled: readable while idle means the server closed it (or
+   sent bytes nobody asked for); it is dropped unused (`stale_discarded`, nothing was sent);
+2. a write the kernel refused before taking a single byte is retried on a fresh connection;
+3. a connection that ends before any byte of the response came back is retried once, on a fresh connection,
+   only when the server is shown not to have read the request: its kernel reset our bytes (data that reaches a
+   closed socket, or lies unread when the server closes, is answered with a TCP reset; a server that read the
+   whole request and then closed sends a plain FIN, which is reported as an error, never retried). On Linux the
+   reset is read from TCP_INFO (the socket goes from CLOSE_WAIT to CLOSE), waiting at most a few round trips.
+Each sample says `connection` ("new" or "reused"), `retries` (0 or 1, with `retry_reason`), `stale_discarded`, and
+`reuse_turned_off` (see `KEEPALIVE_PROBE_S`: a server that closes after every response is no longer reused).
 """
 
 from __future__ import annotations
 
 import contextlib
+import errno
 import json
+import select
 import socket
 import ssl
 import struct
@@ -24,6 +39,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import h11
+
 from ollama_conformance.load.endpoints import EndpointSpec
 from ollama_conformance.load.metrics import output_tokens, request_metrics
 from ollama_conformance.load.streams import parser_for
@@ -36,6 +52,14 @@ SO_TIMESTAMPNS = getattr(socket, "SO_TIMESTAMPNS", 35)
 SCM_TIMESTAMPNS = SO_TIMESTAMPNS
 ANCILLARY_BYTES = socket.CMSG_SPACE(16) if hasattr(socket, "CMSG_SPACE") else 0
 MAX_KERNEL_LEAD_NS = 60 * 10**9  # a kernel stamp older than this is a clock step, not a slow read
+TCP_CLOSE = 7  # tcpi_state of a socket the peer reset (linux/include/net/tcp_states.h)
+TCP_INFO_RTT_OFFSET = 68  # struct tcp_info: u8 x8, u32 x15, then tcpi_rtt (microseconds)
+RESET_WAIT_MIN_S = 0.005
+# After the first response on a kept-alive connection, wait this long (after the sample is stamped, so no latency
+# is measured across it) to see whether the server closes connections after responses; llama.cpp's server does,
+# with a graceful close that drains (reads and drops) a request sent meanwhile, so no reset ever proves it unread.
+KEEPALIVE_PROBE_S = 0.03
+RESET_WAIT_MAX_S = 0.25
 
 
 class TargetFault(Exception):
@@ -44,6 +68,18 @@ class TargetFault(Exception):
 
 class Timeout(Exception):
     """No byte within the read timeout, or the request ran past its total time."""
+
+
+class NothingSent(TargetFault):
+    """The kernel refused the request's first byte: nothing reached the server, a retry is safe."""
+
+
+class NoResponse(TargetFault):
+    """The connection ended (EOF or reset) after the request was written and before any byte of a response."""
+
+    def __init__(self, text: str, reset: bool) -> None:
+        super().__init__(text)
+        self.reset = reset
 
 
 class _Connection:
@@ -60,7 +96,8 @@ class _Connection:
 class StreamClient:
     """Keep-alive HTTP/1.1 connections to one base URL; `measure()` runs one request and returns its sample."""
 
-    def __init__(self, base_url: str, timeout_s: float, headers: dict[str, str] | None = None) -> None:
+    def __init__(self, base_url: str, timeout_s: float, headers: dict[str, str] | None = None,
+                 reuse: bool = True) -> None:
         parts = urlsplit(base_url)
         if parts.scheme not in ("http", "https") or not parts.hostname:
             raise ValueError(f"not an http(s) URL: {base_url!r}")
@@ -71,14 +108,43 @@ class StreamClient:
         self.host_header = parts.netloc.rsplit("@", 1)[-1]
         self.timeout_s = timeout_s
         self.headers = [(k, v) for k, v in (headers or {}).items()]
+        self.reuse = reuse
+        self.keepalive_probed = False
+        if not reuse:
+            self.headers.append(("Connection", "close"))
         self._idle: list[_Connection] = []
         self._ssl = ssl.create_default_context() if self.tls else None
         self.read_delay_ns = 0
         self.kernel_reads = 0
+        self.last_text: str | None = None
 
     def close(self) -> None:
         while self._idle:
             self._idle.pop().close()
+
+    def _take_idle(self) -> tuple[_Connection | None, int]:
+        """An idle connection the server has not closed (or None), and how many closed ones were dropped unused."""
+        dropped = 0
+        while self._idle:
+            conn = self._idle.pop()
+            if _closed_while_idle(conn):
+                conn.close()
+                dropped += 1
+                continue
+            return conn, dropped
+        return None, dropped
+
+    def _send(self, conn: _Connection, data: bytes) -> None:
+        """Write all of `data`; NothingSent when the kernel refused its first byte (so a retry cannot duplicate)."""
+        view = memoryview(data)
+        sent = 0
+        while sent < len(view):
+            try:
+                sent += conn.sock.send(view[sent:])
+            except OSError as exc:
+                if sent == 0 and not isinstance(exc, TimeoutError):
+                    raise NothingSent(f"write refused before any byte was sent ({type(exc).__name__})") from None
+                raise
 
     def _open(self, stamps: dict[str, int]) -> _Connection:
         stamps["connect_start_ns"] = time.perf_counter_ns()
@@ -108,6 +174,15 @@ class StreamClient:
                 data, ancillary = conn.sock.recv(RECV_BYTES), []
         except TimeoutError:
             raise Timeout(f"no data for {self.timeout_s:g} s") from None
+        except (ConnectionResetError, BrokenPipeError) as exc:
+            if "first_byte_ns" not in stamps:
+                raise NoResponse(f"connection reset before any byte of the response ({type(exc).__name__})",
+                                 reset=True) from None
+            raise
+        if not data:
+            if "first_byte_ns" not in stamps:
+                raise NoResponse("connection closed before any byte of the response", reset=False)
+            return data, time.perf_counter_ns()
         now = time.perf_counter_ns()  # stamped before anything is parsed
         wall = time.time_ns()  # read next to `now`: the pair maps the kernel's CLOCK_REALTIME stamp onto perf_counter
         arrival = now
@@ -136,7 +211,7 @@ class StreamClient:
         hc = conn.h11
         out = hc.send(h11.Request(method="POST", target=self.prefix + path, headers=headers))
         out += hc.send(h11.Data(data=content)) + hc.send(h11.EndOfMessage())
-        conn.sock.sendall(out)
+        self._send(conn, out)
         stamps["request_written_ns"] = time.perf_counter_ns()
         status = 0
         collected: list[bytes] = []
@@ -208,10 +283,13 @@ class StreamClient:
                 raise TargetFault("connection closed before the response ended")
             pending += data
 
-    def measure(self, spec: EndpointSpec, body: dict[str, Any], intended_start_ns: int) -> dict[str, Any]:
-        """Send one request and return its sample (stamps in perf_counter_ns); target faults become its status."""
+    def measure(self, spec: EndpointSpec, body: dict[str, Any], intended_start_ns: int,
+                keep_text: bool = False) -> dict[str, Any]:
+        """Send one request and return its sample (stamps in perf_counter_ns); target faults become its status.
+
+        With `keep_text` the answer's text is left in `self.last_text` (not in the sample)."""
         stamps: dict[str, int] = {}
-        parser = parser_for(spec.sse)
+        parser = parser_for(spec.sse, keep_text)
         sample: dict[str, Any] = {"status": "ok", "error": None, "http_status": None}
         content = json.dumps(body).encode()
         start_ns = time.perf_counter_ns()
@@ -219,27 +297,37 @@ class StreamClient:
         on_data = parser.feed if spec.streaming else None
         raw = b""
         self.read_delay_ns = self.kernel_reads = 0
-        self.kernel_reads = 0
         conn: _Connection | None = None
+        retry_reason: str | None = None
+        reused = False
+        stale = 0
         try:
-            if self._idle:
-                conn = self._idle.pop()
+            for attempt in (0, 1):
+                conn, stale_now = self._take_idle() if attempt == 0 and self.reuse else (None, 0)
+                stale += stale_now
+                reused = conn is not None
+                if conn is None:
+                    conn = self._open(stamps)
                 try:
                     status, raw, reusable = self._exchange(conn, spec.path, content, stamps, deadline, on_data)
-                except (TargetFault, h11.ProtocolError, OSError):
-                    if "first_byte_ns" in stamps:
+                    break
+                except NothingSent:
+                    if attempt:
                         raise
-                    # the server had closed this idle keep-alive connection: one retry on a fresh one
-                    conn.close()
-                    conn = None
-            if conn is None:
-                conn = self._open(stamps)
-                status, raw, reusable = self._exchange(conn, spec.path, content, stamps, deadline, on_data)
+                    retry_reason = "write refused before any byte was sent"
+                except NoResponse as exc:
+                    if attempt or not reused or not _server_never_read(conn, exc):
+                        raise
+                    retry_reason = "the server had closed the kept-alive connection: it reset the request unread"
+                # a retry: nothing of this attempt reached the server's application, so it cannot generate twice
+                conn.close()
+                conn = None
+                stamps.clear()
             sample["http_status"] = status
             if status != 200:
                 sample["status"], sample["error"] = "error", _error_text(status, raw)
             parser.close(time.perf_counter_ns())
-            if reusable:
+            if reusable and self.reuse:
                 self._idle.append(conn)
             else:
                 conn.close()
@@ -249,11 +337,18 @@ class StreamClient:
         except (TargetFault, h11.ProtocolError, OSError) as exc:
             text = str(exc) or type(exc).__name__
             sample["status"], sample["error"] = "error", f"{type(exc).__name__}: {text}"
+            if isinstance(exc, NoResponse) and reused and retry_reason is None:
+                sample["error"] += " (kept-alive connection; not retried: the server may have read the request)"
         finally:
             if conn is not None:
                 conn.close()
+        sample["connection"] = "reused" if reused else "new"
+        sample["retries"] = 1 if retry_reason else 0
+        sample["retry_reason"] = retry_reason
+        sample["stale_discarded"] = stale
         end_ns = time.perf_counter_ns()
         st = parser.state
+        self.last_text = "".join(st.text) if st.text is not None else None
         sample.update(
             intended_start_ns=intended_start_ns, start_ns=start_ns, end_ns=end_ns,
             connect_start_ns=stamps.get("connect_start_ns"), connect_end_ns=stamps.get("connect_end_ns"),
@@ -281,7 +376,69 @@ class StreamClient:
         else:
             sample.update(_embed_figures(raw, sample))
         sample.update({k: v for k, v in request_metrics(sample).items() if k in ("ttft_ms", "itl_ms", "e2e_ms")})
+        sample["reuse_turned_off"] = self._probe_keepalive()
         return sample
+
+    def _probe_keepalive(self) -> bool:
+        """Once per client, after its first kept-alive response (every stamp of the sample already taken): does
+        the server close connections after responses? Then reusing them can only race its close: stop reusing.
+
+        Returns whether reuse was turned off now.
+        """
+        if self.keepalive_probed or not self.reuse or not self._idle:
+            return False
+        self.keepalive_probed = True
+        conn = self._idle[-1]
+        try:
+            readable, _, _ = select.select([conn.sock], [], [], KEEPALIVE_PROBE_S)
+        except (OSError, ValueError):
+            readable = [conn.sock]
+        if not readable:
+            return False
+        self.close()
+        self.reuse = False
+        return True
+
+
+def _closed_while_idle(conn: _Connection) -> bool:
+    """Whether an idle connection is unusable: readable while idle means EOF, a reset, or bytes nobody asked for."""
+    try:
+        readable, _, _ = select.select([conn.sock], [], [], 0)
+    except (OSError, ValueError):
+        return True
+    # nothing is owed on an idle connection: whatever made it readable (FIN, reset, TLS close_notify, stray bytes)
+    # makes it unfit to carry a request
+    return bool(readable)
+
+
+def _server_never_read(conn: _Connection, exc: NoResponse) -> bool:
+    """Whether the server's kernel reset our request's bytes: then its application never read all of them.
+
+    A reset seen by recv says so directly. A plain EOF is ambiguous (the server may have read the request and then
+    closed), unless a reset follows it: our bytes reaching a socket the server had already closed are answered
+    with one, which moves ours from CLOSE_WAIT to CLOSE. Wait for it a few round trips (TCP_INFO, Linux only).
+    """
+    if exc.reset:
+        return True
+    tcp_info = getattr(socket, "TCP_INFO", None)
+    if tcp_info is None or isinstance(conn.sock, ssl.SSLSocket):
+        return False
+    try:
+        info = conn.sock.getsockopt(socket.IPPROTO_TCP, tcp_info, 104)
+        rtt_s = struct.unpack_from("I", info, TCP_INFO_RTT_OFFSET)[0] / 1e6 if len(info) >= 72 else 0.0
+        until = time.perf_counter() + min(max(4 * rtt_s, RESET_WAIT_MIN_S), RESET_WAIT_MAX_S)
+        while True:
+            if info[0] == TCP_CLOSE:
+                return True
+            err = conn.sock.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
+            if err in (errno.ECONNRESET, errno.EPIPE):
+                return True
+            if time.perf_counter() >= until:
+                return False
+            time.sleep(0.001)
+            info = conn.sock.getsockopt(socket.IPPROTO_TCP, tcp_info, 104)
+    except OSError:
+        return False
 
 
 def _is_chunked(headers: list[tuple[bytes, bytes]]) -> bool:

@@ -47,18 +47,23 @@ class EndpointSpec:
     def sse(self) -> bool:
         return self.surface == "openai"
 
-    def body(self, prompt: str) -> dict[str, Any]:
+    def body(self, prompt: str, output_tokens: int | None = None,
+             messages: list[dict[str, Any]] | None = None) -> dict[str, Any]:
+        """The request body: `prompt` as the one user message (or `messages`, a whole history, for chat), output
+        capped at `output_tokens` (default: the spec's cap)."""
         if self.endpoint == "embed":
             return {"model": self.model, "input": prompt}
+        cap = output_tokens if output_tokens is not None else self.output_tokens
+        chat = messages if messages is not None else [{"role": "user", "content": prompt}]
         if self.surface == "native":
             options: dict[str, Any] = {}
-            if self.output_tokens is not None:
-                options["num_predict"] = self.output_tokens
+            if cap is not None:
+                options["num_predict"] = cap
             if self.seed is not None:
                 options["seed"] = self.seed
             body: dict[str, Any] = {"model": self.model, "stream": True}
             if self.endpoint == "chat":
-                body["messages"] = [{"role": "user", "content": prompt}]
+                body["messages"] = chat
             else:
                 body["prompt"] = prompt
             if options:
@@ -66,11 +71,11 @@ class EndpointSpec:
             return body
         body = {"model": self.model, "stream": True, "stream_options": {"include_usage": True}}
         if self.endpoint == "chat":
-            body["messages"] = [{"role": "user", "content": prompt}]
+            body["messages"] = chat
         else:
             body["prompt"] = prompt
-        if self.output_tokens is not None:
-            body["max_tokens"] = self.output_tokens
+        if cap is not None:
+            body["max_tokens"] = cap
         if self.seed is not None:
             body["seed"] = self.seed
         return body

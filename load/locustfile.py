@@ -36,9 +36,11 @@ from gevent.pool import Group
 from locust import User, events
 from locust.exception import StopUser
 from locust.runners import LocalRunner, MasterRunner, WorkerRunner
+
 from ollama_conformance.load.client import StreamClient
 from ollama_conformance.load.endpoints import endpoint_spec, load_prompts
 from ollama_conformance.load.schedule import inter_arrivals
+from ollama_conformance.load.workloads import WorkloadOptions, parse_lengths, read_trace, request_source
 
 LAG_PERIOD_S = 0.05
 
@@ -64,6 +66,14 @@ def _add_options(parser: Any) -> None:
     g.add_argument("--step-name", default="run", help="label written into every sample")
     g.add_argument("--samples-dir", default="", help="folder for this process's samples and health files")
     g.add_argument("--bearer-env", default="", help="name of an environment variable holding a Bearer API key")
+    g.add_argument("--no-reuse", action="store_true", help="a new connection per request (Connection: close)")
+    g.add_argument("--workload", default="single", choices=["single", "multi-turn", "trace"])
+    g.add_argument("--input-lengths", default="", help="synthetic prompt lengths: N, uniform:A,B or normal:M,SD")
+    g.add_argument("--output-lengths", default="", help="output caps per request: N, uniform:A,B or normal:M,SD")
+    g.add_argument("--turns", type=int, default=4, help="multi-turn: turns per conversation")
+    g.add_argument("--system-prompt-tokens", type=int, default=0, help="multi-turn: shared system prompt length")
+    g.add_argument("--trace", default="", help="trace: JSONL (ours, Mooncake) or BurstGPT CSV file")
+    g.add_argument("--trace-speed", type=float, default=1.0, help="trace: replay speed (2: twice as fast)")
 
 
 class _Process:
@@ -173,26 +183,40 @@ class BenchUser(User):
         headers = {}
         if o.bearer_env and os.environ.get(o.bearer_env):
             headers["Authorization"] = f"Bearer {os.environ[o.bearer_env]}"
-        self.client = StreamClient(self.host, o.request_timeout, headers)
+        self.client = StreamClient(self.host, o.request_timeout, headers, reuse=not o.no_reuse)
         self.spec = endpoint_spec(o.surface, o.endpoint, o.model, o.output_tokens or None, o.seed or None)
-        self.prompts = load_prompts(o.prompts or None, o.input_tokens)
         self.index = next(self._ids)
-        self.n = self.index
+        worker_index = int(getattr(self.environment.runner, "worker_index", 0) or 0)
+        workload = WorkloadOptions(
+            kind=o.workload, prompts=load_prompts(o.prompts or None, o.input_tokens),
+            input_lengths=parse_lengths(o.input_lengths or None, "--input-lengths"),
+            output_lengths=parse_lengths(o.output_lengths or None, "--output-lengths"), turns=o.turns,
+            system_prompt_tokens=o.system_prompt_tokens, trace=read_trace(o.trace) if o.trace else [],
+            trace_speed=o.trace_speed)
+        # open loop: one user per process, numbered by worker; closed loop: the users of this process
+        self.open_loop = o.rate > 0 or o.workload == "trace"
+        user = worker_index + self.index
+        self.source = request_source(self.spec, workload, user, max(o.rate_users, 1) if self.open_loop else 1,
+                                     (o.seed or 1) * 100 + worker_index)
         assert PROCESS.t0_ns is not None
         self.warmup_end = PROCESS.t0_ns + int(o.warmup * 1e9)
         self.window_end = self.warmup_end + int(o.window * 1e9) if o.window > 0 else None
         self.inflight = Group()
         self.done = False
-        if o.rate > 0:
-            share = o.rate / max(o.rate_users, 1)
-            # each user of each worker draws its own (reproducible) arrivals: the master numbers its workers
-            worker_index = int(getattr(self.environment.runner, "worker_index", 0) or 0)
-            seed = (o.seed or 1) * 100_000 + worker_index * 1000 + self.index
-            self.gaps = inter_arrivals(share, o.arrival, seed=seed)
-            self.next_ns = time.perf_counter_ns() + int(next(self.gaps) * 1e9)
+        self.next_ns: int | None = None
+        if self.open_loop:
+            gaps = self.source.arrivals()
+            if gaps is None:
+                share = o.rate / max(o.rate_users, 1)
+                # each user of each worker draws its own (reproducible) arrivals: the master numbers its workers
+                seed = (o.seed or 1) * 100_000 + worker_index * 1000 + self.index
+                gaps = inter_arrivals(share, o.arrival, seed=seed)
+            self.gaps = gaps
+            first = next(self.gaps, None)
+            self.next_ns = None if first is None else time.perf_counter_ns() + int(first * 1e9)
 
     def wait_time(self) -> float:
-        if self.options.rate > 0 and not self.done:
+        if self.open_loop and not self.done and self.next_ns is not None:
             return max(0.0, (self.next_ns - time.perf_counter_ns()) / 1e9)
         return 0.0
 
@@ -208,10 +232,10 @@ class BenchUser(User):
         return {"warmup": warmup}
 
     def _one(self, intended_ns: int, flags: dict[str, Any]) -> None:
-        prompt = self.prompts[self.n % len(self.prompts)]
-        self.n += 1
-        sample = self.client.measure(self.spec, self.spec.body(prompt), intended_ns)
-        sample.update(flags, step=self.options.step_name, worker=PROCESS.worker, t0_ns=PROCESS.t0_ns,
+        body, labels = self.source.next_request()
+        sample = self.client.measure(self.spec, body, intended_ns, keep_text=self.source.keeps_text)
+        self.source.on_result(sample, self.client.last_text)
+        sample.update(flags, **labels, step=self.options.step_name, worker=PROCESS.worker, t0_ns=PROCESS.t0_ns,
                       endpoint=self.spec.path)
         PROCESS.write(self.options, sample)
         self._report(sample)
@@ -247,9 +271,12 @@ class BenchUser(User):
     def _step(self) -> None:
         if self.done:
             raise StopUser()
-        if self.options.rate > 0:
+        if self.open_loop:
+            if self.next_ns is None:  # a trace's share is over
+                self._stop()
             intended = self.next_ns
-            self.next_ns += int(next(self.gaps) * 1e9)
+            gap = next(self.gaps, None)
+            self.next_ns = None if gap is None else intended + int(gap * 1e9)
             flags = self._claim(intended)
             if flags is None:
                 self._stop()

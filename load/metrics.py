@@ -129,9 +129,12 @@ def step_metrics(samples: Sequence[Mapping[str, Any]], warmup_s: float, slo: Slo
         window_s = max(max(ends), 1e-9)
     tokens = sum(s.get("output_tokens") or 0 for s in ok)
     goodput = None
+    slo_counts = None
     if slo is not None and slo.given:
         good = sum(1 for m in per if slo.met(m))
         goodput = good / window_s if window_s else 0.0
+        # requests that succeeded within every SLO, of all measured ones (errors and timeouts are misses)
+        slo_counts = {"met": good, "measured": len(rows)}
     metrics: dict[str, Any] = {
         "ttft_ms": dist(m["ttft_ms"] for m in per),
         "itl_ms": dist(m["itl_ms"] for m in per),
@@ -155,4 +158,29 @@ def step_metrics(samples: Sequence[Mapping[str, Any]], warmup_s: float, slo: Slo
             s["output_tokens"] / s["output_chunks"] for s in ok if s.get("output_chunks") and s.get("output_tokens")
         ),
     }
-    return {"requests": counts, "window_s": window_s, "metrics": metrics}
+    return {"requests": counts, "window_s": window_s, "metrics": metrics,
+            "output_tokens_source": token_sources(ok), "connections": connection_counts(rows),
+            **({"slo": slo_counts} if slo_counts is not None else {})}
+
+
+def token_sources(ok: Iterable[Mapping[str, Any]]) -> dict[str, int]:
+    """How many successful requests took N_out from each source (eval_count, usage, chunks): the report says it."""
+    out: dict[str, int] = {}
+    for s in ok:
+        source = s.get("output_tokens_source")
+        if source:
+            out[source] = out.get(source, 0) + 1
+    return out
+
+
+def connection_counts(rows: Iterable[Mapping[str, Any]]) -> dict[str, int]:
+    """Connections of a step: opened, reused, requests retried on a fresh one, idle ones found closed and dropped."""
+    out = {"new": 0, "reused": 0, "retries": 0, "stale_discarded": 0, "reuse_turned_off": 0}
+    for s in rows:
+        if s.get("connection") in ("new", "reused"):
+            out[s["connection"]] += 1
+        out["retries"] += s.get("retries") or 0
+        out["stale_discarded"] += s.get("stale_discarded") or 0
+        # clients (users) that found the server closing connections after responses, and stopped reusing them
+        out["reuse_turned_off"] += 1 if s.get("reuse_turned_off") else 0
+    return out

@@ -7,6 +7,15 @@ reference backend's converted-model cache) and count output tokens from the serv
 
     python -m load.peers --out /tmp/peers [--concurrency 1,64] [--duration 10]
 
+Side by side on a real server (`--target URL`): each tool in turn runs the same workload (OpenAI chat stream,
+`--input-tokens` synthetic prompt, `--output-tokens` cap, `--concurrency` streams, `--duration` s after 2 s of
+warmup) against the same server, and one line per concurrency prints ours/theirs for TTFT p50, ITL p50, output
+throughput and client CPU (ratio > 1: ours measured more). The tools measure the same server at different
+moments, so a ratio within the server's own run-to-run spread (see `--repeat`) is agreement, not a difference:
+
+    python -m ollama_conformance.load.peers --target http://127.0.0.1:18080 --model gemma3 --concurrency 1,4 \
+        --duration 20 --output-tokens 32 --guidellm /work/thirdparty/venv-peers/bin/guidellm
+
 For each concurrency, each tool in turn runs against a fresh synthetic server (first chunk at 200 ms, then 25
 chunks of 2 tokens every 20 ms, OpenAI SSE chat), with its requests of the first 2 s dropped. Errors are against
 that schedule: TTFT - 200 ms; |ITL - 9.796 ms|; |chunk gap - 20 ms| where the tool keeps chunk gaps (AIPerf's
@@ -26,11 +35,13 @@ import sys
 import threading
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import httpx
 import psutil
+
 from ollama_conformance.load.calibrate import (
     BURST_ARGS,
     INTERVAL_MS,
@@ -118,26 +129,51 @@ def _drop_warmup(rows: list[dict[str, Any]], key: str) -> list[dict[str, Any]]:
     return [r for r in rows if r[key] - t0 >= WARMUP_S * 1e9]
 
 
-def ours(url: str, conc: int, duration_s: float, out: Path) -> dict[str, Any]:
-    cmd = [sys.executable, "-m", "ollama_conformance", "bench", "--target", url, "--model", "synthetic",
+@dataclass(frozen=True)
+class Workload:
+    """What every tool is asked to run: the same model, prompt length and output cap (OpenAI chat, streamed)."""
+
+    model: str = "synthetic"
+    input_tokens: int = 16
+    output_tokens: int = 50
+
+
+SYNTHETIC = Workload()
+
+
+def ours(url: str, conc: int, duration_s: float, out: Path, w: Workload = SYNTHETIC) -> dict[str, Any]:
+    cmd = [sys.executable, "-m", "ollama_conformance", "bench", "--target", url, "--model", w.model,
            "--surface", "openai", "--endpoint", "chat", "--concurrency", str(conc), "--duration", f"{duration_s:g}s",
-           "--warmup", f"{WARMUP_S:g}s", "--output-tokens", "50", "--no-preload", "--quiet", "--out", str(out)]
+           "--warmup", f"{WARMUP_S:g}s", "--input-tokens", str(w.input_tokens), "--output-tokens",
+           str(w.output_tokens), "--quiet", "--out", str(out)]
+    if w == SYNTHETIC:
+        cmd.append("--no-preload")
     info = run_tool(cmd, dict(os.environ), out.parent / f"{out.name}.log", duration_s + WARMUP_S, 600)
     samples = read_samples(out / "locust" / f"concurrency-{conc}" / "raw")
     errors = schedule_errors(samples)
     results = json.loads((out / "results.json").read_text()) if (out / "results.json").exists() else {}
     step = (results.get("steps") or [{}])[0]
+    metrics = step.get("metrics") or {}
     return {**info, "requests": errors["requests"], "ttft_err_ms": errors["ttft_err_ms"],
             "itl_abs_err_ms": errors["itl_abs_err_ms"], "icl_abs_err_ms": errors["icl_abs_err_ms"],
-            "output_tokens_per_s": (step.get("metrics") or {}).get("output_tokens_per_s")}
+            "ttft_ms": metrics.get("ttft_ms"), "itl_ms": metrics.get("itl_ms"),
+            "failed": (step.get("requests") or {}).get("error", 0) + (step.get("requests") or {}).get("timeout", 0),
+            "output_tokens_per_s": metrics.get("output_tokens_per_s")}
 
 
-def guidellm(exe: str, tokenizer: Path, url: str, conc: int, duration_s: float, out: Path) -> dict[str, Any]:
+def guidellm(exe: str, tokenizer: Path, url: str, conc: int, duration_s: float, out: Path,
+             w: Workload = SYNTHETIC) -> dict[str, Any]:
     out.mkdir(parents=True, exist_ok=True)
-    cmd = [exe, "run", "--backend", f"kind=openai_http,target={url},model=synthetic,request_format=/v1/chat/completions",
+    # validate_backend false: GuideLLM's validation is GET /health, which Ollama-style servers do not have.
+    # extras.body.max_tokens: GuideLLM caps output with `max_completion_tokens`, which Ollama (and servers that
+    # copy it) ignore; without `max_tokens` too its requests would run to the model's own limit, not the workload's.
+    backend = json.dumps({"kind": "openai_http", "target": url, "model": w.model,
+                          "request_format": "/v1/chat/completions", "validate_backend": False,
+                          "extras": {"body": {"max_tokens": w.output_tokens}}})
+    cmd = [exe, "run", "--backend", backend,
            "--profile", f"kind=concurrent,streams={conc}", "--constraint",
            f"kind=max_duration,seconds={duration_s + WARMUP_S:g}",
-           "--data", "kind=synthetic_text,prompt_tokens=16,output_tokens=50",
+           "--data", f"kind=synthetic_text,prompt_tokens={w.input_tokens},output_tokens={w.output_tokens}",
            "--tokenizer", f"kind=huggingface_auto,model={tokenizer}",
            "--output", f"kind=json,path={out / 'benchmarks.json'}", "--disable-console-interactive"]
     env = {**os.environ, "HF_HUB_OFFLINE": "1"}
@@ -153,20 +189,26 @@ def guidellm(exe: str, tokenizer: Path, url: str, conc: int, duration_s: float, 
         rows.append({"start": int(t["request_start"] * 1e9), "first": t["first_token_iteration"],
                      "last": t["last_token_iteration"], "begin": t["request_start"], "n": n_out})
     rows = _drop_warmup(rows, "start")
-    ttft = [(r["first"] - r["begin"]) * 1000 - TTFT_MS for r in rows]
-    itl = [abs((r["last"] - r["first"]) * 1000 / (r["n"] - 1) - NOMINAL_ITL_MS) for r in rows if r["n"] > 1]
+    ttft = [(r["first"] - r["begin"]) * 1000 for r in rows if r["first"] is not None]
+    itl = [(r["last"] - r["first"]) * 1000 / (r["n"] - 1) for r in rows if r["n"] > 1 and r["first"] is not None]
     tps = (bench["metrics"].get("output_tokens_per_second") or {}).get("successful", {}).get("mean")
-    return {**info, "requests": len(rows), "ttft_err_ms": dist(ttft), "itl_abs_err_ms": dist(itl),
-            "icl_abs_err_ms": dist([]), "output_tokens_per_s": tps}
+    # errored requests; those GuideLLM cancelled at its time limit ("incomplete") are not failures of the server
+    failed = len(bench["requests"].get("errored") or [])
+    return {**info, "requests": len(rows), "ttft_err_ms": dist(v - TTFT_MS for v in ttft),
+            "itl_abs_err_ms": dist(abs(v - NOMINAL_ITL_MS) for v in itl), "icl_abs_err_ms": dist([]),
+            "ttft_ms": dist(ttft), "itl_ms": dist(itl), "failed": failed, "output_tokens_per_s": tps}
 
 
-def aiperf(exe: str, hf_home: Path, url: str, conc: int, duration_s: float, out: Path) -> dict[str, Any]:
+def aiperf(exe: str, hf_home: Path, url: str, conc: int, duration_s: float, out: Path,
+           w: Workload = SYNTHETIC) -> dict[str, Any]:
     if out.exists():
         shutil.rmtree(out)
     out.mkdir(parents=True)
-    cmd = [exe, "profile", "--model", "synthetic", "--url", url, "--endpoint-type", "chat", "--streaming",
+    cmd = [exe, "profile", "--model", w.model, "--url", url, "--endpoint-type", "chat", "--streaming",
            "--concurrency", str(conc), "--benchmark-duration", f"{duration_s + WARMUP_S:g}", "--tokenizer",
-           "local/gemmatok", "--use-server-token-count", "--isl", "16", "--osl", "50", "--artifact-dir",
+           "local/gemmatok", "--use-server-token-count", "--isl", str(w.input_tokens), "--osl", str(w.output_tokens),
+           # the cap as `max_tokens`: Ollama-style servers ignore AIPerf's default `max_completion_tokens`
+           "--use-legacy-max-tokens", "--artifact-dir",
            str(out / "artifacts"), "--ui-type", "none"]
     env = {**os.environ, "HF_HOME": str(hf_home), "HF_HUB_OFFLINE": "1"}
     info = run_tool(cmd, env, out / "aiperf.log", duration_s + WARMUP_S, 600)
@@ -188,7 +230,8 @@ def aiperf(exe: str, hf_home: Path, url: str, conc: int, duration_s: float, out:
     return {**info, "requests": len(rows), "ttft_err_ms": dist(r["ttft"] - TTFT_MS for r in rows),
             "itl_abs_err_ms": dist(abs(r["itl"] - NOMINAL_ITL_MS) for r in rows if r["itl"] is not None),
             "icl_abs_err_ms": dist(abs(g - INTERVAL_MS) for r in rows for g in r["icl"]),
-            "output_tokens_per_s": tps}
+            "ttft_ms": dist(r["ttft"] for r in rows), "itl_ms": dist(r["itl"] for r in rows),
+            "failed": 0, "output_tokens_per_s": tps}
 
 
 def hf_cache_from(tokenizer: Path, root: Path) -> Path:
@@ -214,6 +257,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--tokenizer-dir", default="",
                    help="folder with tokenizer.json (default: the reference backend's converted gemma3 cache)")
     p.add_argument("--skip-burst", action="store_true")
+    p.add_argument("--target", default="", help="compare on this server (OpenAI chat) instead of the synthetic one")
+    p.add_argument("--model", default="", help="--target: the model name to send")
+    p.add_argument("--input-tokens", type=int, default=16, help="--target: synthetic prompt length")
+    p.add_argument("--output-tokens", type=int, default=32, help="--target: output cap per request")
+    p.add_argument("--repeat", type=int, default=1, help="--target: run the whole round N times (server spread)")
     args = p.parse_args(argv)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -227,15 +275,23 @@ def main(argv: list[str] | None = None) -> int:
         if (tokenizer / name).exists():
             shutil.copy(tokenizer / name, tok_only / name)
     hf_home = hf_cache_from(tok_only, out / "hf")
-    tools: dict[str, Callable[[str, int, float, Path], dict[str, Any]]] = {"ours": ours}
+    w = Workload(args.model or "synthetic", args.input_tokens, args.output_tokens) if args.target else SYNTHETIC
+    tools: dict[str, Callable[[str, int, float, Path], dict[str, Any]]] = {
+        "ours": lambda u, c, d, o: ours(u, c, d, o, w)}
     if Path(args.guidellm).exists():
-        tools["guidellm"] = lambda u, c, d, o: guidellm(args.guidellm, tok_only, u, c, d, o)
+        tools["guidellm"] = lambda u, c, d, o: guidellm(args.guidellm, tok_only, u, c, d, o, w)
     else:
         print(f"peers: {args.guidellm} not found: GuideLLM skipped", file=sys.stderr)
     if Path(args.aiperf).exists():
-        tools["aiperf"] = lambda u, c, d, o: aiperf(args.aiperf, hf_home, u, c, d, o)
+        tools["aiperf"] = lambda u, c, d, o: aiperf(args.aiperf, hf_home, u, c, d, o, w)
     else:
         print(f"peers: {args.aiperf} not found: AIPerf skipped", file=sys.stderr)
+    if args.target:
+        if not args.model:
+            print("peers: --target needs --model", file=sys.stderr)
+            return 2
+        return side_by_side(args.target.rstrip("/"), w, tools, [int(c) for c in args.concurrency.split(",")],
+                            args.duration, max(args.repeat, 1), out)
     report: dict[str, Any] = {"schedule": {"ttft_ms": TTFT_MS, "interval_ms": INTERVAL_MS, "chunks": 25,
                                            "tokens_per_chunk": 2}, "load_average_start": os.getloadavg(),
                               "schedule_runs": [], "burst_runs": []}
@@ -261,6 +317,55 @@ def main(argv: list[str] | None = None) -> int:
     (out / "peers.json").write_text(json.dumps(report, indent=1))
     print(f"peers: wrote {out / 'peers.json'}")
     return 0
+
+
+def side_by_side(url: str, w: Workload, tools: dict[str, Callable[[str, int, float, Path], dict[str, Any]]],
+                 concurrencies: list[int], duration_s: float, repeat: int, out: Path) -> int:
+    """Every tool on the same workload and server, in turn; one ours/theirs line per peer and concurrency."""
+    report: dict[str, Any] = {"target": url, "workload": w.__dict__, "duration_s": duration_s, "warmup_s": WARMUP_S,
+                              "load_average_start": os.getloadavg(), "runs": []}
+    for conc in concurrencies:
+        for round_ in range(repeat):
+            rows: dict[str, dict[str, Any]] = {}
+            for name, fn in tools.items():
+                rows[name] = {"tool": name, "concurrency": conc, "round": round_,
+                              **fn(url, conc, duration_s, out / f"{name}-c{conc}-r{round_}")}
+                report["runs"].append(rows[name])
+                print(_figures_line(rows[name]), flush=True)
+            for name, row in rows.items():
+                if name != "ours":
+                    print(_ratio_line(rows["ours"], row), flush=True)
+    report["load_average_end"] = os.getloadavg()
+    (out / "peers-target.json").write_text(json.dumps(report, indent=1))
+    print(f"peers: wrote {out / 'peers-target.json'}")
+    return 0
+
+
+def _p50(row: dict[str, Any], key: str) -> float | None:
+    d = row.get(key) or {}
+    return d.get("p50") if isinstance(d, dict) else None
+
+
+def _figures_line(row: dict[str, Any]) -> str:
+    if "error" in row:
+        return f"{row['tool']:9s} c={row['concurrency']:<3d}: {row['error']}"
+
+    def f(v: float | None, digits: int = 1) -> str:
+        return "-" if v is None else f"{v:.{digits}f}"
+
+    return (f"{row['tool']:9s} c={row['concurrency']:<3d}: {row['requests']} requests ({row.get('failed', 0)} failed) | "
+            f"TTFT p50 {f(_p50(row, 'ttft_ms'))} ms | ITL p50 {f(_p50(row, 'itl_ms'), 2)} ms | "
+            f"{f(row.get('output_tokens_per_s'))} tok/s | client CPU {f(row.get('cpu_cores'), 3)} cores")
+
+
+def _ratio_line(a: dict[str, Any], b: dict[str, Any]) -> str:
+    def r(x: float | None, y: float | None) -> str:
+        return "-" if x is None or y is None or y == 0 else f"{x / y:.2f}"
+
+    return (f"ours/{b['tool']} c={a['concurrency']}: TTFT p50 {r(_p50(a, 'ttft_ms'), _p50(b, 'ttft_ms'))} | "
+            f"ITL p50 {r(_p50(a, 'itl_ms'), _p50(b, 'itl_ms'))} | throughput "
+            f"{r(a.get('output_tokens_per_s'), b.get('output_tokens_per_s'))} | client CPU "
+            f"{r(a.get('cpu_cores'), b.get('cpu_cores'))}")
 
 
 def _default_tokenizer() -> Path | None:

@@ -25,23 +25,26 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 import httpx
 import psutil
+
+from ollama_conformance import __version__
+from ollama_conformance.errors import TargetError, UsageError
+from ollama_conformance.load.capacity import SearchOptions, find_max_rate
 from ollama_conformance.load.endpoints import endpoint_spec, load_prompts
 from ollama_conformance.load.metrics import Slo, dist, step_metrics
 from ollama_conformance.load.schedule import parse_arrival
 from ollama_conformance.load.telemetry import TelemetrySampler, gpu_inventory
-
-from ollama_conformance import __version__
-from ollama_conformance.errors import TargetError, UsageError
+from ollama_conformance.load.workloads import check_workload, parse_lengths
+from ollama_conformance.vocabulary import BENCH_KIND
 
 LOCUSTFILE = Path(__file__).with_name("locustfile.py")
 SCHEMA_FILE = Path(__file__).with_name("results.schema.json")
-KIND = "ollama-conformance.bench"
+KIND = BENCH_KIND
 SCHEMA_VERSION = 1
 PROFILES = {"local": "http://localhost:11434", "cloud": "https://ollama.com"}
 CPU_WARN_PERCENT = 80.0
@@ -74,6 +77,16 @@ class BenchOptions:
     seed: int | None = None
     server_pid: int | None = None
     preload: bool = True
+    reuse_connections: bool = True
+    workload: str = "single"
+    input_lengths: str | None = None
+    output_lengths: str | None = None
+    turns: int = 4
+    system_prompt_tokens: int = 0
+    trace: str | None = None
+    trace_speed: float = 1.0
+    find_max_rate: bool = False
+    search: SearchOptions = field(default_factory=SearchOptions)
     quiet: bool = False
 
     def validate(self) -> None:
@@ -99,12 +112,28 @@ class BenchOptions:
             parse_arrival(self.arrival)
         endpoint_spec(self.surface, self.endpoint, self.model, self.output_tokens, self.seed)
         load_prompts(self.prompts, self.input_tokens)
+        parse_lengths(self.input_lengths, "--input-tokens")
+        parse_lengths(self.output_lengths, "--output-tokens")
+        check_workload(self.workload, self.endpoint, bool(self.rate or self.find_max_rate), self.turns,
+                       self.system_prompt_tokens, self.trace, self.trace_speed)
+        if self.find_max_rate:
+            if not (self.slo and Slo(**self.slo).given):
+                raise UsageError("--find-max-rate needs --slo (what a sustainable rate must meet)")
+            if self.workload == "trace":
+                raise UsageError("--find-max-rate sets the arrival rate itself: not with --workload trace")
+            self.search.validate()
 
     @property
     def mode(self) -> str:
+        if self.find_max_rate:
+            return "rate"
+        if self.workload == "trace":
+            return "trace"
         return "rate" if self.rate else "concurrency"
 
     def steps(self) -> list[tuple[str, float]]:
+        if self.workload == "trace":
+            return [(f"trace=x{self.trace_speed:g}", self.trace_speed)]
         if self.rate:
             return [(f"rate={r:g}", r) for r in self.rate]
         return [(f"concurrency={c}", float(c)) for c in self.concurrency]
@@ -198,7 +227,8 @@ def hardware() -> dict[str, Any]:
 
 def _locust_args(opts: BenchOptions, url: str, step: str, value: float, samples_dir: Path, per_process: int | None,
                  bearer: bool, workers: int) -> list[str]:
-    users = max(workers, 1) if opts.rate else int(value)
+    open_loop = bool(opts.rate) or opts.workload == "trace"
+    users = max(workers, 1) if open_loop else int(value)
     args = [
         "-f", str(LOCUSTFILE), "--host", url, "--model", opts.model, "--surface", opts.surface,
         "--endpoint", opts.endpoint, "--warmup", f"{opts.warmup_s:g}", "--step-name", step,
@@ -221,6 +251,18 @@ def _locust_args(opts: BenchOptions, url: str, step: str, value: float, samples_
         args += ["--rate", f"{value:g}", "--rate-users", str(users), "--arrival", opts.arrival]
     if bearer:
         args += ["--bearer-env", "OLLAMA_API_KEY"]
+    if not opts.reuse_connections:
+        args += ["--no-reuse"]
+    if opts.workload != "single":
+        args += ["--workload", opts.workload]
+    if opts.input_lengths:
+        args += ["--input-lengths", opts.input_lengths]
+    if opts.output_lengths:
+        args += ["--output-lengths", opts.output_lengths]
+    if opts.workload == "multi-turn":
+        args += ["--turns", str(opts.turns), "--system-prompt-tokens", str(opts.system_prompt_tokens)]
+    if opts.workload == "trace" and opts.trace:
+        args += ["--trace", opts.trace, "--trace-speed", f"{opts.trace_speed:g}", "--rate-users", str(users)]
     return args
 
 
@@ -235,7 +277,7 @@ def run_locust(opts: BenchOptions, url: str, step: str, value: float, step_dir: 
     samples_dir = step_dir / "raw"
     samples_dir.mkdir(parents=True, exist_ok=True)
     # every worker must get at least one user, or it would never report that it is done
-    workers = opts.workers if opts.rate else min(opts.workers, int(value))
+    workers = opts.workers if (opts.rate or opts.workload == "trace") else min(opts.workers, int(value))
     per_process = None
     if opts.requests is not None:
         per_process = -(-opts.requests // max(workers, 1))
@@ -346,17 +388,19 @@ def run_bench(opts: BenchOptions) -> int:
                  + (f" ({preload['error']})" if preload["error"] else ""))
         steps: list[dict[str, Any]] = []
         health: list[dict[str, Any]] = []
+        capacity = None
         samples_path = out / "samples.jsonl"
         try:
             with open(samples_path, "w", encoding="utf-8") as samples_out:
-                for name, value in opts.steps():
+
+                def run_step(name: str, value: float) -> dict[str, Any]:
                     step_dir = out / "locust" / name.replace("=", "-")
                     if step_dir.exists():
                         shutil.rmtree(step_dir)
                     step_dir.mkdir(parents=True)
                     _log(opts, f"bench: step {name} ...")
                     t_start = time.perf_counter_ns()
-                    info = run_locust(opts, url, name, value, step_dir, bool(headers))
+                    info = run_locust(step_opts, url, name, value, step_dir, bool(headers))
                     t_end = time.perf_counter_ns()
                     rows = read_samples(step_dir / "raw")
                     step_health = read_health(step_dir / "raw")
@@ -371,6 +415,18 @@ def run_bench(opts: BenchOptions) -> int:
                         step["error"] = f"no samples: see {step_dir / 'locust.log'}"
                     steps.append(step)
                     _log(opts, summary_line(step))
+                    return step
+
+                if opts.find_max_rate:
+                    # each probe is an open-loop step; `run_locust` reads the mode from `rate`
+                    step_opts = replace(opts, rate=[opts.search.start_rps])
+                    capacity = find_max_rate(lambda r: run_step(f"rate={r:.4g}", r), opts.search,
+                                             lambda text: _log(opts, text))
+                    _log(opts, capacity_line(capacity.to_json()))
+                else:
+                    step_opts = opts
+                    for name, value in opts.steps():
+                        run_step(name, value)
         finally:
             sampler.stop()
         telemetry = sampler.result()
@@ -388,6 +444,8 @@ def run_bench(opts: BenchOptions) -> int:
         "harness": harness_health(health, steps, opts.mode),
         "samples_file": "samples.jsonl",
     }
+    if capacity is not None:
+        results["capacity"] = capacity.to_json()
     with open(out / "results.json", "w", encoding="utf-8") as f:
         json.dump(results, f, indent=1)
     for w in results["harness"]["warnings"]:
@@ -397,6 +455,18 @@ def run_bench(opts: BenchOptions) -> int:
     return 0 if ok else 1
 
 
+def capacity_line(c: dict[str, Any]) -> str:
+    """The search's answer in one line: the highest passing rate, the bracket, why it stopped."""
+    lo, hi = c["max_rate_rps"], c["lowest_failing_rps"]
+    if lo is None:
+        return f"bench: max sustainable rate: none found ({c['stopped_because']})"
+    bracket = f"between {lo:.4g} and {hi:.4g} req/s (+{c['relative_uncertainty']:.0%})" if hi is not None else \
+        f">= {lo:.4g} req/s (no failing rate found)"
+    return (f"bench: max sustainable rate {lo:.4g} req/s at >= {c['goodput_fraction']:.0%} of requests within "
+            f"SLO: the limit is {bracket}; {len(c['probes'])} probes in {c['spent_s']:.0f} s, stopped: "
+            f"{c['stopped_because']}")
+
+
 def summary_line(step: dict[str, Any]) -> str:
     m = step["metrics"]
     r = step["requests"]
@@ -404,7 +474,12 @@ def summary_line(step: dict[str, Any]) -> str:
     def f(d: dict[str, Any], key: str) -> str:
         return "-" if d[key] is None else f"{d[key]:.1f}"
 
+    sources = ",".join(sorted(step.get("output_tokens_source") or {})) or "-"
+    conns = step.get("connections") or {}
+    extra = ""
+    if conns.get("retries") or conns.get("stale_discarded"):
+        extra = f" | {conns['retries']} retried, {conns['stale_discarded']} stale dropped"
     return (f"  {step['name']}: ok {r['ok']} error {r['error']} timeout {r['timeout']} | "
             f"TTFT p50 {f(m['ttft_ms'], 'p50')} p99 {f(m['ttft_ms'], 'p99')} ms | "
             f"ITL p50 {f(m['itl_ms'], 'p50')} ms | E2E p50 {f(m['e2e_ms'], 'p50')} ms | "
-            f"{m['output_tokens_per_s']:.1f} tok/s, {m['requests_per_s']:.2f} req/s")
+            f"{m['output_tokens_per_s']:.1f} tok/s ({sources}), {m['requests_per_s']:.2f} req/s{extra}")

@@ -35,6 +35,8 @@ class StreamState:
     # [arrival_ns, server's x_sent_ns] for chunks that carry the synthetic server's send stamp (calibration)
     server_stamps: list[list[int]] = field(default_factory=list)
     server_arrived_ns: int | None = None
+    # the answer's text, kept only when asked (a multi-turn workload resends it as the assistant's turn)
+    text: list[str] | None = None
 
     def decode(self, payload: bytes, what: str) -> dict[str, Any] | None:
         """One stream item as a JSON object, or None (and the first error noted) when it is not one."""
@@ -121,6 +123,11 @@ class NdjsonParser:
             return
         out = _native_has_output(obj)
         st.record(obj, arrival_ns, output=out, tokens=None if out else 0)
+        if out and st.text is not None:
+            msg = obj.get("message")
+            piece = msg.get("content") if isinstance(msg, dict) else obj.get("response")
+            if isinstance(piece, str):
+                st.text.append(piece)
         if obj.get("done"):
             st.done = True
             st.done_reason = obj.get("done_reason")
@@ -185,7 +192,15 @@ class SseParser:
         for choice in obj.get("choices") or ():
             if isinstance(choice, dict) and choice.get("finish_reason"):
                 st.done_reason = choice["finish_reason"]
+            if out and st.text is not None and isinstance(choice, dict):
+                delta = choice.get("delta")
+                piece = delta.get("content") if isinstance(delta, dict) else choice.get("text")
+                if isinstance(piece, str):
+                    st.text.append(piece)
 
 
-def parser_for(sse: bool) -> NdjsonParser | SseParser:
-    return SseParser() if sse else NdjsonParser()
+def parser_for(sse: bool, keep_text: bool = False) -> NdjsonParser | SseParser:
+    parser = SseParser() if sse else NdjsonParser()
+    if keep_text:
+        parser.state.text = []
+    return parser

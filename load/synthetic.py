@@ -14,6 +14,16 @@ Faults, for the harness's own tests: `--error-every K` answers every K-th genera
 closes every K-th connection after its first chunk, `--garbage-every K` sends a line that is not JSON after the
 first chunk of every K-th stream.
 
+Capacity, for the capacity search's tests: `--slots N` lets at most N generations run at once (others wait, FIFO,
+and their schedule starts when they get a slot); `--per-token-ms T` sets the chunk interval to T x tokens per chunk.
+Slots are booked on the clock, not by threads handing a lock over (whose wake-up delays on a busy machine would
+lower the capacity): a request starts at max(its arrival, the earliest time a slot is free) and holds it for
+ttft + (chunks - 1) x interval. So the server's capacity is exactly N / (ttft + (chunks - 1) x interval) req/s. A request's
+`max_tokens` / `num_predict` caps its chunks (ceil(cap / tokens per chunk)), as a real server stops at the cap.
+
+GET /synthetic/requests lists what each generation request asked (path, message roles, prompt words, the cap,
+the time it waited for a slot): the ground truth for the workload tests (multi-turn histories, length draws).
+
 Run: `python -m load.synthetic --port 0 [--ttft-ms 200 --interval-ms 20 --chunks 25 --tokens-per-chunk 2]`;
 it prints its base URL on one stdout line, then serves until terminated.
 """
@@ -32,6 +42,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 CREATED_AT = "2026-01-01T00:00:00.000000000Z"
+REQUEST_LOG_MAX = 100_000
 GENERATION_PATHS = {"/api/chat", "/api/generate", "/v1/chat/completions", "/v1/completions"}
 
 
@@ -47,6 +58,29 @@ class Schedule:
     stall_s: float = 30.0
     drop_every: int = 0
     garbage_every: int = 0
+    slots: int = 0  # 0: unlimited
+
+    def chunks_for(self, body: dict[str, Any]) -> int:
+        """The chunks of one answer: the schedule's, fewer when the request caps its output tokens."""
+        cap = body.get("max_tokens", body.get("max_completion_tokens"))
+        options = body.get("options")
+        if cap is None and isinstance(options, dict):
+            cap = options.get("num_predict")
+        if isinstance(cap, int) and cap > 0:
+            return max(1, min(self.chunks, -(-cap // self.tokens_per_chunk)))
+        return self.chunks
+
+
+def request_record(path: str, body: dict[str, Any], waited_ns: int) -> dict[str, Any]:
+    """What a generation request asked, for GET /synthetic/requests."""
+    messages = body.get("messages") if isinstance(body.get("messages"), list) else []
+    texts = [m.get("content") for m in messages if isinstance(m, dict) and isinstance(m.get("content"), str)]
+    if isinstance(body.get("prompt"), str):
+        texts.append(body["prompt"])
+    options = body.get("options") if isinstance(body.get("options"), dict) else {}
+    return {"path": path, "roles": [m.get("role") for m in messages if isinstance(m, dict)],
+            "contents": texts if messages else [], "prompt_words": sum(len(t.split()) for t in texts),
+            "max_tokens": body.get("max_tokens", options.get("num_predict")), "slot_wait_ms": waited_ns / 1e6}
 
 
 class LatenessStats:
@@ -107,6 +141,7 @@ class Framer:
         self.include_usage = bool(opts.get("include_usage"))
         self.continuous_usage = bool(opts.get("continuous_usage_stats"))
         self.id = f"syn-{request_id}"
+        self.chunks = sched.chunks_for(body)
         self.text = " tok" * sched.tokens_per_chunk
 
     def usage(self, done_chunks: int) -> dict[str, int]:
@@ -143,7 +178,7 @@ class Framer:
 
     def final(self, durations: dict[str, int]) -> bytes:
         s = self.sched
-        eval_count = s.chunks * s.tokens_per_chunk
+        eval_count = self.chunks * s.tokens_per_chunk
         if not self.sse:
             obj: dict[str, Any] = {"model": self.model, "created_at": CREATED_AT, "done": True, "done_reason": "length",
                                    "prompt_eval_count": s.prompt_tokens, "eval_count": eval_count, **durations}
@@ -160,11 +195,11 @@ class Framer:
             last = {"id": self.id, "object": "text_completion", "created": 0, "model": self.model,
                     "system_fingerprint": "fp_ollama", "choices": [{"index": 0, "text": "", "finish_reason": "length"}]}
         if self.continuous_usage:
-            last["usage"] = self.usage(s.chunks)
+            last["usage"] = self.usage(self.chunks)
         out = _sse(last)
         if self.include_usage:
             out += _sse({"id": self.id, "object": last["object"], "created": 0, "model": self.model,
-                         "system_fingerprint": "fp_ollama", "choices": [], "usage": self.usage(s.chunks)})
+                         "system_fingerprint": "fp_ollama", "choices": [], "usage": self.usage(self.chunks)})
         return out + b"data: [DONE]\n\n"
 
 
@@ -207,6 +242,9 @@ class Handler(BaseHTTPRequestHandler):
                                                          "owned_by": "library"}]})
         elif path == "/synthetic/stats":
             self._json(200, self.server.stats.summary())
+        elif path == "/synthetic/requests":
+            with self.server.requests_lock:
+                self._json(200, list(self.server.requests))
         elif path in ("/", "/health"):  # /health: what OpenAI-style benchmark tools probe first
             self._json(200, "Ollama is running")
         else:
@@ -219,6 +257,8 @@ class Handler(BaseHTTPRequestHandler):
         received_ns = self.arrived_ns
         if path == "/synthetic/reset":
             self.server.stats.reset()
+            with self.server.requests_lock:
+                self.server.requests.clear()
             self._json(200, {"ok": True})
             return
         try:
@@ -259,6 +299,12 @@ class Handler(BaseHTTPRequestHandler):
         if sched.error_every and n % sched.error_every == 0:
             self._json(500, {"error": "synthetic failure"})
             return
+        waited = self.server.book_slot(received_ns, sched.chunks_for(body))
+        self.server.log_request(request_record(path, body, waited))
+        self._generation(path, body, received_ns + waited, n)
+
+    def _generation(self, path: str, body: dict[str, Any], received_ns: int, n: int) -> None:
+        sched = self.server.schedule
         framer = Framer(path, body, sched, n)
         if body.get("stream") is False:
             self._non_stream(framer, received_ns)
@@ -275,7 +321,7 @@ class Handler(BaseHTTPRequestHandler):
         if interval_ns == 0 and not (sched.drop_every or sched.stall_every or sched.garbage_every):
             self._burst(framer, received_ns, ttft_ns)
             return
-        for i in range(sched.chunks):
+        for i in range(framer.chunks):
             deadline = received_ns + ttft_ns + i * interval_ns
             sleep_until(deadline)
             # the server's own send stamp rides in the chunk, so a calibration can separate client from server error
@@ -305,20 +351,19 @@ class Handler(BaseHTTPRequestHandler):
 
     def _burst(self, framer: Framer, received_ns: int, ttft_ns: int) -> None:
         """Interval 0: every chunk as fast as the socket takes them (the harness's maximum chunk rate)."""
-        sched = self.server.schedule
         sleep_until(received_ns + ttft_ns)
-        steady = framer.chunk(1) if sched.chunks > 1 else b""
+        steady = framer.chunk(1) if framer.chunks > 1 else b""
         wire = b"%x\r\n%s\r\n" % (len(steady), steady) if steady else b""
         first = framer.chunk(0)
         self._write_chunk(first)
         first_late = time.perf_counter_ns() - (received_ns + ttft_ns)
         per_write = max(1, 32768 // max(len(wire), 1))
-        remaining = sched.chunks - 1
+        remaining = framer.chunks - 1
         while remaining > 0:
             n = min(per_write, remaining)
             self.wfile.write(wire * n if not framer.continuous_usage else
                              b"".join(b"%x\r\n%s\r\n" % (len(c), c) for c in
-                                      (framer.chunk(sched.chunks - remaining + j) for j in range(n))))
+                                      (framer.chunk(framer.chunks - remaining + j) for j in range(n))))
             remaining -= n
         end_ns = time.perf_counter_ns()
         durations = {"total_duration": end_ns - received_ns, "load_duration": 0,
@@ -329,9 +374,9 @@ class Handler(BaseHTTPRequestHandler):
 
     def _non_stream(self, framer: Framer, received_ns: int) -> None:
         sched = self.server.schedule
-        sleep_until(received_ns + int((sched.ttft_ms + sched.interval_ms * max(sched.chunks - 1, 0)) * 1e6))
-        text = framer.text * sched.chunks
-        eval_count = sched.chunks * sched.tokens_per_chunk
+        sleep_until(received_ns + int((sched.ttft_ms + sched.interval_ms * max(framer.chunks - 1, 0)) * 1e6))
+        text = framer.text * framer.chunks
+        eval_count = framer.chunks * sched.tokens_per_chunk
         elapsed = time.perf_counter_ns() - received_ns
         durations = {"total_duration": elapsed, "load_duration": 0, "prompt_eval_count": sched.prompt_tokens,
                      "prompt_eval_duration": int(sched.ttft_ms * 1e6), "eval_count": eval_count,
@@ -346,11 +391,11 @@ class Handler(BaseHTTPRequestHandler):
         elif framer.path == "/v1/chat/completions":
             obj = {"id": framer.id, "object": "chat.completion", "created": 0, "model": framer.model,
                    "choices": [{"index": 0, "message": {"role": "assistant", "content": text},
-                                "finish_reason": "length"}], "usage": framer.usage(sched.chunks)}
+                                "finish_reason": "length"}], "usage": framer.usage(framer.chunks)}
         else:
             obj = {"id": framer.id, "object": "text_completion", "created": 0, "model": framer.model,
                    "choices": [{"index": 0, "text": text, "finish_reason": "length"}],
-                   "usage": framer.usage(sched.chunks)}
+                   "usage": framer.usage(framer.chunks)}
         self._json(200, obj)
 
 
@@ -369,6 +414,27 @@ class SyntheticServer(ThreadingHTTPServer):
         self.schedule = schedule
         self.stats = LatenessStats()
         self.counter = itertools.count(1)
+        self.slot_free_ns = [0] * schedule.slots  # when each slot is next free (perf_counter_ns)
+        self.slot_lock = threading.Lock()
+        self.requests: list[dict[str, Any]] = []
+        self.requests_lock = threading.Lock()
+
+    def book_slot(self, arrived_ns: int, chunks: int) -> int:
+        """With --slots: book the earliest free slot for this request; returns how long it waits for it (ns)."""
+        if not self.slot_free_ns:
+            return 0
+        s = self.schedule
+        busy = int((s.ttft_ms + (chunks - 1) * s.interval_ms) * 1e6)
+        with self.slot_lock:
+            slot = min(range(len(self.slot_free_ns)), key=self.slot_free_ns.__getitem__)
+            start = max(arrived_ns, self.slot_free_ns[slot])
+            self.slot_free_ns[slot] = start + busy
+        return start - arrived_ns
+
+    def log_request(self, record: dict[str, Any]) -> None:
+        with self.requests_lock:
+            if len(self.requests) < REQUEST_LOG_MAX:
+                self.requests.append(record)
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -385,7 +451,15 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--stall-s", type=float, default=30.0)
     p.add_argument("--drop-every", type=int, default=0)
     p.add_argument("--garbage-every", type=int, default=0)
+    p.add_argument("--slots", type=int, default=0, help="at most N generations at once (0: no limit)")
+    p.add_argument("--per-token-ms", type=float, default=None, help="chunk interval = this x tokens per chunk")
     args = p.parse_args(argv)
+    if args.per_token_ms is not None:
+        if args.per_token_ms < 0:
+            p.error("--per-token-ms must be >= 0")
+        args.interval_ms = args.per_token_ms * args.tokens_per_chunk
+    if args.slots < 0:
+        p.error("--slots must be >= 0")
     if args.chunks < 1 or args.tokens_per_chunk < 1 or args.ttft_ms < 0 or args.interval_ms < 0:
         p.error("--chunks and --tokens-per-chunk must be >= 1, times >= 0")
     return args
@@ -396,7 +470,7 @@ def main(argv: list[str] | None = None) -> int:
     schedule = Schedule(ttft_ms=args.ttft_ms, interval_ms=args.interval_ms, chunks=args.chunks,
                         tokens_per_chunk=args.tokens_per_chunk, prompt_tokens=args.prompt_tokens,
                         error_every=args.error_every, stall_every=args.stall_every, stall_s=args.stall_s,
-                        drop_every=args.drop_every, garbage_every=args.garbage_every)
+                        drop_every=args.drop_every, garbage_every=args.garbage_every, slots=args.slots)
     server = SyntheticServer((args.host, args.port), schedule)
     host, port = server.server_address[:2]
     print(f"http://{host}:{port}", flush=True)

@@ -19,17 +19,20 @@ from ollama_conformance.errors import TargetError, UsageError
 
 # name -> module implementing it (order is the order shown in --help)
 SUBCOMMANDS: dict[str, str] = {
-    "run": "ollama_conformance.reports.run_command",
+    "run": "ollama_conformance.run_command",
     "check": "ollama_conformance.conformance.cli",
     "bench": "ollama_conformance.load.cli",
     "serve": "ollama_conformance.reference_backend.cli",
     "report": "ollama_conformance.reports.report_command",
     "compare": "ollama_conformance.reports.compare_command",
+    "matrix": "ollama_conformance.reports.matrix_command",
     "spec": "ollama_conformance.spec.cli",
+    "validate": "ollama_conformance.spec.validate_command",
 }
 
 EXIT_USAGE = 2
 EXIT_TARGET = 3
+EXIT_HARNESS = 4
 EXIT_INTERRUPTED = 130
 
 
@@ -80,12 +83,17 @@ def main(argv: list[str] | None = None) -> int:
     except Exception as exc:  # a bug of ours: one line, with a way to see the traceback
         if os.environ.get("OLLAMA_CONFORMANCE_DEBUG"):
             raise
-        print(
-            f"ollama-conformance {args.command}: internal error: {type(exc).__name__}: {exc} "
-            "(set OLLAMA_CONFORMANCE_DEBUG=1 for the traceback)",
-            file=sys.stderr,
-        )
-        return 1
+        import tempfile
+        import time
+        import traceback
+
+        # exit 4 (the harness broke), the traceback in a file: one line on the console, the details kept for a bug report
+        path = os.path.join(tempfile.gettempdir(), f"ollama-conformance-{args.command}-traceback-{time.strftime('%Y%m%d-%H%M%S')}.txt")
+        with open(path, "w", encoding="utf-8") as fh:
+            fh.write("".join(traceback.format_exception(exc)))
+        print(f"ollama-conformance {args.command}: internal error: {type(exc).__name__}: {str(exc)[:200]} (traceback in {path})",
+              file=sys.stderr)
+        return EXIT_HARNESS
 
 
 if __name__ == "__main__":

@@ -15,27 +15,30 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from types import ModuleType
 
-from ollama_conformance.reference_backend.api import guards
-from ollama_conformance.reference_backend.api import native as native_routes
-from ollama_conformance.reference_backend.cloud import mount as cloud
-from ollama_conformance.reference_backend.config import ServerConfig
-from ollama_conformance.reference_backend.engine.scheduler import Scheduler
-from ollama_conformance.reference_backend.store import bundled
-from ollama_conformance.reference_backend.store.local import Store
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 from starlette.routing import Route
 
+from ollama_conformance.reference_backend.api import guards, native
+from ollama_conformance.reference_backend.cloud import mount as cloud
+from ollama_conformance.reference_backend.config import ServerConfig
+from ollama_conformance.reference_backend.engine.scheduler import Scheduler
+from ollama_conformance.reference_backend.store import bundled
+from ollama_conformance.reference_backend.store.local import Store
+
 log = logging.getLogger("ollama_conformance.reference_backend.app")
 
 # The HTTP surfaces. Optional ones (written in parallel) join when their module exists.
-ROUTE_MODULES: list[ModuleType] = [native_routes]
+ROUTE_MODULES: list[ModuleType] = [native]
 OPTIONAL_ROUTE_MODULES = [
     "ollama_conformance.reference_backend.api.openai",
     "ollama_conformance.reference_backend.api.anthropic",
     "ollama_conformance.reference_backend.api.responses",
+    "ollama_conformance.reference_backend.api.account",
+    "ollama_conformance.reference_backend.api.transcription",
+    "ollama_conformance.reference_backend.api.lifecycle",  # blobs, create, pull, push
 ]
 
 
@@ -59,6 +62,14 @@ def route_modules() -> list[ModuleType]:
     return modules
 
 
+def route_surface(path: str) -> str:
+    """The surface a route belongs to (serve --surfaces mounts only some): /v1/messages is Anthropic's, the rest
+    of /v1 OpenAI's, everything else (/, /api/*) native."""
+    if path.startswith("/v1/messages"):
+        return "anthropic"
+    return "openai" if path.startswith("/v1/") else "native"
+
+
 def middleware(config: ServerConfig) -> list[Middleware]:
     """Middleware applied to every route, outermost first (the cloud mode adds its auth here)."""
     return [*guards.guard_middleware(config), *cloud.cloud_middleware(config)]
@@ -76,6 +87,7 @@ def build_app(config: ServerConfig) -> Starlette:
     for module in route_modules():
         routes.extend(module.routes())
     routes.extend(cloud.cloud_routes(config))  # web search/fetch (cloud mode) or the daemon's web proxies
+    routes = [route for route in routes if route_surface(route.path) in config.surfaces]
     paths = {route.path for route in routes}
 
     async def not_found(request: Request, exc: Exception) -> Response:

@@ -1,10 +1,17 @@
-"""Benchmark of the reference backend: `python -m reference_backend.bench` prints figures (it asserts nothing).
+"""Benchmark of the reference backend: `python -m ...reference_backend.bench` prints figures (it asserts nothing).
 
-Measures, on a backend it starts itself: start time (process launch to URL line, then the first model load;
-`--cold` uses an empty converted-model cache so the GGUF conversion is included), single-stream decode rate
+Alone, it measures on a backend it starts itself: start time (process launch to URL line, then the first model
+load; `--cold` uses an empty converted-model cache so the GGUF conversion is included), single-stream decode rate
 and TTFT, aggregate decode throughput at 2 and 4 concurrent streams (OLLAMA_NUM_PARALLEL=4, decode steps
 batched), and the server's peak RSS (VmHWM). Decode rate is the server's eval_count / eval_duration; aggregate
 throughput is the sum of eval_count over the wall-clock window of the concurrent requests.
+
+`--versus URL` sends one workload to our backend and to another OpenAI-compatible server (llama.cpp's
+llama-server) in alternating rounds and prints both with their ratios: /v1/chat/completions streamed, a short
+prompt, greedy, `--num-predict` tokens, at each `--streams` level. Figures are measured by the client alike for
+both (tokens counted from the stream's usage): TTFT to the first content chunk, per-stream decode rate after it,
+aggregate tokens over the window. It also prints both servers' resident memory (ours with both models loaded:
+steady VmRSS and its peak VmHWM since start) and the load average before and after.
 """
 
 from __future__ import annotations
@@ -21,6 +28,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import httpx
+
 from ollama_conformance.reference_backend.launcher import ReferenceBackend
 
 MODEL = "gemma3:270m"
@@ -47,6 +55,8 @@ class Report:
     single: dict[str, float] = field(default_factory=dict)
     concurrent: dict[str, dict[str, float]] = field(default_factory=dict)
     peak_rss_mb: float = 0.0
+    steady_rss_mb: float = 0.0
+    steady_rss_file_mb: float = 0.0
 
 
 def stream_once(url: str, num_predict: int) -> StreamResult:
@@ -101,16 +111,6 @@ def concurrent(url: str, streams: int, num_predict: int) -> tuple[list[StreamRes
     return [r for r in results if r is not None], window
 
 
-def peak_rss_mb(pid: int) -> float:
-    try:
-        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-            if line.startswith("VmHWM:"):
-                return int(line.split()[1]) / 1024
-    except OSError:
-        pass
-    return 0.0
-
-
 def run_bench(args: argparse.Namespace) -> Report:
     report = Report(precision=args.precision, num_predict=args.num_predict, cold=args.cold)
     env = {"OLLAMA_NUM_PARALLEL": str(max(args.streams)), "OLLAMA_KEEP_ALIVE": "-1"}
@@ -146,7 +146,12 @@ def run_bench(args: argparse.Namespace) -> Report:
                 "window_s": window,
             }
         assert backend.process is not None
-        report.peak_rss_mb = peak_rss_mb(backend.process.pid)
+        # both models loaded: the steady figure the memory target is about
+        httpx.post(f"{backend.url}/api/embed", json={"model": "all-minilm:22m", "input": "x"}, timeout=900)
+        memory = memory_mb(backend.process.pid)
+        report.steady_rss_mb = memory.get("VmRSS", 0.0)
+        report.steady_rss_file_mb = memory.get("RssFile", 0.0)
+        report.peak_rss_mb = memory.get("VmHWM", 0.0)
     if cold_cache:
         import shutil
 
@@ -169,11 +174,193 @@ def print_report(report: Report) -> None:
             f"  {streams} streams: aggregate {figures['aggregate_tok_s']:.1f} tok/s "
             f"({figures['per_stream_decode_tok_s']:.1f} tok/s each), worst TTFT {figures['ttft_ms_max']:.0f} ms"
         )
-    print(f"  server peak RSS: {report.peak_rss_mb:.0f} MB")
+    print(
+        f"  server RSS with both models loaded: {report.steady_rss_mb:.0f} MB "
+        f"(of which file-mapped weights {report.steady_rss_file_mb:.0f} MB); peak since start {report.peak_rss_mb:.0f} MB"
+    )
+
+
+# --- side by side with another server (--versus) ----------------------------------------------------------------
+CHAT_PROMPT = "Write a short story about a lighthouse keeper who finds a message in a bottle."
+
+
+@dataclass
+class ChatStream:
+    ttft_s: float
+    decode_tok_s: float
+    tokens: int
+
+
+def chat_stream_once(url: str, model: str, num_predict: int) -> ChatStream:
+    """One streamed /v1 chat completion; tokens from the usage chunk (else one per content chunk)."""
+    body = {
+        "model": model,
+        "messages": [{"role": "user", "content": CHAT_PROMPT}],
+        "max_tokens": num_predict,
+        "temperature": 0,
+        "seed": 1,
+        "stream": True,
+        "stream_options": {"include_usage": True},
+    }
+    started = time.perf_counter()
+    first = last = 0.0
+    chunks = usage_tokens = 0
+    with httpx.stream("POST", f"{url}/v1/chat/completions", json=body, timeout=600) as response:
+        response.raise_for_status()
+        for line in response.iter_lines():
+            if not line.startswith("data: ") or line == "data: [DONE]":
+                continue
+            item = json.loads(line[6:])
+            if item.get("usage"):
+                usage_tokens = int(item["usage"].get("completion_tokens") or 0)
+            for choice in item.get("choices") or []:
+                if (choice.get("delta") or {}).get("content"):
+                    last = time.perf_counter()
+                    first = first or last
+                    chunks += 1
+    tokens = usage_tokens or chunks
+    if not first:
+        raise RuntimeError(f"{url}: the stream carried no content")
+    decode = (tokens - 1) / (last - first) if tokens > 1 and last > first else 0.0
+    return ChatStream(ttft_s=first - started, decode_tok_s=decode, tokens=tokens)
+
+
+def chat_concurrent(url: str, model: str, streams: int, num_predict: int) -> dict[str, float]:
+    results: list[ChatStream | None] = [None] * streams
+    errors: list[BaseException] = []
+
+    def run(index: int) -> None:
+        try:
+            results[index] = chat_stream_once(url, model, num_predict)
+        except BaseException as exc:  # reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=run, args=(i,)) for i in range(streams)]
+    started = time.perf_counter()
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=900)
+    window = time.perf_counter() - started
+    done = [r for r in results if r is not None]
+    if errors or len(done) != streams:
+        raise RuntimeError(f"{url}: {len(errors)} of {streams} streams failed: {errors[0] if errors else 'timeout'}")
+    return {
+        "aggregate_tok_s": sum(r.tokens for r in done) / window,
+        "decode_tok_s": statistics.mean(r.decode_tok_s for r in done),
+        "ttft_ms": statistics.median(r.ttft_s for r in done) * 1000,
+        "tokens": statistics.mean(r.tokens for r in done),
+    }
+
+
+def memory_mb(pid: int) -> dict[str, float]:
+    """VmRSS (now), VmHWM (peak since start), RssAnon and RssFile (memory-mapped file pages) of a process."""
+    out: dict[str, float] = {}
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            key = line.split(":")[0]
+            if key in ("VmRSS", "VmHWM", "RssAnon", "RssFile"):
+                out[key] = int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return out
+
+
+def pid_listening_on(port: int) -> int | None:
+    """The process with a listening TCP socket on `port` (to read another local server's memory), if visible."""
+    inodes = set()
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        try:
+            rows = Path(table).read_text().splitlines()[1:]
+        except OSError:
+            continue
+        for row in rows:
+            fields = row.split()
+            if len(fields) > 9 and fields[3] == "0A" and int(fields[1].rsplit(":", 1)[1], 16) == port:
+                inodes.add(fields[9])
+    for proc in Path("/proc").iterdir():
+        if not proc.name.isdigit():
+            continue
+        try:
+            for fd in (proc / "fd").iterdir():
+                target = os.readlink(fd)
+                if target.startswith("socket:[") and target[8:-1] in inodes:
+                    return int(proc.name)
+        except OSError:
+            continue
+    return None
+
+
+def run_versus(args: argparse.Namespace) -> int:
+    theirs = args.versus.rstrip("/")
+    env = {"OLLAMA_NUM_PARALLEL": str(max(args.streams)), "OLLAMA_KEEP_ALIVE": "-1"}
+    server_args = ["--precision", args.precision]
+    if args.threads:
+        server_args += ["--threads", str(args.threads)]
+    try:  # before starting ours (a minute): is the other server there at all?
+        httpx.get(f"{theirs}/v1/models", timeout=10)
+    except httpx.HTTPError as exc:
+        raise RuntimeError(f"--versus {theirs} does not answer: {exc}") from exc
+    load_before = os.getloadavg()
+    with ReferenceBackend(args=server_args, env=env, quiet=not args.verbose) as backend:
+        ours = backend.url
+        assert backend.process is not None
+        # both models loaded: the steady figure the memory target is about
+        httpx.post(f"{ours}/api/embed", json={"model": "all-minilm:22m", "input": "x"}, timeout=900).raise_for_status()
+        for url, model in ((ours, MODEL), (theirs, args.versus_model)):
+            chat_stream_once(url, model, 8)  # warm-up (and our model's load)
+        figures: dict[tuple[str, int], list[dict[str, float]]] = {}
+        for round_index in range(args.rounds):
+            order = [("ours", ours, MODEL), ("theirs", theirs, args.versus_model)]
+            if round_index % 2:
+                order.reverse()  # alternate who goes first: load drifts hurt both alike
+            for streams in args.streams:
+                for name, url, model in order:
+                    figures.setdefault((name, streams), []).append(
+                        chat_concurrent(url, model, streams, args.num_predict)
+                    )
+        ours_memory = memory_mb(backend.process.pid)
+    port = httpx.URL(theirs).port or 80
+    their_pid = pid_listening_on(port)
+    their_memory = memory_mb(their_pid) if their_pid else {}
+    load_after = os.getloadavg()
+
+    def median(name: str, streams: int, key: str) -> float:
+        return statistics.median(f[key] for f in figures[(name, streams)])
+
+    print(f"side by side: ours ({MODEL}, precision {args.precision}) vs {theirs} ({args.versus_model})")
+    print(
+        f"  /v1/chat/completions, stream, greedy, max_tokens {args.num_predict}, {args.rounds} alternating rounds "
+        f"(medians); cpus {os.cpu_count()}; load average before {load_before[0]:.2f} / after {load_after[0]:.2f}"
+    )
+    for streams in args.streams:
+        o = {k: median("ours", streams, k) for k in ("aggregate_tok_s", "decode_tok_s", "ttft_ms", "tokens")}
+        t = {k: median("theirs", streams, k) for k in ("aggregate_tok_s", "decode_tok_s", "ttft_ms", "tokens")}
+        print(
+            f"  {streams} stream{'s' if streams > 1 else ''}: decode ours {o['decode_tok_s']:.1f} vs "
+            f"{t['decode_tok_s']:.1f} tok/s per stream ({o['decode_tok_s'] / t['decode_tok_s']:.2f}x), "
+            f"aggregate {o['aggregate_tok_s']:.1f} vs {t['aggregate_tok_s']:.1f} tok/s "
+            f"({o['aggregate_tok_s'] / t['aggregate_tok_s']:.2f}x), TTFT {o['ttft_ms']:.0f} vs {t['ttft_ms']:.0f} ms "
+            f"({o['ttft_ms'] / t['ttft_ms']:.2f}x), tokens {o['tokens']:.0f} vs {t['tokens']:.0f}"
+        )
+    print(
+        "  ours, both models loaded: steady RSS {VmRSS:.0f} MB (anon {RssAnon:.0f}, file-mapped {RssFile:.0f}), "
+        "peak {VmHWM:.0f} MB".format(**{k: ours_memory.get(k, 0.0) for k in ("VmRSS", "RssAnon", "RssFile", "VmHWM")})
+    )
+    if their_memory:
+        print(
+            f"  theirs (pid {their_pid}): RSS {their_memory.get('VmRSS', 0):.0f} MB, "
+            f"peak {their_memory.get('VmHWM', 0):.0f} MB"
+        )
+    else:
+        print(f"  theirs: memory not readable (no visible process listening on port {port})")
+    return 0
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m reference_backend.bench", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(
+        prog="python -m ollama_conformance.reference_backend.bench", description=__doc__.splitlines()[0]
+    )
     parser.add_argument("--num-predict", type=int, default=64, help="tokens per request (default 64)")
     parser.add_argument("--repeat", type=int, default=3, help="single-stream runs (median reported)")
     parser.add_argument("--streams", type=int, nargs="+", default=[1, 2, 4], help="concurrency levels")
@@ -182,10 +369,22 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--cold", action="store_true", help="start with an empty cache (includes the conversion)")
     parser.add_argument("--json", type=Path, help="also write the figures to this file")
     parser.add_argument("--verbose", action="store_true", help="show the server's log")
+    parser.add_argument("--versus", metavar="URL", help="also run the /v1 chat workload against this server")
+    parser.add_argument("--versus-model", default=MODEL, help="the model name sent to --versus (default: ours)")
+    parser.add_argument("--rounds", type=int, default=2, help="--versus: alternating rounds (default 2)")
     args = parser.parse_args(argv)
-    if args.num_predict < 1 or args.repeat < 1 or any(s < 1 for s in args.streams):
-        print("bench: --num-predict, --repeat and --streams must be positive", file=sys.stderr)
+    if args.num_predict < 1 or args.repeat < 1 or args.rounds < 1 or any(s < 1 for s in args.streams):
+        print("bench: --num-predict, --repeat, --rounds and --streams must be positive", file=sys.stderr)
         return 2
+    if args.versus:
+        if not args.versus.startswith(("http://", "https://")):
+            print(f"bench: --versus needs an http(s) URL, got {args.versus!r}", file=sys.stderr)
+            return 2
+        try:
+            return run_versus(args)
+        except Exception as exc:
+            print(f"bench: error: {exc}", file=sys.stderr)
+            return 1
     try:
         report = run_bench(args)
     except Exception as exc:

@@ -42,6 +42,20 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="static: one preallocated cache for all slots (CUDA graphs on CUDA); dynamic: per-request caches",
     )
     parser.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
+    parser.add_argument(
+        "--registry",
+        nargs="?",
+        const="127.0.0.1:0",
+        metavar="HOST:PORT",
+        help="also serve the bundled OCI registry (default 127.0.0.1 on a free port; its URL goes to stderr)",
+    )
+    parser.add_argument("--registry-root", help="the registry's storage (default ~/.cache/ollama-conformance/registry)")
+    parser.add_argument(
+        "--surfaces",
+        default="native,openai,anthropic",
+        help="comma-separated surfaces to serve (native = / and /api/*, openai = /v1/*, anthropic = /v1/messages); "
+        "the others answer 404 as a server without them would (default: all)",
+    )
     from ollama_conformance.reference_backend.cloud.mount import add_cloud_arguments
 
     add_cloud_arguments(parser)  # --cloud, --api-keys-file, --api-key-env
@@ -78,6 +92,11 @@ def build_config(args: argparse.Namespace):  # -> ServerConfig (imported lazily:
         raise UsageError("--threads must be at least 0")
     config.threads = args.threads
     config.kv_cache = args.kv_cache
+    surfaces = tuple(s.strip() for s in (getattr(args, "surfaces", None) or "native,openai,anthropic").split(",") if s.strip())
+    unknown = [s for s in surfaces if s not in ("native", "openai", "anthropic")]
+    if unknown or not surfaces:
+        raise UsageError(f"--surfaces takes native, openai, anthropic (comma-separated), got {args.surfaces!r}")
+    config.surfaces = surfaces
     from ollama_conformance.reference_backend.cloud.mount import apply_cloud_arguments
 
     try:
@@ -96,12 +115,15 @@ def run(args: argparse.Namespace) -> int:
     os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # see __main__.py; effective if torch is not loaded yet
     config = build_config(args)
     import uvicorn
+
     from ollama_conformance.reference_backend.app import build_app
 
     try:
         app = build_app(config)
     except OSError as exc:
         raise UsageError(f"cannot use the model store at {config.models_dir}: {exc}") from exc
+    if args.registry:
+        start_registry(args.registry, args.registry_root)
     family = socket.AF_INET6 if ":" in config.host else socket.AF_INET
     sock = socket.socket(family, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
@@ -122,6 +144,24 @@ def run(args: argparse.Namespace) -> int:
     )
     asyncio.run(server.serve(sockets=[sock]))
     return 0
+
+
+def start_registry(address: str, root: str | None) -> None:
+    """`--registry`: the bundled registry in a thread of this process; its URL is logged (stdout keeps one line)."""
+    from pathlib import Path
+
+    from ollama_conformance.reference_backend.registry.cli import default_root, start_in_thread
+
+    host, _, port = address.rpartition(":")
+    if not host or not port.isdigit() or not 0 <= int(port) <= 65535:
+        raise UsageError(f"--registry must be HOST:PORT, got {address!r}")
+    folder = Path(root).expanduser() if root else default_root()
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        url = start_in_thread(folder, host.strip("[]"), int(port))
+    except OSError as exc:
+        raise UsageError(f"cannot start the registry on {address}: {exc.strerror or exc}") from exc
+    logging.getLogger("ollama_conformance.reference_backend").warning("registry: %s (storage %s)", url, folder)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -80,7 +80,9 @@ class ServerConfig:
     device: str = "auto"  # auto | cpu | cuda
     precision: str = "auto"  # auto (CPU: fp32 + int8 LM head; CUDA: bf16) | fp32 | bf16 | int8
     threads: int = 0  # torch threads; 0 = torch's default
-    kv_cache: str = "auto"  # auto (static + CUDA graph on CUDA, dynamic on CPU) | static | dynamic
+    kv_cache: str = "auto"  # auto (slot table: CUDA graph on CUDA, grown with use on CPU) | static | dynamic
+    # serve --surfaces: the HTTP surfaces mounted; the others answer 404 as a server without them would
+    surfaces: tuple[str, ...] = ("native", "openai", "anthropic")
 
     @classmethod
     def from_env(cls) -> ServerConfig:

@@ -9,7 +9,7 @@ from __future__ import annotations
 import math
 from html import escape
 
-from ollama_conformance.reports.results import LEVELS
+from ollama_conformance.vocabulary import LEVELS
 
 LABEL = "ollama API"
 GREEN, YELLOW, RED, GREY = "#4c1", "#dfb317", "#e05d44", "#9f9f9f"
@@ -21,7 +21,10 @@ def percent(rate: float) -> int:
     return math.floor(rate * 100 + 1e-9)
 
 
-def badge_text(rates: dict[str, float | None]) -> str:
+def badge_text(rates: dict[str, float | None], exact: dict[str, float | None] | None = None) -> str:
+    """`MUST 100% · SHOULD 94% · MAY 50%`; with exact-grade rates, `compatible MUST 100% · exact MUST 87%`."""
+    if exact and rates.get("MUST") is not None and exact.get("MUST") is not None:
+        return f"compatible MUST {percent(rates['MUST'])}% · exact MUST {percent(exact['MUST'])}%"
     parts = [f"{level} {percent(rate)}%" for level in LEVELS if (rate := rates.get(level)) is not None]
     return " · ".join(parts) if parts else "no results"
 
@@ -39,8 +42,8 @@ def _width(text: str) -> int:
     return int(len(text) * CHAR_WIDTH_PX + 12)
 
 
-def badge_svg(rates: dict[str, float | None], label: str = LABEL) -> str:
-    message = badge_text(rates)
+def badge_svg(rates: dict[str, float | None], label: str = LABEL, exact: dict[str, float | None] | None = None) -> str:
+    message = badge_text(rates, exact)
     color = badge_color(rates)
     lw, mw = _width(label), _width(message)
     total = lw + mw

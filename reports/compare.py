@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+
 from ollama_conformance.reports.results import BenchResults, CheckResults, ResultSet, finite
 from ollama_conformance.reports.stats import bootstrap_ratio, quantile_statistic, rate_statistic
 

@@ -15,9 +15,10 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from ollama_conformance.reports.results import LEVELS, BenchResults, CheckResults, ResultSet, finite
+from ollama_conformance.reports.results import BenchResults, CheckResults, ResultSet, finite
 from ollama_conformance.reports.summary import counts, pass_rate
 from ollama_conformance.reports.svgplot import Chart, Series, render
+from ollama_conformance.vocabulary import LEVELS
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS runs (

@@ -6,11 +6,13 @@ from html import escape
 from typing import Any
 
 from ollama_conformance.reports.badge import badge_svg, badge_text, percent
-from ollama_conformance.reports.results import LEVELS, BenchResults, ResultSet, finite
+from ollama_conformance.reports.clients import client_failures, client_headline
+from ollama_conformance.reports.results import BenchResults, ResultSet, finite
 from ollama_conformance.reports.summary import badge_rates
-from ollama_conformance.reports.svgplot import Band, Chart, Series, cdf_points, histogram_points, render
+from ollama_conformance.reports.svgplot import Band, Chart, Series, cdf_points, histogram_points, pareto_front, render
+from ollama_conformance.vocabulary import LEVELS
 
-STATUS_MARK = {"pass": "✔ pass", "fail": "✘ fail", "error": "⚠ error", "not_applicable": "– n/a"}
+STATUS_MARK = {"pass": "✔ pass", "fail": "✘ fail", "error": "⚠ error", "inconclusive": "? inconclusive", "not_applicable": "– n/a"}
 HIST_BINS = 30
 
 CSS = """
@@ -19,7 +21,7 @@ h1{font-size:22px;margin:0 0 4px}h2{font-size:18px;margin:28px 0 8px;border-bott
 h3{font-size:15px;margin:18px 0 6px}.meta{color:#555}
 table{border-collapse:collapse;margin:6px 0 12px}th,td{border:1px solid #ddd;padding:3px 8px;text-align:left;vertical-align:top}
 th{background:#f4f4f4}td.n{text-align:right;font-variant-numeric:tabular-nums}
-td.pass{background:#e6f4e6}td.fail{background:#fbe3e1}td.error{background:#fdf1d8}td.not_applicable{background:#f0f0f0;color:#777}
+td.pass{background:#e6f4e6}td.fail{background:#fbe3e1}td.error{background:#fdf1d8}td.not_applicable{background:#f0f0f0;color:#777}td.inconclusive{background:#eee6f7}
 td.none{background:#fff}code{font-size:12px}.msg{max-width:560px;word-break:break-word;font-size:12px}
 .charts{display:flex;flex-wrap:wrap;gap:12px}.chart{border:1px solid #e4e4e4;background:#fff}
 .chart .ct{font-size:13px;font-weight:600}.chart .tk,.chart .lg,.chart .bl{font-size:11px;fill:#444}
@@ -37,14 +39,28 @@ def _num(value: float | None, digits: int = 1) -> str:
 
 
 def _counts_table(title: str, rows: dict[str, dict[str, Any]]) -> str:
-    out = [f"<table><tr><th>{escape(title)}</th><th>pass</th><th>fail</th><th>error</th><th>n/a</th><th>pass rate</th></tr>"]
+    out = [f"<table><tr><th>{escape(title)}</th><th>pass</th><th>fail</th><th>error</th><th>inconclusive</th><th>n/a</th>"
+           "<th>pass rate</th></tr>"]
     for name, c in rows.items():
         out.append(
             f"<tr><td>{escape(name)}</td><td class=n>{c['pass']}</td><td class=n>{c['fail']}</td><td class=n>{c['error']}</td>"
-            f"<td class=n>{c['not_applicable']}</td><td class=n>{_rate(c['rate'])}</td></tr>"
+            f"<td class=n>{c.get('inconclusive', 0)}</td><td class=n>{c['not_applicable']}</td><td class=n>{_rate(c['rate'])}</td></tr>"
         )
     out.append("</table>")
     return "".join(out)
+
+
+def _surfaces_html(surfaces: dict[str, Any]) -> str:
+    """Per surface: present, absent (with the request and answer that showed it), or not selected."""
+    if not surfaces:
+        return ""
+    items = []
+    for name, info in surfaces.items():
+        state = str((info or {}).get("state") or "?")
+        evidence = (info or {}).get("evidence") or {}
+        why = f": {evidence.get('request', '')} → {evidence.get('status') or evidence.get('detail') or ''}" if evidence else ""
+        items.append(f"<li><b>{escape(name)}</b> {escape(state)}{escape(str(why))}</li>")
+    return "<ul class=surfaces>" + "".join(items) + "</ul>"
 
 
 def _matrix(check: dict[str, Any]) -> str:
@@ -72,25 +88,46 @@ def _matrix(check: dict[str, Any]) -> str:
                 tip += f"\n{row['reason']}"
                 if row["status"] != "pass":
                     reasons.append(f"{surface}: {row['reason']}")
-            out.append(f'<td class="{row["status"]}" title="{escape(tip)}">{STATUS_MARK.get(row["status"], row["status"])}</td>')
+            exact = row.get("exact_status", row["status"])
+            if exact != row["status"]:  # compatible, yet not the same as Ollama
+                tip += f"\nexact grade: {exact}: {row.get('exact_reason') or ''}"
+                reasons.append(f"{surface} (exact): {row.get('exact_reason') or exact}")
+            mark = STATUS_MARK.get(row["status"], row["status"]) + (" ≠" if exact != row["status"] else "")
+            out.append(f'<td class="{row["status"]}" title="{escape(tip)}">{mark}</td>')
         out.append(f"<td class=msg>{escape(' · '.join(reasons))}</td></tr>")
     out.append("</table>")
     return "".join(out)
 
 
+def _clients_html(clients: list[dict[str, Any]]) -> str:
+    """Official clients' probes: "ollama-python 0.6.3: 11/12", each failure with the call and the exception."""
+    if not clients:
+        return ""
+    items = []
+    for client in clients:
+        failures = "".join(f"<li class=msg>{escape(f)}</li>" for f in client_failures(client))
+        items.append(f"<li><b>{escape(client_headline(client))}</b>{'<ul>' + failures + '</ul>' if failures else ''}</li>")
+    return "<h3>Official clients</h3><ul class=clients>" + "".join(items) + "</ul>"
+
+
 def conformance_html(check: dict[str, Any]) -> str:
     target = check["target"]
     rates = {level: check["by_level"][level]["rate"] for level in LEVELS}
+    exact = {level: c["rate"] for level, c in check["exact_by_level"].items()} if check.get("exact_by_level") else None
     parts = [
         "<h2>Conformance</h2>",
         f"<p class=meta>Target <code>{escape(str(target.get('url') or '?'))}</code> (profile {escape(str(target.get('profile') or '?'))}, "
         f"reports version {escape(str(target.get('version') or 'unknown'))}); the spec describes Ollama "
         f"{escape(str(check.get('spec_version') or '?'))}; run {escape(str(check.get('started_at') or '?'))}, "
         f"{_num(finite(check.get('duration_s')))} s.</p>",
-        f"<p>{badge_svg(rates)}</p>",
+        f"<p>{badge_svg(rates, exact=exact)}</p>",
         f"<p class=warn>target error: {escape(str(target['error']))}</p>" if target.get("error") else "",
-        "<p class=meta>Pass rate = pass / (pass + fail + error); not-applicable tests are left out.</p>",
-        _counts_table("Level", {level: check["by_level"][level] for level in LEVELS}),
+        _surfaces_html(check.get("surfaces") or {}),
+        _clients_html(check.get("clients") or []),
+        "<p class=meta>Pass rate = pass / (pass + fail + inconclusive + error); not-applicable tests are left out. "
+        "Compatible grade: what official clients need; exact grade: the same as Ollama (≠ in the matrix).</p>",
+        _counts_table("Level (compatible)", {level: check["by_level"][level] for level in LEVELS}),
+        _counts_table("Level (exact)", check["exact_by_level"]) if check.get("exact_by_level") else "",
         _counts_table("Surface", check["by_surface"]),
         "<h3>Matrix (hover a cell for its tests and reason)</h3>",
         _matrix(check),
@@ -113,7 +150,8 @@ def conformance_html(check: dict[str, Any]) -> str:
 def _steps_table(bench: dict[str, Any]) -> str:
     out = [
         "<table><tr><th>Step</th><th>ok</th><th>error</th><th>timeout</th><th>TTFT p50</th><th>TTFT p90</th><th>TTFT p99</th>"
-        "<th>ITL p50</th><th>ITL p90</th><th>E2E p50</th><th>E2E p90</th><th>output tok/s</th><th>req/s</th><th>server decode tok/s p50</th></tr>"
+        "<th>ITL p50</th><th>ITL p90</th><th>E2E p50</th><th>E2E p90</th><th>output tok/s</th><th>req/s</th><th>server decode tok/s p50</th>"
+        "<th>N<sub>out</sub> from</th><th>retried</th></tr>"
     ]
     for s in bench["steps"]:
         r, lat = s["requests"], s["latency"]
@@ -124,9 +162,14 @@ def _steps_table(bench: dict[str, Any]) -> str:
             + "".join(f"<td class=n>{_num(lat['itl_ms'][p])}</td>" for p in ("p50", "p90"))
             + "".join(f"<td class=n>{_num(lat['e2e_ms'][p], 0)}</td>" for p in ("p50", "p90"))
             + f"<td class=n>{_num(s['output_tokens_per_s'])}</td><td class=n>{_num(s['requests_per_s'], 2)}</td>"
-            f"<td class=n>{_num(s['server_decode_tokens_per_s_p50'])}</td></tr>"
+            f"<td class=n>{_num(s['server_decode_tokens_per_s_p50'])}</td>"
+            f"<td>{escape(', '.join(f'{k} {v}' for k, v in sorted((s.get('output_tokens_source') or {}).items())) or '-')}</td>"
+            f"<td class=n>{(s.get('connections') or {}).get('retries', '-')}</td></tr>"
         )
-    out.append("</table><p class=meta>Latencies in milliseconds, percentiles from the raw per-request samples.</p>")
+    out.append("</table><p class=meta>Latencies in milliseconds, percentiles from the raw per-request samples. N<sub>out</sub> "
+               "from: where each request's output-token count came from (eval_count, usage: the server's; chunks: counted "
+               "output chunks, the server said nothing); retried: requests resent once on a fresh connection because the "
+               "server had closed the kept-alive one without reading them.</p>")
     return "".join(out)
 
 
@@ -202,8 +245,43 @@ def performance_charts(bench: BenchResults) -> list[str]:
             )
         )
     )
+    charts.append(_pareto_chart(bench, metrics))
     charts.append(_memory_chart(bench, measured))
     return charts
+
+
+def _capacity_html(c: Any) -> str:
+    """The --find-max-rate answer: highest passing rate, the bracket the limit lies in, each probe."""
+    if not isinstance(c, dict):
+        return ""
+    lo, hi = finite(c.get("max_rate_rps")), finite(c.get("lowest_failing_rps"))
+    share = finite(c.get("goodput_fraction")) or 0.0
+    if lo is None:
+        head = f"no rate met the SLOs ({escape(str(c.get('stopped_because') or ''))})"
+    elif hi is None:
+        head = f"at least {lo:.4g} req/s (no failing rate found: {escape(str(c.get('stopped_because') or ''))})"
+    else:
+        head = f"{lo:.4g} req/s; the limit lies between {lo:.4g} and {hi:.4g} req/s"
+    probes = ", ".join(
+        f"{finite(p.get('rate_rps')) or 0:.4g}: {p.get('met_slo')}/{p.get('measured')} {'pass' if p.get('passed') else 'fail'}"
+        + (" (marginal)" if p.get("marginal") else "")
+        for p in c.get("probes") or [] if isinstance(p, dict)
+    )
+    return (f"<p><b>Max sustainable rate</b> (at least {share:.0%} of requests within the SLOs): {head}. "
+            f"Probes (req/s: within SLO / measured): {escape(probes)}.</p>")
+
+
+def _pareto_chart(bench: BenchResults, metrics: list[dict[str, Any]]) -> str:
+    """Throughput against latency, one point per step of the sweep; the dashed line joins the Pareto front (no
+    other step has both more tokens/s and a lower TTFT p90)."""
+    xs = [finite(m.get("output_tokens_per_s")) for m in metrics]
+    ys = [finite((m.get("ttft_ms") or {}).get("p90")) for m in metrics]
+    labels = [str(s.get("name") or "") for s in bench.steps]
+    points = [(x, y) for x, y in zip(xs, ys, strict=False) if x is not None and y is not None]
+    front = pareto_front(points)
+    series = [Series("steps (TTFT p90)", xs, ys, markers=True, labels=labels),
+              Series("Pareto front", [p[0] for p in front], [p[1] for p in front], dashed=True)]
+    return render(Chart("Throughput vs latency (Pareto)", "output tokens/s", "TTFT p90 (ms)", series))
 
 
 def _memory_chart(bench: BenchResults, measured: dict[str, list[dict[str, Any]]]) -> str:
@@ -256,6 +334,7 @@ def performance_html(summary: dict[str, Any], bench: BenchResults) -> str:
         f"{escape(str(hw.get('cpu') or '?'))}, {escape(str(hw.get('cores') or '?'))} cores, {escape(str(hw.get('memory_gb') or '?'))} GB; "
         f"run {escape(str(summary.get('started_at') or '?'))}.</p>",
         _steps_table(summary),
+        _capacity_html(bench.raw.get("capacity")),
     ]
     if not gpu["available"]:
         parts.append(f"<p class=meta>GPU telemetry not available: {escape(str(gpu.get('reason') or 'no reason given'))}; server RSS is shown instead.</p>")

@@ -5,7 +5,8 @@ from __future__ import annotations
 from typing import Any
 
 from ollama_conformance.reports.badge import badge_text, percent
-from ollama_conformance.reports.results import LEVELS
+from ollama_conformance.reports.clients import client_failures, client_headline
+from ollama_conformance.vocabulary import LEVELS
 
 MAX_MESSAGE = 240
 MAX_FAILURES = 60
@@ -32,24 +33,50 @@ def _target_line(target: dict[str, Any]) -> str:
     return f"`{url}` (profile {profile}, reports version {version})"
 
 
+def _surface_lines(surfaces: dict[str, Any]) -> list[str]:
+    """One line per surface: present, absent (with the request and answer that showed it), not selected."""
+    if not surfaces:
+        return []
+    lines = []
+    for name, info in surfaces.items():
+        evidence = (info or {}).get("evidence") or {}
+        why = f"{evidence.get('request', '')} → {evidence.get('status') or evidence.get('detail') or ''}" if evidence else ""
+        lines.append(f"- surface **{cell(name)}**: {cell((info or {}).get('state'))}" + (f" ({cell(why)})" if why else ""))
+    return [*lines, ""]
+
+
+def client_lines(clients: list[dict[str, Any]]) -> list[str]:
+    """Official clients: one line each, then each failed scenario with the client call and exception."""
+    lines = []
+    for client in clients:
+        lines.append(f"- client **{cell(client_headline(client))}**")
+        lines += [f"  - {cell(failure)}" for failure in client_failures(client)]
+    return [*lines, ""] if lines else []
+
+
 def conformance_section(check: dict[str, Any]) -> list[str]:
+    rates = {level: check["by_level"][level]["rate"] for level in LEVELS}
+    exact = {level: c["rate"] for level, c in check["exact_by_level"].items()} if check.get("exact_by_level") else None
     lines = [
         "## Conformance",
         "",
         f"Target {_target_line(check['target'])}; spec describes Ollama {check.get('spec_version') or '?'}.",
         "",
-        f"**{badge_text({level: check['by_level'][level]['rate'] for level in LEVELS})}**",
+        f"**{badge_text(rates, exact)}**",
         "",
         *([f"> target error: {cell(check['target']['error'])}", ""] if check["target"].get("error") else []),
-        "| Level | pass | fail | error | n/a | pass rate |",
-        "|---|---:|---:|---:|---:|---:|",
+        *_surface_lines(check.get("surfaces") or {}),
+        *client_lines(check.get("clients") or []),
+        f"| Level | pass | fail | error | inconclusive | n/a | pass rate |{' exact |' if exact else ''}",
+        f"|---|---:|---:|---:|---:|---:|---:|{'---:|' if exact else ''}",
     ]
     for level in LEVELS:
         c = check["by_level"][level]
-        lines.append(f"| {level} | {c['pass']} | {c['fail']} | {c['error']} | {c['not_applicable']} | {fmt_rate(c['rate'])} |")
-    lines += ["", "| Surface | pass | fail | error | n/a | pass rate |", "|---|---:|---:|---:|---:|---:|"]
+        row = f"| {level} | {c['pass']} | {c['fail']} | {c['error']} | {c.get('inconclusive', 0)} | {c['not_applicable']} | {fmt_rate(c['rate'])} |"
+        lines.append(row + (f" {fmt_rate(exact[level])} |" if exact else ""))
+    lines += ["", "| Surface | pass | fail | error | inconclusive | n/a | pass rate |", "|---|---:|---:|---:|---:|---:|---:|"]
     for surface, c in check["by_surface"].items():
-        lines.append(f"| {cell(surface)} | {c['pass']} | {c['fail']} | {c['error']} | {c['not_applicable']} | {fmt_rate(c['rate'])} |")
+        lines.append(f"| {cell(surface)} | {c['pass']} | {c['fail']} | {c['error']} | {c.get('inconclusive', 0)} | {c['not_applicable']} | {fmt_rate(c['rate'])} |")
     failures = check["failures"]
     lines += ["", f"### Failures ({len(failures)})", ""]
     if not failures:

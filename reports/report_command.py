@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 
 from ollama_conformance.errors import UsageError
@@ -46,6 +47,14 @@ def run(args: argparse.Namespace) -> int:
     for path in (written.markdown, written.html, written.summary, written.badge):
         if path is not None:
             print(f"wrote {path}")
+    if len(results.checks) >= 2:  # several targets: also side by side (reports/matrix.py)
+        from ollama_conformance.reports.matrix_command import write_matrix
+
+        for path in write_matrix([c.path for c in results.checks], [], args.out):
+            print(f"wrote {path}")
+    if written.history_error:  # the reports are written all the same; the history is not
+        print(f"ollama-conformance report: {written.history_error}", file=sys.stderr)
+        return 1
     if db is not None:
         print(f"history: {db} ({written.history_added} new run(s) recorded)")
     return 0

@@ -14,13 +14,11 @@ from pathlib import Path
 from typing import Any
 
 from ollama_conformance.errors import UsageError
+from ollama_conformance.vocabulary import BENCH_KIND, CHECK_KIND, RESULT_STATES
 
-CHECK_KIND = "ollama-conformance.check"
-BENCH_KIND = "ollama-conformance.bench"
-KNOWN_MAJOR = {CHECK_KIND: 1, BENCH_KIND: 1}
+KNOWN_MAJOR = {CHECK_KIND: (1, 2), BENCH_KIND: (1,)}  # check 2: surfaces, grades, inconclusive
 
-STATUSES = ("pass", "fail", "not_applicable", "error")
-LEVELS = ("MUST", "SHOULD", "MAY")
+STATUSES = RESULT_STATES
 # Names a `run` folder uses for its inputs (reports/run_command.py writes them).
 RUN_CHECK_FILE = "check.json"
 RUN_BENCH_DIR = "bench"
@@ -106,8 +104,9 @@ def _check_kind(path: Path, data: dict[str, Any]) -> str:
         major = int(head) if head.isdigit() else None
     if major is None:
         raise UsageError(f"{path}: missing or invalid schema_version {version!r}")
-    if major != KNOWN_MAJOR[kind]:
-        raise UsageError(f"{path}: {kind} schema_version {version} is not supported (this reader knows {KNOWN_MAJOR[kind]})")
+    if major not in KNOWN_MAJOR[kind]:
+        known = ", ".join(map(str, KNOWN_MAJOR[kind]))
+        raise UsageError(f"{path}: {kind} schema_version {version} is not supported (this reader knows {known})")
     return str(kind)
 
 

@@ -1,7 +1,9 @@
 """The numbers every report shows, computed once from results files: the JSON summary is this, serialised.
 
-Conformance rates count `pass / (pass + fail + error)`: a not-applicable test is left out (the target lacks the
-capability), an error counts against the target (the harness could not get an answer). Counts are recomputed
+Conformance rates count `pass / (pass + fail + inconclusive + error)`: a not-applicable test is left out (a
+precondition that is not the feature under test is missing), an error counts against the target (the harness could
+not get an answer), and so does an inconclusive one (a probe that did not get what it needs never raises a rate).
+Each rate exists for two grades: *compatible* (`status`: what gates) and *exact* (`exact_status`, results v2). Counts are recomputed
 from the per-test rows, not copied from the writer's own summary.
 """
 
@@ -10,13 +12,14 @@ from __future__ import annotations
 from collections import Counter, defaultdict
 from typing import Any
 
-from ollama_conformance.reports.results import LEVELS, STATUSES, BenchResults, CheckResults, ResultSet, finite
-
 from ollama_conformance import __version__
+from ollama_conformance.reports.clients import clients_of
+from ollama_conformance.reports.results import STATUSES, BenchResults, CheckResults, ResultSet, finite
+from ollama_conformance.vocabulary import LEVELS, SUMMARY_KIND
 
-SUMMARY_KIND = "ollama-conformance.summary"
 SUMMARY_SCHEMA_VERSION = 1
 # The latency figures shown per step (metric key in results.json, percentiles shown).
+NOT_PASSED = ("fail", "error", "inconclusive")  # applicable results that lower a rate
 KEY_LATENCY = (("ttft_ms", ("p50", "p90", "p99")), ("itl_ms", ("p50", "p90")), ("e2e_ms", ("p50", "p90")))
 
 
@@ -25,15 +28,21 @@ def counts(tests: list[dict[str, Any]]) -> dict[str, int]:
     return {status: c.get(status, 0) for status in STATUSES}
 
 
+def exact_counts(tests: list[dict[str, Any]]) -> dict[str, int]:
+    """Counts of the exact grade; a test without `exact_status` (results v1) counts by its own status."""
+    c = Counter(str(t.get("exact_status") or t.get("status")) for t in tests)
+    return {status: c.get(status, 0) for status in STATUSES}
+
+
 def pass_rate(c: dict[str, int]) -> float | None:
-    """pass / (pass + fail + error); None when nothing applicable ran."""
-    applicable = c["pass"] + c["fail"] + c["error"]
+    """pass / (pass + fail + inconclusive + error); None when nothing applicable ran."""
+    applicable = c["pass"] + c["fail"] + c.get("inconclusive", 0) + c["error"]
     return c["pass"] / applicable if applicable else None
 
 
 def feature_status(statuses: list[str]) -> str:
-    """One state per feature: any fail -> fail, else any error -> error, else any pass -> pass, else n/a."""
-    for state in ("fail", "error", "pass"):
+    """One state per feature: the worst of fail, error, inconclusive, pass; else n/a."""
+    for state in ("fail", "error", "inconclusive", "pass"):
         if state in statuses:
             return state
     return "not_applicable"
@@ -51,7 +60,7 @@ def features(tests: list[dict[str, Any]]) -> list[dict[str, Any]]:
     rows = []
     for (feature, surface), members in grouped.items():
         statuses = [str(t.get("status")) for t in members]
-        bad = [t for t in members if t.get("status") in ("fail", "error")]
+        bad = [t for t in members if t.get("status") in NOT_PASSED]
         reason = next((str(t.get("message") or "") for t in bad if t.get("message")), "")
         if not reason:
             reason = next((str(t.get("message") or "") for t in members if t.get("message")), "")
@@ -61,6 +70,8 @@ def features(tests: list[dict[str, Any]]) -> list[dict[str, Any]]:
                 "surface": surface,
                 "level": str(members[0].get("level") or "?"),
                 "status": feature_status(statuses),
+                "exact_status": feature_status([str(t.get("exact_status") or t.get("status")) for t in members]),
+                "exact_reason": next((str(t.get("exact_message")) for t in members if t.get("exact_message")), ""),
                 "counts": counts(members),
                 "reason": reason,
                 "tests": [str(t.get("id")) for t in members],
@@ -82,10 +93,17 @@ def check_summary(check: CheckResults) -> dict[str, Any]:
         c = counts([t for t in tests if str(t.get("surface") or "?") == surface])
         by_surface[surface] = {**c, "rate": pass_rate(c)}
     total = counts(tests)
+    graded = any("exact_status" in t for t in tests)
+    exact_by_level = None
+    if graded:
+        exact_by_level = {}
+        for level in LEVELS:
+            c = exact_counts([t for t in tests if t.get("level") == level])
+            exact_by_level[level] = {**c, "rate": pass_rate(c)}
     failures = [
-        {k: t.get(k) for k in ("id", "feature", "level", "surface", "status", "message")}
+        {k: t.get(k) for k in ("id", "feature", "level", "surface", "status", "message", "curl")}
         for t in tests
-        if t.get("status") in ("fail", "error")
+        if t.get("status") in NOT_PASSED
     ]
     failures.sort(key=lambda f: (_level_order(str(f["level"])), str(f["feature"]), str(f["id"])))
     return {
@@ -97,6 +115,10 @@ def check_summary(check: CheckResults) -> dict[str, Any]:
         "total": {**total, "rate": pass_rate(total)},
         "by_level": by_level,
         "by_surface": by_surface,
+        "exact_by_level": exact_by_level,  # None for results without grades (v1)
+        "surfaces": dict(check.raw.get("surfaces") or {}),  # present / absent (with evidence) / not_selected
+        "gate": check.raw.get("gate"),
+        "clients": clients_of(check.raw),  # official clients' probes (check --clients), [] when not run
         "features": features(tests),
         "failures": failures,
     }
@@ -126,6 +148,9 @@ def bench_summary(bench: BenchResults) -> dict[str, Any]:
                 "requests_per_s": finite(metrics.get("requests_per_s")),
                 "goodput_rps": finite(metrics.get("goodput_rps")),
                 "server_decode_tokens_per_s_p50": _dist(metrics, "server_decode_tokens_per_s").get("p50"),
+                # where N_out came from (eval_count / usage / chunks), and connection retries (load harness)
+                "output_tokens_source": dict(step.get("output_tokens_source") or {}),
+                "connections": dict(step.get("connections") or {}),
             }
         )
     telemetry = dict(bench.raw.get("telemetry") or {})
@@ -155,6 +180,13 @@ def build_summary(results: ResultSet) -> dict[str, Any]:
         "conformance": [check_summary(c) for c in results.checks],
         "performance": [bench_summary(b) for b in results.benches],
     }
+
+
+def exact_badge_rates(summary: dict[str, Any]) -> dict[str, float | None]:
+    """The exact-grade rates of the first conformance results ({} when they carry no grades)."""
+    if not summary["conformance"] or not summary["conformance"][0].get("exact_by_level"):
+        return {}
+    return {level: summary["conformance"][0]["exact_by_level"][level]["rate"] for level in LEVELS}
 
 
 def badge_rates(summary: dict[str, Any]) -> dict[str, float | None]:

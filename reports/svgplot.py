@@ -24,6 +24,7 @@ class Series:
     color: str = ""
     markers: bool = False
     dashed: bool = False
+    labels: Sequence[str] = ()  # text beside each marker (e.g. the step of a sweep point)
 
 
 @dataclass
@@ -140,12 +141,25 @@ def render(chart: Chart) -> str:
         if s.markers:
             for x, y in pts:
                 parts.append(f'<circle cx="{x:.1f}" cy="{y:.1f}" r="3" fill="{color}"/>')
+        if s.labels:
+            kept = [label for x, y, label in zip(s.xs, s.ys, s.labels, strict=False) if _ok(x) and _ok(y)]
+            for (x, y), label in zip(pts, kept, strict=False):
+                parts.append(f'<text x="{x + 5:.1f}" y="{y - 5:.1f}" class="tk">{escape(label)}</text>')
         ly = MARGIN_TOP + 14 + 15 * i + (14 if chart.bands else 0)
         lx = MARGIN_LEFT + 10
         parts.append(f'<line x1="{lx}" x2="{lx + 16}" y1="{ly - 4}" y2="{ly - 4}" stroke="{color}" stroke-width="2.5"{dash}/>')
         parts.append(f'<text x="{lx + 21}" y="{ly}" class="lg">{escape(s.name)}</text>')
     parts.append("</svg>")
     return "".join(parts)
+
+
+def pareto_front(points: Sequence[tuple[float, float]]) -> list[tuple[float, float]]:
+    """The points no other point beats on both axes, for x higher-is-better and y lower-is-better, by x."""
+    front: list[tuple[float, float]] = []
+    for x, y in sorted(points, key=lambda p: (-p[0], p[1])):
+        if not front or y < front[-1][1]:
+            front.append((x, y))
+    return sorted(front)
 
 
 def _ok(v: float | None) -> bool:

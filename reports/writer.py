@@ -8,14 +8,13 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
+from ollama_conformance.errors import UsageError
 from ollama_conformance.reports import history
 from ollama_conformance.reports.badge import badge_svg
 from ollama_conformance.reports.html import render_html
 from ollama_conformance.reports.markdown import render_markdown
 from ollama_conformance.reports.results import ResultSet
-from ollama_conformance.reports.summary import badge_rates, build_summary
-
-from ollama_conformance.errors import UsageError
+from ollama_conformance.reports.summary import badge_rates, build_summary, exact_badge_rates
 
 MARKDOWN_FILE = "report.md"
 HTML_FILE = "report.html"
@@ -31,6 +30,7 @@ class Written:
     badge: Path | None
     summary_data: dict
     history_added: int = 0
+    history_error: str = ""  # the history database could not be used: said here and in every report
 
 
 def _write_atomic(path: Path, text: str) -> None:
@@ -59,12 +59,14 @@ def write_reports(results: ResultSet, out_dir: Path, history_db: Path | None = N
     summary["notes"] = list(notes or [])  # what the caller (e.g. `run`) could not do, and why
     added = 0
     charts: list[str] = []
+    history_error = ""
     if history_db is not None:
         try:
             added = history.record(history_db, results)
             charts = history.trend_charts(history_db, history.keys_of(results))
-        except Exception as exc:  # sqlite3.Error, OSError: a broken history must not lose the reports
-            raise UsageError(f"history database {history_db} is not usable: {exc}") from exc
+        except Exception as exc:  # sqlite3.Error, OSError, a foreign file: a broken history must not lose the reports
+            history_error = f"history database {history_db} is not usable: {exc}"
+            summary["notes"].append(history_error)
     written = Written(
         markdown=out_dir / MARKDOWN_FILE,
         html=out_dir / HTML_FILE,
@@ -72,10 +74,11 @@ def write_reports(results: ResultSet, out_dir: Path, history_db: Path | None = N
         badge=out_dir / BADGE_FILE if summary["conformance"] else None,
         summary_data=summary,
         history_added=added,
+        history_error=history_error,
     )
     _write_atomic(written.markdown, render_markdown(summary))
     _write_atomic(written.html, render_html(summary, results, charts))
     _write_atomic(written.summary, json.dumps(summary, indent=2) + "\n")
     if written.badge is not None:
-        _write_atomic(written.badge, badge_svg(badge_rates(summary)))
+        _write_atomic(written.badge, badge_svg(badge_rates(summary), exact=exact_badge_rates(summary)))
     return written

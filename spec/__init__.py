@@ -17,18 +17,24 @@ from ollama_conformance.spec.schemas import (
 )
 from ollama_conformance.spec.schemathesis_form import register_ndjson_deserializer, schemathesis_document
 from ollama_conformance.spec.validation import validate
+from ollama_conformance.spec.versions import Change, VersionError, at_version, changes, parse_version
 
 __all__ = [
     "SPEC_VERSION",
     "SURFACES",
+    "Change",
     "Feature",
     "Operation",
+    "VersionError",
+    "at_version",
+    "changes",
     "component_schema",
     "declared_statuses",
     "document",
     "features",
     "find_path",
     "operations",
+    "parse_version",
     "register_ndjson_deserializer",
     "request_schema",
     "response_media",

@@ -20,6 +20,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         metavar="SURFACE",
         help="only this surface (native, openai, anthropic); repeatable",
     )
+    parser.add_argument(
+        "--since",
+        metavar="VERSION",
+        help="list what changed in Ollama after VERSION (x-ollama-since / x-ollama-until), instead of the coverage",
+    )
 
 
 def coverage(surfaces: list[str] | None = None) -> dict[str, Any]:
@@ -102,14 +107,47 @@ def _print_text(data: dict[str, Any]) -> None:
     print(f"Features: {f['total']} ({levels}); by surface: {surfaces}")
 
 
+def since(version: str, surfaces: list[str] | None = None) -> dict[str, Any]:
+    """What a server of `version` does differently from the spec's version: every annotated change after it."""
+    from ollama_conformance import spec
+    from ollama_conformance.errors import UsageError
+    from ollama_conformance.spec.versions import VersionError, changes
+
+    try:
+        found = changes(version)
+    except VersionError as exc:
+        raise UsageError(str(exc)) from exc
+    rows = [
+        {"version": c.version, "kind": "removed" if c.until else "added", "surface": c.surface, "where": c.where,
+         "change": c.text}
+        for c in found
+        if surfaces is None or c.surface in surfaces
+    ]  # fmt: skip
+    return {"spec_version": spec.SPEC_VERSION, "since": version, "changes": rows}
+
+
+def _print_since(data: dict[str, Any]) -> None:
+    rows = data["changes"]
+    print(f"Changes after Ollama {data['since']}, up to {data['spec_version']}: {len(rows)}")
+    for row in rows:
+        print(f"  {row['version']:<10} {row['kind']:<7} [{row['surface']}] {row['where']}")
+        if row["change"]:
+            print(f"             {row['change'][:160]}")
+
+
 def run(args: argparse.Namespace) -> int:
-    data = coverage(args.surface)
+    if getattr(args, "since", None):
+        data = since(args.since, args.surface)
+        printer = _print_since
+    else:
+        data = coverage(args.surface)
+        printer = _print_text
     try:
         if args.json:
             json.dump(data, sys.stdout, indent=2)
             sys.stdout.write("\n")
         else:
-            _print_text(data)
+            printer(data)
         sys.stdout.flush()
     except BrokenPipeError:  # piped into `head`: stop quietly, as other CLI tools do
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())

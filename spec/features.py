@@ -6,10 +6,10 @@ from dataclasses import dataclass
 from functools import cache
 
 import yaml
+
 from ollama_conformance.spec.documents import SPEC_DIR
 
-LEVELS = ("MUST", "SHOULD", "MAY")
-CAPABILITIES = ("completion", "tools", "insert", "vision", "embedding", "thinking")
+CAPABILITIES = ("completion", "tools", "insert", "vision", "audio", "embedding", "thinking")
 FEATURE_SURFACES = ("native", "openai", "anthropic", "cloud")
 
 

@@ -8,6 +8,10 @@ from typing import Any
 
 from ollama_conformance.spec.documents import _load, find_operation, media_type_base
 from ollama_conformance.spec.resolve import resolve
+from ollama_conformance.spec.versions import at_version
+
+# Every schema handed out is the spec's version of it (spec/versions.py): fields Ollama removed before that version
+# (`x-ollama-until`) are not part of it. Older versions: `spec.validate(..., ollama_version=...)`.
 
 
 def _operation(method: str, path: str) -> tuple[str, dict[str, Any]]:
@@ -33,7 +37,7 @@ def request_schema(method: str, path: str, media_type: str = "application/json")
     media = _content(surface, body).get(media_type_base(media_type))
     if media is None or "schema" not in media:
         return None
-    return media["schema"]
+    return at_version(media["schema"], None)
 
 
 def _response(surface: str, op: dict[str, Any], status: int | str) -> dict[str, Any] | None:
@@ -68,7 +72,8 @@ def _resolved_media(method: str, template: str, status: str, media_type: str) ->
     response = _response(surface, op, status)
     if response is None:
         return None
-    return _content(surface, response).get(media_type)
+    media = _content(surface, response).get(media_type)
+    return None if media is None else at_version(media, None)
 
 
 def response_media(method: str, path: str, status: int | str, media_type: str) -> dict[str, Any] | None:
@@ -94,4 +99,4 @@ def component_schema(surface: str, name: str) -> dict[str, Any]:
     schemas = doc.get("components", {}).get("schemas", {})
     if name not in schemas:
         raise KeyError(f"no component schema {name!r} in the {surface} document")
-    return resolve(schemas[name], doc)
+    return at_version(resolve(schemas[name], doc), None)

@@ -17,12 +17,25 @@ def recordings_dir() -> Path:
     return Path(configured) if configured else REPO_ROOT.parent / "shared" / "recordings"
 
 
-@pytest.fixture(scope="session")
-def recordings() -> Path:
+def missing_outside_pypi(message: str) -> None:
+    """A test needs something that pip does not install (Debian's chromium, Redocly from npm, the recordings):
+    skipped with one line on a fresh clone, failed where CI=true (.ci/run provides it, so absent is a bug)."""
+    if os.environ.get("CI", "").lower() == "true":
+        pytest.fail(message)
+    pytest.skip(message)
+
+
+def require_recordings() -> Path:
+    """The recordings folder; absent, the test skips with one line (a fresh clone), or fails where CI=true."""
     path = recordings_dir()
     if not path.is_dir():
-        pytest.fail(f"recordings not found at {path}; set OLLAMA_CONFORMANCE_RECORDINGS to the recordings folder")
+        missing_outside_pypi(f"third-party recordings not found at {path}: set OLLAMA_CONFORMANCE_RECORDINGS to that folder")
     return path
+
+
+@pytest.fixture(scope="session")
+def recordings() -> Path:
+    return require_recordings()
 
 
 @pytest.fixture(scope="session")

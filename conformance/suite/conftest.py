@@ -1,18 +1,34 @@
-"""Fixtures shared by every conformance test: the discovered target, an HTTP client, the model names."""
+"""Fixtures shared by every conformance test: the discovered target, an HTTP client, the model names, and the
+checks run before each test: its surface present, its preconditions served, its capability not known missing."""
 
 from __future__ import annotations
 
 from collections.abc import Iterator
+from typing import Any
 
 import httpx
 import pytest
+
+from ollama_conformance.conformance import session as recording
 from ollama_conformance.conformance.checks import Api
 from ollama_conformance.conformance.cloud_profile import session_budget
+from ollama_conformance.conformance.streams import Captured
+from ollama_conformance.conformance.suite.payloads import capped
 from ollama_conformance.conformance.target import Target
 
 
 class TargetUnavailable(Exception):
     """The target could not be discovered: every test reports this as an error."""
+
+
+class RecordingApi(Api):
+    """`Api` that caps the output of every generating request that names no cap (payloads.capped) and keeps each
+    answer's body for the results (the exchange of a test that did not pass)."""
+
+    def call(self, method: str, path: str, body: Any = None, **kwargs: Any) -> Captured:
+        got = super().call(method, path, capped(path, body), **kwargs)
+        recording.record_body(got.text)
+        return got
 
 
 def _session(config: pytest.Config):
@@ -34,47 +50,79 @@ def target(pytestconfig: pytest.Config) -> Target:
 @pytest.fixture(scope="session")
 def client(target: Target, pytestconfig: pytest.Config) -> Iterator[httpx.Client]:
     timeout = httpx.Timeout(target.timeout_s, connect=min(10.0, target.timeout_s))
-    hooks = {"request": [session_budget(pytestconfig).spend]}  # --max-requests (conformance/cloud_profile.py)
+    # --ollama-max-requests (conformance/cloud_profile.py); every answer is recorded for the failure report.
+    hooks = {"request": [session_budget(pytestconfig).spend], "response": [recording.record_response]}
     with httpx.Client(base_url=target.url, headers=target.headers(), timeout=timeout, event_hooks=hooks) as http:
         yield http
 
 
 @pytest.fixture(scope="session")
 def api(client: httpx.Client, target: Target) -> Api:
-    return Api(client, target)
+    return RecordingApi(client, target)
 
 
-@pytest.fixture(scope="session")
+# Function-scoped (cheap lookups), so the autouse check below runs first: an absent surface's test fails with
+# that cause rather than skipping for want of a model.
+@pytest.fixture
 def chat_model(target: Target) -> str:
     if not target.chat_model:
-        pytest.skip("the target serves no model with the 'completion' capability (give one with --model)")
+        pytest.skip("no chat model known on the target (none with the 'completion' capability): give one with --model")
     return target.chat_model
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture
 def embed_model(target: Target) -> str:
     if not target.embed_model:
-        pytest.skip("the target serves no model with the 'embedding' capability (give one with --embed-model)")
+        pytest.skip("no embedding model known on the target (none with the 'embedding' capability): give one with --embed-model")
     return target.embed_model
 
 
 @pytest.fixture(autouse=True)
 def _applicable(request: pytest.FixtureRequest) -> None:
-    """A feature needing a capability the model lacks is not applicable; mutating tests need --allow-mutations."""
+    """Before each test, in this order:
+    - its surface is absent: the test fails with that one cause (the same line for every test of the surface);
+    - a precondition owned by another feature (a surface, a route) is missing: not applicable, naming it;
+    - the model lacks the capability (per /api/show): not applicable; capabilities unknown: the test runs, flagged;
+    - mutating tests need --allow-mutations."""
     marker = request.node.get_closest_marker("feature")
     if marker is None:
         return
-    if request.node.get_closest_marker("mutating") and not request.config.option.allow_mutations:
+    if request.node.get_closest_marker("mutating") and not request.config.option.ollama_allow_mutations:
         pytest.skip("changes the target's models: run with --allow-mutations")
     from ollama_conformance import spec
 
     feature = spec.features().get(marker.args[0])
-    capability = feature.capability if feature else None
-    if not capability:
+    if feature is None:
         return
     target: Target = request.getfixturevalue("target")
+    if feature.surface == "cloud" and target.profile != "cloud" and not target.has_surface("native"):
+        # off the cloud profile these are the daemon's cloud rules: a feature of the native daemon, not a surface
+        pytest.skip(f"the daemon's cloud rules need the native surface, which the target lacks "
+                    f"({target.absent_reason('native')})")
+    absent = target.absent_reason(feature.surface)
+    if absent:
+        request.node.user_properties.append(("conformance_absent", absent))
+        pytest.fail(absent, pytrace=False)
+    for needs in request.node.iter_markers("requires_surface"):
+        for surface in needs.args:
+            if not target.has_surface(surface):
+                pytest.skip(f"compares with the {surface} surface, which the target lacks ({target.absent_reason(surface)})")
+    for needs in request.node.iter_markers("requires_route"):
+        method, path = needs.args
+        missing = _session(request.config).route_missing(method, path)
+        if missing:
+            owner = needs.kwargs.get("feature")
+            owned = f" (feature {owner}, {spec.features()[owner].level})" if owner in spec.features() else ""
+            pytest.skip(f"needs {method} {path}{owned}, which the target does not serve: {missing}")
+    capability = feature.capability
+    if not capability:
+        return
     model = target.embed_model if capability == "embedding" else target.chat_model
     if model is None:
-        pytest.skip(f"the target serves no model with the {capability!r} capability")
-    if capability not in target.capabilities(model):
+        flag = "--embed-model" if capability == "embedding" else "--model"
+        pytest.skip(f"no model with the {capability!r} capability known on the target: give one with {flag}")
+    capabilities = target.capabilities(model)
+    if capabilities is None:
+        request.node.user_properties.append(("capability_unknown", True))
+    elif capability not in capabilities:
         pytest.skip(f"model {model} lacks the {capability!r} capability (from /api/show)")

@@ -14,6 +14,7 @@ from collections.abc import Callable
 
 import httpx
 import pytest
+
 from ollama_conformance.conformance.checks import Api
 from ollama_conformance.conformance.streams import Captured, capture
 from ollama_conformance.conformance.target import Target
@@ -23,8 +24,8 @@ NO_CLOUD_ACCESS = "the daemon's cloud routing is checked on local and reference 
 
 # One protected request per surface; the model need not exist, authentication comes first.
 PROTECTED = [
-    ("native", "/api/chat", lambda m: {"model": m, "messages": CHAT_BODY_MESSAGES, "stream": False}),
-    ("openai", "/v1/chat/completions", lambda m: {"model": m, "messages": CHAT_BODY_MESSAGES}),
+    ("native", "/api/chat", lambda m: {"model": m, "messages": CHAT_BODY_MESSAGES, "stream": False, "options": {"num_predict": 1}}),
+    ("openai", "/v1/chat/completions", lambda m: {"model": m, "messages": CHAT_BODY_MESSAGES, "max_tokens": 1}),
     ("anthropic", "/v1/messages", lambda m: {"model": m, "max_tokens": 1, "messages": CHAT_BODY_MESSAGES}),
     ("native", "/api/web_search", lambda m: {"query": "ollama", "max_results": 1}),
 ]
@@ -188,6 +189,7 @@ DISABLED_PATHS = [
 
 
 @pytest.mark.feature("cloud.disabled")
+@pytest.mark.requires_route("GET", "/api/status", feature="server.status")
 @pytest.mark.parametrize(("path", "extra", "operation"), DISABLED_PATHS, ids=[p for p, _, _ in DISABLED_PATHS])
 def test_disabled_cloud_refuses_cloud_models(api: Api, target: Target, path: str, extra: dict, operation: str) -> None:
     _cloud_disabled(api, target)
@@ -196,6 +198,7 @@ def test_disabled_cloud_refuses_cloud_models(api: Api, target: Target, path: str
 
 
 @pytest.mark.feature("cloud.errors.shape")
+@pytest.mark.requires_route("GET", "/api/status", feature="server.status")
 @pytest.mark.parametrize("path", ["/v1/chat/completions", "/v1/messages"])
 def test_disabled_cloud_error_keeps_native_shape_on_v1(api: Api, target: Target, path: str) -> None:
     """The refusal comes from the passthrough middleware, before any OpenAI/Anthropic adapter could wrap it."""

@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 
 import pytest
+
 from ollama_conformance.conformance.checks import Api
 
 
@@ -37,6 +38,23 @@ def test_vectors_are_unit_length(api: Api, embed_model: str) -> None:
     body = api.single(api.post("/api/embed", {"model": embed_model, "input": ["a short text", "another one"]}))
     for vector in body["embeddings"]:
         assert abs(norm(vector) - 1.0) < 1e-3, f"L2 norm {norm(vector):.5f}, expected 1"
+
+
+@pytest.mark.feature("embed.basic")
+def test_related_texts_are_closer(api: Api, embed_model: str) -> None:
+    # Unit length alone is easy to fake; a real embedding puts a paraphrase nearer than an unrelated sentence.
+    texts = ["The cat sat on the mat.", "A cat was sitting on the rug.", "Quarterly tax revenue rose by four percent."]
+    vectors = api.single(api.post("/api/embed", {"model": embed_model, "input": texts}))["embeddings"]
+    assert len(vectors) == 3, f"{len(vectors)} embeddings for 3 inputs"
+
+    def cosine(a: list[float], b: list[float]) -> float:
+        return sum(x * y for x, y in zip(a, b, strict=True)) / (norm(a) * norm(b))
+
+    related, unrelated = cosine(vectors[0], vectors[1]), cosine(vectors[0], vectors[2])
+    assert related > unrelated, (
+        f"a paraphrase is no closer than an unrelated text (cosine {related:.3f} vs {unrelated:.3f}): "
+        "the vectors do not embed the input"
+    )
 
 
 @pytest.mark.feature("embed.dimensions")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+
 from ollama_conformance.conformance.checks import Api
 
 MISSING = "no-such-model-xyz"

@@ -1,12 +1,18 @@
-"""Model management: /api/tags, /api/ps, /api/show, load/unload and keep_alive, copy/delete (mutations only)."""
+"""Model management: /api/tags, /api/ps, /api/show, load/unload and keep_alive; and, as mutations, the model
+lifecycle: blobs, create (from a model, from a GGUF blob), pull and push through a registry, copy and delete."""
 
 from __future__ import annotations
 
+import hashlib
+import re
 import time
 import uuid
+from collections.abc import Iterator
+from typing import Any
 
 import pytest
-from ollama_conformance.conformance.checks import Api
+
+from ollama_conformance.conformance.checks import Api, exact
 from ollama_conformance.conformance.target import Target
 
 
@@ -62,8 +68,10 @@ def test_generate_load_then_unload(api: Api, chat_model: str) -> None:
     loaded = api.single(api.post("/api/generate", {"model": chat_model, "prompt": "", "stream": False}))
     assert loaded.get("done") is True and loaded.get("done_reason") == "load", f"empty prompt gave {loaded!r}"
     assert loaded.get("response") == "", "the load answer has an empty response"
+    assert chat_model in ps_names(api), f"{chat_model} answered done_reason 'load' but is not listed by /api/ps"
     unloaded = api.single(api.post("/api/generate", {"model": chat_model, "prompt": "", "keep_alive": 0, "stream": False}))
     assert unloaded.get("done_reason") == "unload", f"keep_alive 0 with an empty prompt gave {unloaded!r}"
+    wait_until_unloaded(api, chat_model)
 
 
 @pytest.mark.feature("chat.load_unload")
@@ -76,11 +84,18 @@ def test_chat_load(api: Api, chat_model: str) -> None:
 @pytest.mark.unloads
 @pytest.mark.feature("keep_alive.unload")
 def test_keep_alive_zero_unloads(api: Api, chat_model: str) -> None:
+    # First see the model loaded: a server whose /api/ps is always empty must not pass by default.
+    api.single(api.post("/api/generate", {"model": chat_model, "prompt": "", "keep_alive": "5m", "stream": False}))
+    assert chat_model in ps_names(api), f"{chat_model} was just loaded (keep_alive 5m) but /api/ps does not list it"
     api.single(api.post("/api/generate", {"model": chat_model, "prompt": "Hi", "stream": False,
                                           "options": {"num_predict": 1}, "keep_alive": 0}))
-    deadline = time.monotonic() + 10
-    while chat_model in ps_names(api):
-        assert time.monotonic() < deadline, f"{chat_model} is still in /api/ps 10 s after a keep_alive 0 request"
+    wait_until_unloaded(api, chat_model)
+
+
+def wait_until_unloaded(api: Api, model: str, seconds: float = 10) -> None:
+    deadline = time.monotonic() + seconds
+    while model in ps_names(api):
+        assert time.monotonic() < deadline, f"{model} is still in /api/ps {seconds:g} s after a keep_alive 0 request"
         time.sleep(0.25)
 
 
@@ -154,3 +169,196 @@ def test_delete_removes_from_tags(api: Api, chat_model: str) -> None:
     assert deleted.status == 200, f"delete answered {deleted.status}"
     tags = [m["model"] for m in api.single(api.get("/api/tags"))["models"]]
     assert name not in tags, f"{name} is still listed after delete"
+
+
+# --- the model lifecycle: blobs, create, pull, push (through an OCI registry the target can reach) --------------
+# `--ollama-registry URL` names the registry; without it the bundled one (reference_backend/registry) is started on
+# loopback for the session. Models go to it as `HOST:PORT/conformance/<name>:latest` with `insecure: true`.
+
+
+@pytest.fixture(scope="session")
+def registry_host(pytestconfig: pytest.Config, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    configured = getattr(pytestconfig.option, "ollama_registry", None)
+    if configured:
+        yield configured.split("://", 1)[-1].rstrip("/")
+        return
+    from ollama_conformance.reference_backend.registry.launcher import RegistryProcess
+
+    with RegistryProcess(tmp_path_factory.mktemp("registry")) as registry:
+        yield registry.host
+
+
+def unique(prefix: str) -> str:
+    return f"{prefix}-{uuid.uuid4().hex[:8]}"
+
+
+def statuses(objects: list[dict[str, Any]]) -> list[str]:
+    return [str(o.get("status")) for o in objects if "status" in o]
+
+
+def progress_stream(api: Api, path: str, body: dict[str, Any]) -> list[dict[str, Any]]:
+    """A streamed create/pull/push that must end in `success`: 200, NDJSON, each line per the spec, no error."""
+    got = api.post(path, body)
+    assert got.status == 200, f"{path} answered {got.status}: {got.text[:300]!r}"
+    objects = api.contract("POST", path, got)
+    errors = [o["error"] for o in objects if "error" in o]
+    assert not errors, f"{path} streamed an error: {errors[0]!r}"
+    assert objects and objects[-1].get("status") == "success", f"{path}: the stream ends {objects[-1:]!r}, not 'success'"
+    return objects
+
+
+def tag_names(api: Api) -> list[str]:
+    return [m["model"] for m in api.single(api.get("/api/tags"))["models"]]
+
+
+def delete_model(api: Api, name: str) -> None:
+    got = api.call("DELETE", "/api/delete", {"model": name})
+    assert got.status in (200, 404), f"delete {name} answered {got.status} {got.text[:120]!r}"
+
+
+def model_blob_digest(api: Api, model: str) -> str | None:
+    """The digest of a model's weights, from the `FROM <blobs>/sha256-<hex>` line of /api/show's modelfile."""
+    modelfile = api.single(api.post("/api/show", {"model": model})).get("modelfile") or ""
+    found = re.search(r"^FROM .*sha256-([0-9a-f]{64})\s*$", modelfile, re.MULTILINE)
+    return f"sha256:{found.group(1)}" if found else None
+
+
+@pytest.mark.mutating
+@pytest.mark.feature("blobs.upload")
+def test_blob_upload(api: Api) -> None:
+    data = f"conformance blob {uuid.uuid4()}\n".encode() * 64
+    digest = "sha256:" + hashlib.sha256(data).hexdigest()
+    created = api.call("POST", f"/api/blobs/{digest}", raw=data)
+    assert created.status == 201 and created.text == "", f"upload answered {created.status} {created.text[:120]!r}"
+    assert api.call("HEAD", f"/api/blobs/{digest}").status == 200, "HEAD of the uploaded blob is not 200"
+    again = api.call("POST", f"/api/blobs/{digest}", raw=data)
+    assert again.status == 200, f"uploading an existing blob answered {again.status}, expected 200"
+    other = "sha256:" + hashlib.sha256(data + b"x").hexdigest()
+    mismatch = api.call("POST", f"/api/blobs/{other}", raw=data)
+    message = api.native_error(mismatch, 400)
+    exact("digest mismatch" in message, f"mismatch message: expected 'digest mismatch, expected ...', got {message!r}")
+    assert api.call("HEAD", f"/api/blobs/{other}").status == 404, "a refused upload left a blob under its digest"
+
+
+@pytest.mark.mutating
+@pytest.mark.feature("create.from")
+def test_create_from_model(api: Api, chat_model: str) -> None:
+    name = unique("conformance-create") + ":latest"
+    try:
+        objects = progress_stream(api, "/api/create", {"model": name, "from": chat_model, "system": "Answer briefly.",
+                                                       "parameters": {"temperature": 0.25}})  # fmt: skip
+        assert "writing manifest" in statuses(objects), f"no 'writing manifest' status in {statuses(objects)}"
+        assert name in tag_names(api), f"the created {name} is not listed by /api/tags"
+        shown = api.single(api.post("/api/show", {"model": name}))
+        assert re.search(r"(?m)^temperature\s+0\.25$", shown.get("parameters") or ""), (
+            f"the created model's parameters {shown.get('parameters')!r} lack 'temperature 0.25'"
+        )
+    finally:
+        delete_model(api, name)
+
+
+@pytest.mark.mutating
+@pytest.mark.feature("create.files")
+def test_create_from_gguf_blob(api: Api, chat_model: str) -> None:
+    digest = model_blob_digest(api, chat_model)
+    if digest is None:
+        pytest.skip(f"/api/show of {chat_model} names no weights blob (FROM .../sha256-<hex>) to create from")
+    if api.call("HEAD", f"/api/blobs/{digest}").status != 200:
+        pytest.skip(f"the weights blob {digest} of {chat_model} is not served by HEAD /api/blobs")
+    if (api.single(api.post("/api/show", {"model": chat_model})).get("details") or {}).get("format") != "gguf":
+        pytest.skip(f"{chat_model} is not stored as GGUF")
+    name = unique("conformance-gguf") + ":latest"
+    try:
+        objects = progress_stream(api, "/api/create", {"model": name, "files": {"model.gguf": digest}})
+        assert "parsing GGUF" in statuses(objects), f"no 'parsing GGUF' status in {statuses(objects)}"
+        assert name in tag_names(api), f"the created {name} is not listed by /api/tags"
+        answer = api.single(api.post("/api/generate", {"model": name, "prompt": "Hello", "stream": False,
+                                                       "options": {"num_predict": 2}}))  # fmt: skip
+        assert answer.get("done") is True, f"the created model did not finish a generation: {answer!r}"
+    finally:
+        delete_model(api, name)
+
+
+@pytest.mark.feature("pull.not_found")
+def test_pull_unknown_model(api: Api, registry_host: str) -> None:
+    name = f"{registry_host}/conformance/{unique('no-such-model')}:latest"
+    got = api.post("/api/pull", {"model": name, "insecure": True})
+    objects = api.contract("POST", "/api/pull", got)
+    assert objects and "error" in objects[-1], f"pulling an unknown model did not end with an error: {objects[-2:]!r}"
+    exact("file does not exist" in objects[-1]["error"],
+          f"error: expected 'pull model manifest: file does not exist', got {objects[-1]['error']!r}")  # fmt: skip
+    merged = api.post("/api/pull", {"model": name, "insecure": True, "stream": False})
+    api.native_error(merged, 500)
+
+
+def push_copy(api: Api, chat_model: str, registry_host: str) -> tuple[str, list[dict[str, Any]]]:
+    """Copies the chat model to a registry name and pushes it: the name and the push stream."""
+    name = f"{registry_host}/conformance/{unique('roundtrip')}:latest"
+    assert api.post("/api/copy", {"source": chat_model, "destination": name}).status == 200, "copy (setup) failed"
+    return name, progress_stream(api, "/api/push", {"model": name, "insecure": True})
+
+
+@pytest.mark.mutating
+@pytest.mark.feature("push.stream")
+def test_push_then_pull_back(api: Api, chat_model: str, registry_host: str) -> None:
+    name, pushed = push_copy(api, chat_model, registry_host)
+    try:
+        seen = statuses(pushed)
+        assert seen[0] == "retrieving manifest", f"push starts with {seen[0]!r}, expected 'retrieving manifest'"
+        assert "pushing manifest" in seen, f"no 'pushing manifest' status in {seen}"
+        layers = [o for o in pushed if str(o.get("status", "")).startswith("pushing ") and o.get("digest")]
+        assert layers, f"no 'pushing <digest>' progress in {seen}"
+        for item in layers:
+            assert item["status"] == f"pushing {item['digest'][7:19]}", f"progress status {item['status']!r}"
+        size = next(m["size"] for m in api.single(api.get("/api/tags"))["models"] if m["model"] == name)
+        delete_model(api, name)
+        assert name not in tag_names(api), f"{name} still listed after delete"
+        progress_stream(api, "/api/pull", {"model": name, "insecure": True})
+        back = next((m for m in api.single(api.get("/api/tags"))["models"] if m["model"] == name), None)
+        assert back is not None, f"{name} is not listed after pulling it back"
+        assert back["size"] == size, f"pulled back with size {back['size']}, pushed {size}"
+    finally:
+        delete_model(api, name)
+
+
+@pytest.mark.mutating
+@pytest.mark.feature("pull.stream")
+def test_pull_stream(api: Api, chat_model: str, registry_host: str) -> None:
+    name, _ = push_copy(api, chat_model, registry_host)
+    try:
+        delete_model(api, name)
+        objects = progress_stream(api, "/api/pull", {"model": name, "insecure": True})
+        seen = statuses(objects)
+        for expected in ("pulling manifest", "verifying sha256 digest", "writing manifest"):
+            assert expected in seen, f"no {expected!r} status in {seen}"
+        layers = [o for o in objects if str(o.get("status", "")).startswith("pulling ") and o.get("digest")]
+        assert layers, f"no 'pulling <digest>' progress in {seen}"
+        for item in layers:
+            assert item["status"] == f"pulling {item['digest'][7:19]}", f"progress status {item['status']!r}"
+            assert isinstance(item.get("total"), int) and item["total"] > 0, f"progress without a total: {item!r}"
+        finals = {o["digest"]: o for o in layers}
+        short = [d for d, o in finals.items() if o.get("completed") != o["total"]]
+        assert not short, f"the last progress of {short[:2]} does not reach its total"
+        answer = api.single(api.post("/api/generate", {"model": name, "prompt": "Hi", "stream": False,
+                                                       "options": {"num_predict": 1}}))  # fmt: skip
+        assert answer.get("done") is True, f"the pulled model did not generate: {answer!r}"
+    finally:
+        delete_model(api, name)
+
+
+@pytest.mark.mutating
+@pytest.mark.feature("delete.shared_blobs")
+def test_delete_keeps_shared_blobs(api: Api, chat_model: str) -> None:
+    first, second = unique("conformance-share-a") + ":latest", unique("conformance-share-b") + ":latest"
+    try:
+        for name in (first, second):
+            assert api.post("/api/copy", {"source": chat_model, "destination": name}).status == 200, "copy failed"
+        assert api.call("DELETE", "/api/delete", {"model": first}).status == 200, "delete failed"
+        digest = model_blob_digest(api, second)
+        if digest is not None:
+            assert api.call("HEAD", f"/api/blobs/{digest}").status == 200, f"the shared blob {digest} is gone"
+        loaded = api.single(api.post("/api/generate", {"model": second, "prompt": "", "stream": False}))
+        assert loaded.get("done") is True, f"the remaining copy does not load: {loaded!r}"
+    finally:
+        delete_model(api, first)
+        delete_model(api, second)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 
 import pytest
+
 from ollama_conformance.conformance.checks import Api
 
 

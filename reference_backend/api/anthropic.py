@@ -12,6 +12,11 @@ import binascii
 from collections.abc import AsyncIterable, AsyncIterator
 from typing import Any
 
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+from ollama_conformance.reference_backend.api import core
 from ollama_conformance.reference_backend.api.common import (
     NativeStream,
     RequestError,
@@ -19,19 +24,16 @@ from ollama_conformance.reference_backend.api.common import (
     decode_struct,
     parse_json_body,
 )
+from ollama_conformance.reference_backend.api.errors import ApiError, new_id
 from ollama_conformance.reference_backend.api.errors import anthropic_error_body as error_body
-from ollama_conformance.reference_backend.api.errors import new_id
 from ollama_conformance.reference_backend.api.sse import (
     JSON,
     JSON_UTF8,
     go_json,
-    json_response,
     sse_event,
     sse_response,
+    writer_json_response,
 )
-from starlette.requests import Request
-from starlette.responses import Response
-from starlette.routing import Route
 
 REQUEST_FIELDS = {
     "model": "string",
@@ -65,8 +67,10 @@ BLOCK_FIELDS = {
     "signature": "string",
 }
 TOOL_FIELDS = {"type": "string", "name": "string", "description": "string", "input_schema": "any", "max_uses": "int"}
+
+
 def error_response(status: int, message: str, content_type: str = JSON) -> Response:
-    return json_response(error_body(status, message), status_code=status, content_type=content_type)
+    return writer_json_response(error_body(status, message), status_code=status, content_type=content_type)
 
 
 # --- request translation ---------------------------------------------------------------------------------------
@@ -491,24 +495,19 @@ async def messages_sse(
 
 
 async def _open_chat(request: Request, native_request: dict[str, Any]) -> NativeStream:
-    from ollama_conformance.reference_backend.api import core as native_core
-    from ollama_conformance.reference_backend.api.core import ApiError
-
     state = request.app.state.server
     try:
-        return await NativeStream(native_core.chat(state, native_request)).start()
+        return await NativeStream(core.chat(state, native_request)).start()
     except ApiError as exc:
         # Ollama relaxes thinking for /v1/messages: a model that cannot think answers without thinking
         # instead of refusing (the "relax_thinking" flag of its middleware).
         if "think" not in native_request or exc.status != 400 or "does not support thinking" not in exc.message:
             raise
         relaxed = {key: value for key, value in native_request.items() if key != "think"}
-        return await NativeStream(native_core.chat(state, relaxed)).start()
+        return await NativeStream(core.chat(state, relaxed)).start()
 
 
 async def create_message(request: Request) -> Response:
-    from ollama_conformance.reference_backend.api.core import ApiError
-
     try:
         req = decode_struct(parse_json_body(await request.body()), "anthropic.MessagesRequest", REQUEST_FIELDS)
         native_request = messages_request_to_native(req)
@@ -522,7 +521,7 @@ async def create_message(request: Request) -> Response:
         merged = await collect_final(request, stream, "chat", bool(native_request.get("tools")), error_response)
         if isinstance(merged, Response):
             return merged
-        return json_response(to_message(message_id, merged))
+        return writer_json_response(to_message(message_id, merged))
 
     converter = MessagesStreamConverter(message_id, req["model"], estimate_input_tokens(req))
 

@@ -1,116 +1,35 @@
-"""What the compatibility surfaces share: Go-style request decoding, the native stream, merging it, timestamps.
+"""What the compatibility surfaces share: the native core's stream, merging it, timestamps, model names.
 
-Ollama's /v1 and /v1/messages middlewares bind the body into a Go struct (unknown keys ignored, key match
-case-insensitive, `null` = absent, a wrong JSON type is a 400 with Go's message), rewrite it into a native
-request and read the native handler's output back. `decode_struct` copies that binding for the fields a
-surface reads; `NativeStream` calls the native core and surfaces its validation error before the first byte.
+Ollama's /v1 and /v1/messages middlewares bind the body into a Go struct (`wire.decode_struct`, re-exported
+here), rewrite it into a native request and read the native handler's output back. `NativeStream` calls the
+native core and surfaces its validation error before the first byte; a non-stream answer is merged by
+`stream.merge_stream`, as the native /api handlers merge theirs.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import logging
 import re
 import time
-from collections.abc import AsyncIterator, Callable, Mapping
+from collections.abc import AsyncIterator, Callable
 from datetime import UTC, datetime
 from typing import Any
 
-from ollama_conformance.reference_backend.api.wire import go_syntax_error
 from starlette.requests import Request
 from starlette.responses import Response
 
+from ollama_conformance.reference_backend.api.errors import ApiError, RequestError
+from ollama_conformance.reference_backend.api.stream import merge_stream
+from ollama_conformance.reference_backend.api.wire import decode_struct, json_type, parse_json_body
+
 log = logging.getLogger("ollama_conformance.reference_backend.surfaces")
 
-
-class RequestError(Exception):
-    """A request the surface refuses before calling the native core: HTTP status and Ollama's message."""
-
-    def __init__(self, message: str, status: int = 400) -> None:
-        super().__init__(message)
-        self.message = message
-        self.status = status
-
-
-# --- Go-style JSON binding -------------------------------------------------------------------------------------
-
-
-def json_type(value: Any) -> str:
-    """The JSON kind Go's decoder names in its errors."""
-    if isinstance(value, bool):
-        return "bool"
-    if isinstance(value, int | float):
-        return "number"
-    if isinstance(value, str):
-        return "string"
-    if isinstance(value, list):
-        return "array"
-    return "object"
-
-
-def _fits(value: Any, go_type: str) -> bool:
-    if go_type == "any":
-        return True
-    if go_type == "string":
-        return isinstance(value, str)
-    if go_type == "bool":
-        return isinstance(value, bool)
-    if go_type == "int":
-        return isinstance(value, int) and not isinstance(value, bool)
-    if go_type in ("float64", "float32"):
-        return isinstance(value, int | float) and not isinstance(value, bool)
-    if go_type.startswith("[]"):
-        return isinstance(value, list)
-    return isinstance(value, dict)  # struct, pointer to struct or map
-
-
-def decode_struct(data: Any, struct: str, fields: Mapping[str, str]) -> dict[str, Any]:
-    """Bind `data` the way encoding/json fills the Go struct `struct` with `fields` (json name -> Go type).
-
-    Returns the known fields under their canonical names; nulls are dropped (Go leaves the zero value).
-    """
-    if data is None:
-        return {}
-    if not isinstance(data, dict):
-        raise RequestError(f"json: cannot unmarshal {json_type(data)} into Go value of type {struct}")
-    by_folded = {name.lower(): name for name in fields}
-    out: dict[str, Any] = {}
-    for key, value in data.items():
-        name = key if key in fields else by_folded.get(key.lower())
-        if name is None or value is None:
-            continue
-        go_type = fields[name]
-        if not _fits(value, go_type):
-            shown = json_type(value)
-            if shown == "number":
-                shown = f"number {json.dumps(value)}"
-            field = struct.split(".")[-1]
-            # Go names the pointed-to type: a *T field reports T.
-            raise RequestError(
-                f"json: cannot unmarshal {shown} into Go struct field {field}.{name} of type {go_type.lstrip('*')}"
-            )
-        out[name] = value
-    return out
-
-
-def parse_json_body(raw: bytes) -> Any:
-    """gin's ShouldBindJSON: an empty body is `EOF`, malformed JSON Go's syntax message (both 400)."""
-    if not raw.strip():
-        raise RequestError("EOF")
-    try:
-        text = raw.decode("utf-8")
-    except UnicodeDecodeError as exc:
-        raise RequestError(f"invalid character in request body: {exc.reason}") from None
-    try:
-        return json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise RequestError(go_syntax_error(text, exc)) from None
-
-
-async def read_struct(request: Request, struct: str, fields: Mapping[str, str]) -> dict[str, Any]:
-    return decode_struct(parse_json_body(await request.body()), struct, fields)
+__all__ = [  # the binder is re-exported: the surfaces and their tests import it from here
+    "NativeStream", "RequestError", "collect_final", "decode_struct", "first_error", "json_type", "merge_native",
+    "model_namespace", "parse_json_body", "unix_seconds",
+]  # fmt: skip
 
 
 # --- the native core's output ------------------------------------------------------------------------------------
@@ -128,13 +47,11 @@ class NativeStream:
         self._first: dict[str, Any] | None = None
 
     async def start(self) -> NativeStream:
-        from ollama_conformance.reference_backend.api.core import ApiError
-
         try:
             self._first = await anext(self._items)
         except StopAsyncIteration:
             self._first = None
-        except (ApiError, RequestError):
+        except ApiError:
             raise
         except Exception as exc:  # a native-side bug: answer a clear 500 (Ollama's status for internal errors)
             log.exception("native core failed before its first item")
@@ -184,10 +101,8 @@ async def collect_unless_disconnected(request: Request, stream: NativeStream) ->
 
 
 def merge_native(items: list[dict[str, Any]], kind: str, with_tools: bool) -> dict[str, Any]:
-    """The non-stream native object, merged by the native layer itself (as Ollama's middlewares convert what
-    the native handler answers with stream=false)."""
-    from ollama_conformance.reference_backend.api.native import merge_stream
-
+    """The non-stream native object, merged as /api merges it for stream=false (as Ollama's middlewares
+    convert what the native handler answers)."""
     return merge_stream(items, kind, with_tools)
 
 

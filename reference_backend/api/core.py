@@ -21,7 +21,7 @@ from typing import Any
 
 from ollama_conformance.reference_backend.api.errors import ApiError
 from ollama_conformance.reference_backend.api.prompts import TemplateError, render_chat, render_go_template
-from ollama_conformance.reference_backend.api.wire import canonical_keys, json_kind, rfc3339_nano
+from ollama_conformance.reference_backend.api.wire import canonical_keys, rfc3339_nano, unmarshal_type_error
 from ollama_conformance.reference_backend.durations import DurationError, parse_keep_alive
 from ollama_conformance.reference_backend.engine.generate import (
     DoneEvent,
@@ -54,9 +54,7 @@ THINK_LEVELS = ("high", "medium", "low", "max")
 
 # --- field checks with Go's decoding errors ------------------------------------------------------------------
 def _type_error(struct: str, field: str, value: Any, go_type: str) -> ApiError:
-    return ApiError(
-        400, f"json: cannot unmarshal {json_kind(value)} into Go struct field {struct}.{field} of type {go_type}"
-    )
+    return unmarshal_type_error(struct, field, value, go_type)
 
 
 def _check_str(body: dict[str, Any], struct: str, *fields: str) -> None:
@@ -77,10 +75,8 @@ def _check_int(body: dict[str, Any], struct: str, field: str) -> int:
     value = body.get(field)
     if value is None:
         return 0
-    if isinstance(value, bool) or not isinstance(value, int | float):
+    if isinstance(value, bool) or not isinstance(value, int | float) or not float(value).is_integer():
         raise _type_error(struct, field, value, "int")
-    if isinstance(value, float) and not value.is_integer():
-        raise ApiError(400, f"json: cannot unmarshal number {value} into Go struct field {struct}.{field} of type int")
     return int(value)
 
 

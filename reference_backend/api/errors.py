@@ -1,6 +1,6 @@
 """The one error type of the HTTP surfaces, and the error body of each surface. Needs no torch.
 
-A handler raises `ApiError(status, message)`; each surface renders it in its own shape: native
+A handler raises `ApiError(status, message)` (`RequestError` for a surface's own request checks); each surface renders it in its own shape: native
 `{"error": message}`, OpenAI `{"error": {message, type, param, code}}`, Anthropic `{type: "error", error: {...}}`.
 """
 
@@ -17,6 +17,14 @@ class ApiError(Exception):
         super().__init__(message)
         self.status = status
         self.message = message
+
+
+class RequestError(ApiError):
+    """An ApiError raised by a compatibility surface's own request checks (as Ollama's /v1 and /v1/messages
+    middlewares refuse a request before the native handler): those answers carry gin's content type."""
+
+    def __init__(self, message: str, status: int = 400) -> None:
+        super().__init__(status, message)
 
 
 ERROR_TYPES = {

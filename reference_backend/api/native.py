@@ -1,4 +1,4 @@
-"""The native `/api/*` surface (and `GET /`): HTTP framing over native_core and the model store.
+"""The native `/api/*` surface (and `GET /`): HTTP framing over the inference core and the model catalog.
 
 Streams are NDJSON (`application/x-ndjson`, one object per line, sent as produced); `stream: false` merges the
 stream into its final object (`application/json; charset=utf-8`). An error before the first object gets its
@@ -9,28 +9,19 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
-from ollama_conformance.reference_backend.api import core as native_core
-from ollama_conformance.reference_backend.api.core import ApiError
-from ollama_conformance.reference_backend.api.wire import BodyError, decode_body, go_json, rfc3339_local
-from ollama_conformance.reference_backend.config import VERSION
-from ollama_conformance.reference_backend.engine.options import format_parameters
-from ollama_conformance.reference_backend.store import bundled
-from ollama_conformance.reference_backend.store.local import ModelEntry
-from ollama_conformance.reference_backend.store.names import parse_name
 from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
 from starlette.routing import Route
 
-JSON_UTF8 = "application/json; charset=utf-8"
-
-
-def json_response(obj: Any, status: int = 200, content_type: str = JSON_UTF8) -> Response:
-    return Response(go_json(obj), status_code=status, headers={"content-type": content_type})
+from ollama_conformance.reference_backend.api import catalog, core
+from ollama_conformance.reference_backend.api.errors import ApiError
+from ollama_conformance.reference_backend.api.stream import merge_stream
+from ollama_conformance.reference_backend.api.wire import JSON_UTF8, BodyError, decode_body, go_json, json_response
+from ollama_conformance.reference_backend.config import VERSION
 
 
 def error_response(status: int, message: str, content_type: str = JSON_UTF8) -> Response:
@@ -60,41 +51,6 @@ def api_errors(handler: Callable[[Request], Awaitable[Response]]) -> Callable[[R
 
 
 # --- streams -----------------------------------------------------------------------------------------------
-def merge_stream(items: list[dict[str, Any]], kind: str, with_tools: bool) -> dict[str, Any]:
-    """The non-streaming answer: the final object with the text (and logprobs, tool calls) of every chunk."""
-    final = dict(items[-1])
-    logprobs: list[Any] = []
-    for item in items:
-        logprobs.extend(item.get("logprobs") or [])
-    if kind == "generate":
-        final["response"] = "".join(i.get("response", "") for i in items)
-        thinking = "".join(i.get("thinking", "") for i in items)
-        if thinking:
-            final["thinking"] = thinking
-    else:
-        message = dict(final.get("message") or {"role": "assistant"})
-        message["content"] = "".join((i.get("message") or {}).get("content", "") for i in items)
-        thinking = "".join((i.get("message") or {}).get("thinking", "") for i in items)
-        if thinking:
-            message["thinking"] = thinking
-        calls = [c for i in items for c in (i.get("message") or {}).get("tool_calls") or []]
-        if calls and with_tools:
-            message["tool_calls"] = calls
-        final["message"] = message
-    if logprobs:
-        final["logprobs"] = logprobs
-    return _reorder(final)
-
-
-def _reorder(obj: dict[str, Any]) -> dict[str, Any]:
-    """Keys in Go struct order: the streamed text fields come before done and the metrics."""
-    order = ["model", "remote_model", "remote_host", "created_at", "response", "thinking", "message", "done",
-             "done_reason", "_debug_info", "logprobs", "context"]  # fmt: skip
-    out = {k: obj[k] for k in order if k in obj}
-    out.update({k: v for k, v in obj.items() if k not in out})
-    return out
-
-
 class ClientGone(Exception):
     """The client disconnected while its request waited (for a slot, or for the model to load)."""
 
@@ -148,9 +104,9 @@ async def inference_response(
 
     async def lines() -> AsyncIterator[bytes]:
         try:
-            yield go_json(first) + b"\n"
+            yield go_json(first).encode() + b"\n"
             async for item in items:
-                yield go_json(item) + b"\n"
+                yield go_json(item).encode() + b"\n"
         finally:
             await items.aclose()
 
@@ -159,25 +115,25 @@ async def inference_response(
 
 @api_errors
 async def generate(request: Request) -> Response:
-    return await inference_response(request, "generate", native_core.generate)
+    return await inference_response(request, "generate", core.generate)
 
 
 @api_errors
 async def chat(request: Request) -> Response:
-    return await inference_response(request, "chat", native_core.chat)
+    return await inference_response(request, "chat", core.chat)
 
 
 @api_errors
 async def embed(request: Request) -> Response:
     body = await read_body(request)
     body["_request_start_ns"] = time.perf_counter_ns()
-    return json_response(await native_core.embed(state_of(request), body))
+    return json_response(await core.embed(state_of(request), body))
 
 
 @api_errors
 async def embeddings(request: Request) -> Response:
     body = await read_body(request)
-    return json_response(await native_core.embeddings(state_of(request), body))
+    return json_response(await core.embeddings(state_of(request), body))
 
 
 # --- server and models --------------------------------------------------------------------------------------
@@ -194,155 +150,28 @@ async def status(request: Request) -> Response:
     return json_response({"cloud": {"disabled": disabled, "source": "env" if disabled else "none"}})
 
 
-def details(entry: ModelEntry) -> dict[str, Any]:
-    cfg = entry.config
-    return {
-        "parent_model": "",
-        "format": cfg.get("model_format", ""),
-        "family": cfg.get("model_family", ""),
-        "families": cfg.get("model_families"),
-        "parameter_size": cfg.get("model_type", ""),
-        "quantization_level": cfg.get("file_type", ""),
-    }
-
-
-def modified_at(entry: ModelEntry) -> str:
-    return rfc3339_local(entry.manifest_path.stat().st_mtime)
-
-
 async def tags(request: Request) -> Response:
-    state = state_of(request)
-    models = []
-    for entry in state.store.list():
-        models.append(
-            {
-                "name": entry.name.display,
-                "model": entry.name.display,
-                "modified_at": modified_at(entry),
-                "size": entry.size,
-                "digest": entry.digest,
-                "details": details(entry),
-                "capabilities": bundled.capabilities(entry, state.store),
-            }
-        )
-    return json_response({"models": models})
+    return json_response(catalog.tags(state_of(request)))
 
 
 async def ps(request: Request) -> Response:
-    state = state_of(request)
-    models = []
-    for loaded in state.scheduler.ps():
-        entry = loaded.entry
-        expires = state.scheduler.expires_at(loaded)
-        models.append(
-            {
-                "name": entry.name.display,
-                "model": entry.name.display,
-                "size": loaded.size,
-                "digest": entry.digest,
-                "details": details(entry),
-                "expires_at": rfc3339_local(min(expires, 10_800_000_000.0)),  # "forever": Go's far-future time
-                "size_vram": loaded.size_vram,
-                "context_length": loaded.context_length,
-            }
-        )
-    return json_response({"models": models})
-
-
-def modelfile(entry: ModelEntry, state: Any, template: str, params: dict[str, Any], license_text: str | None) -> str:
-    lines = [
-        '# Modelfile generated by "ollama show"',
-        "# To build a new Modelfile based on this, replace FROM with:",
-        f"# FROM {entry.name.display}",
-        "",
-        f"FROM {state.store.blob_path(entry.model_digest or '')}",
-    ]
-    if template:
-        lines.append(f'TEMPLATE """{template}"""')
-    for key, value in params.items():
-        for item in value if isinstance(value, list) else [value]:
-            lines.append(f"PARAMETER {key} {item}")
-    if license_text:
-        lines.append(f'LICENSE """{license_text}"""')
-    return "\n".join(lines) + "\n"
+    return json_response(catalog.ps(state_of(request)))
 
 
 @api_errors
 async def show(request: Request) -> Response:
-    state = state_of(request)
-    body = await read_body(request)
-    lowered = {k.lower(): v for k, v in body.items()}
-    name = lowered.get("model") or lowered.get("name") or ""
-    if not isinstance(name, str):
-        raise ApiError(
-            400, f"json: cannot unmarshal {type(name).__name__} into Go struct field ShowRequest.model of type string"
-        )
-    if not name:
-        raise ApiError(400, "model is required")
-    parsed = parse_name(name)
-    entry = state.store.get(parsed) if parsed else None
-    if entry is None:
-        display = parsed.display if parsed else name
-        raise ApiError(404, f"model '{display}' not found")
-    verbose = bool(lowered.get("verbose"))
-    template = bundled.template_of(entry, state.store)
-    params = bundled.params_of(entry, state.store)
-    if isinstance(lowered.get("options"), dict):
-        params = {**params, **lowered["options"]}
-    license_text = bundled.license_of(entry, state.store)
-    out: dict[str, Any] = {}
-    if license_text:
-        out["license"] = license_text
-    out["modelfile"] = modelfile(entry, state, template, params, license_text)
-    if params:
-        out["parameters"] = format_parameters(params)
-    if template:
-        out["template"] = template
-    if lowered.get("system"):
-        out["system"] = lowered["system"]
-    out["details"] = details(entry)
-    out["model_info"] = bundled.model_info(entry, state.store, verbose)
-    if entry.config.get("model_format") == "gguf":
-        out["tensors"] = bundled.gguf_tensors(entry, state.store)
-    out["capabilities"] = bundled.capabilities(entry, state.store)
-    out["modified_at"] = modified_at(entry)
-    return json_response(out)
+    return json_response(catalog.show(state_of(request), await read_body(request)))
 
 
 @api_errors
 async def copy(request: Request) -> Response:
-    state = state_of(request)
-    body = await read_body(request)
-    lowered = {k.lower(): v for k, v in body.items()}
-    source, destination = lowered.get("source") or "", lowered.get("destination") or ""
-    src = parse_name(source) if isinstance(source, str) else None
-    if src is None:
-        raise ApiError(400, f"source {json.dumps(source)} is invalid")
-    dst = parse_name(destination) if isinstance(destination, str) else None
-    if dst is None:
-        raise ApiError(400, f"destination {json.dumps(destination)} is invalid")
-    entry = state.store.get(src)
-    if entry is None:
-        raise ApiError(404, f"model {json.dumps(source)} not found")
-    state.store.copy(entry, dst)
+    catalog.copy(state_of(request), await read_body(request))
     return Response(status_code=200)
 
 
 @api_errors
 async def delete(request: Request) -> Response:
-    state = state_of(request)
-    body = await read_body(request)
-    lowered = {k.lower(): v for k, v in body.items()}
-    name = lowered.get("model") or lowered.get("name") or ""
-    if not name:
-        raise ApiError(400, "model is required")
-    parsed = parse_name(name) if isinstance(name, str) else None
-    if parsed is None:
-        raise ApiError(400, f"name {json.dumps(name)} is invalid")
-    entry = state.store.get(parsed)
-    if entry is None:
-        raise ApiError(404, f"model '{name}' not found")
-    state.store.delete(entry)
+    catalog.delete(state_of(request), await read_body(request))
     return Response(status_code=200)
 
 

@@ -17,6 +17,11 @@ import time
 from collections.abc import AsyncIterable, AsyncIterator
 from typing import Any
 
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+from ollama_conformance.reference_backend.api import catalog, core
 from ollama_conformance.reference_backend.api.common import (
     NativeStream,
     RequestError,
@@ -27,19 +32,17 @@ from ollama_conformance.reference_backend.api.common import (
     parse_json_body,
     unix_seconds,
 )
+from ollama_conformance.reference_backend.api.errors import ApiError
 from ollama_conformance.reference_backend.api.errors import openai_error_body as error_body
 from ollama_conformance.reference_backend.api.sse import (
     DONE_SENTINEL,
     JSON,
     JSON_UTF8,
     go_json,
-    json_response,
     sse_data,
     sse_response,
+    writer_json_response,
 )
-from starlette.requests import Request
-from starlette.responses import Response
-from starlette.routing import Route
 
 FINGERPRINT = "fp_ollama"
 log = logging.getLogger("ollama_conformance.reference_backend.surfaces")
@@ -101,7 +104,7 @@ REASONING_VALUES = (
 
 
 def error_response(status: int, message: str, content_type: str = JSON) -> Response:
-    return json_response(error_body(status, message), status_code=status, content_type=content_type)
+    return writer_json_response(error_body(status, message), status_code=status, content_type=content_type)
 
 
 # --- request translation ---------------------------------------------------------------------------------------
@@ -631,15 +634,11 @@ async def completion_sse(
 
 
 async def _open(kind: str, request: Request, native_request: dict[str, Any]) -> NativeStream:
-    from ollama_conformance.reference_backend.api import core as native_core
-
-    call = native_core.chat if kind == "chat" else native_core.generate
+    call = core.chat if kind == "chat" else core.generate
     return await NativeStream(call(request.app.state.server, native_request)).start()
 
 
 async def chat_completions(request: Request) -> Response:
-    from ollama_conformance.reference_backend.api.core import ApiError
-
     try:
         req = decode_struct(parse_json_body(await request.body()), "openai.ChatCompletionRequest", CHAT_FIELDS)
         native_request = chat_request_to_native(req)
@@ -653,7 +652,7 @@ async def chat_completions(request: Request) -> Response:
         merged = await collect_final(request, stream, "chat", bool(native_request.get("tools")), error_response)
         if isinstance(merged, Response):
             return merged
-        return json_response(to_chat_completion(completion_id, merged))
+        return writer_json_response(to_chat_completion(completion_id, merged))
 
     include_usage = bool((req.get("stream_options") or {}).get("include_usage"))
     chunker = ChatChunker(completion_id, include_usage)
@@ -662,8 +661,6 @@ async def chat_completions(request: Request) -> Response:
 
 
 async def completions(request: Request) -> Response:
-    from ollama_conformance.reference_backend.api.core import ApiError
-
     try:
         req = decode_struct(parse_json_body(await request.body()), "openai.CompletionRequest", COMPLETION_FIELDS)
         stream = await _open("generate", request, completion_request_to_native(req))
@@ -676,7 +673,7 @@ async def completions(request: Request) -> Response:
         merged = await collect_final(request, stream, "generate", False, error_response)
         if isinstance(merged, Response):
             return merged
-        return json_response(to_completion(completion_id, merged))
+        return writer_json_response(to_completion(completion_id, merged))
 
     include_usage = bool((req.get("stream_options") or {}).get("include_usage"))
 
@@ -684,53 +681,35 @@ async def completions(request: Request) -> Response:
 
 
 async def embeddings(request: Request) -> Response:
-    from ollama_conformance.reference_backend.api import core as native_core
-    from ollama_conformance.reference_backend.api.core import ApiError
-
     try:
         req = decode_struct(parse_json_body(await request.body()), "openai.EmbedRequest", EMBED_FIELDS)
         native_request = embed_request_to_native(req)
     except RequestError as exc:
         return error_response(exc.status, exc.message, JSON_UTF8)
     try:
-        native = await native_core.embed(request.app.state.server, native_request)
+        native = await core.embed(request.app.state.server, native_request)
     except ApiError as exc:
         return error_response(exc.status, exc.message)
     except Exception as exc:  # a native-side bug: a clear 500 rather than a bare crash
         log.exception("native embed failed")
         return error_response(500, str(exc) or type(exc).__name__)
-    return json_response(to_embedding_list(req.get("model", ""), native, req.get("encoding_format", "")))
-
-
-async def _native_handler(name: str, request: Request, body: dict[str, Any] | None = None) -> tuple[int, Any]:
-    """Run a native HTTP handler (as Ollama runs ListHandler/ShowHandler under its /v1 middleware), optionally
-    with a replaced JSON body, and return its status and parsed body."""
-    from ollama_conformance.reference_backend.api import native as native_routes
-
-    if body is not None:
-        payload = json.dumps(body).encode()
-
-        async def receive() -> dict[str, Any]:
-            return {"type": "http.request", "body": payload, "more_body": False}
-
-        request = Request({**request.scope, "method": "POST"}, receive)
-    response = await getattr(native_routes, name)(request)
-    return response.status_code, json.loads(bytes(response.body))
+    return writer_json_response(to_embedding_list(req.get("model", ""), native, req.get("encoding_format", "")))
 
 
 async def list_models(request: Request) -> Response:
-    status, tags = await _native_handler("tags", request)
-    if status != 200:
-        return error_response(status, str(tags.get("error", "")))
-    return json_response(to_model_list(tags))
+    """ListMiddleware: the native /api/tags answer, rewritten."""
+    return writer_json_response(to_model_list(catalog.tags(request.app.state.server)))
 
 
 async def retrieve_model(request: Request) -> Response:
+    """RetrieveMiddleware: the native /api/show answer for the path's name, rewritten (its errors in OpenAI's
+    shape)."""
     name = request.path_params["model"]
-    status, show = await _native_handler("show", request, {"model": name})
-    if status != 200:
-        return error_response(status, str(show.get("error", "")))
-    return json_response(to_model(show, name))
+    try:
+        show = catalog.show(request.app.state.server, {"model": name})
+    except ApiError as exc:
+        return error_response(exc.status, exc.message)
+    return writer_json_response(to_model(show, name))
 
 
 def _get_only(route: Route) -> Route:

@@ -11,6 +11,7 @@ import re
 from typing import Any
 
 import jinja2
+
 from ollama_conformance.reference_backend.store import bundled
 
 

@@ -14,6 +14,11 @@ import time
 from collections.abc import AsyncIterable, AsyncIterator
 from typing import Any
 
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+from ollama_conformance.reference_backend.api import core
 from ollama_conformance.reference_backend.api.common import (
     NativeStream,
     RequestError,
@@ -22,11 +27,9 @@ from ollama_conformance.reference_backend.api.common import (
     parse_json_body,
     unix_seconds,
 )
+from ollama_conformance.reference_backend.api.errors import ApiError
 from ollama_conformance.reference_backend.api.openai import error_response, think_from_effort, to_tool_calls
-from ollama_conformance.reference_backend.api.sse import JSON_UTF8, json_response, sse_event, sse_response
-from starlette.requests import Request
-from starlette.responses import Response
-from starlette.routing import Route
+from ollama_conformance.reference_backend.api.sse import JSON_UTF8, sse_event, sse_response, writer_json_response
 
 REQUEST_FIELDS = {
     "model": "string",
@@ -620,13 +623,10 @@ async def responses_sse(
 
 
 async def create_response(request: Request) -> Response:
-    from ollama_conformance.reference_backend.api import core as native_core
-    from ollama_conformance.reference_backend.api.core import ApiError
-
     try:
         req = decode_struct(parse_json_body(await request.body()), "openai.ResponsesRequest", REQUEST_FIELDS)
         native_request = responses_request_to_native(req)
-        stream = await NativeStream(native_core.chat(request.app.state.server, native_request)).start()
+        stream = await NativeStream(core.chat(request.app.state.server, native_request)).start()
     except RequestError as exc:
         return error_response(exc.status, exc.message, JSON_UTF8)
     except ApiError as exc:
@@ -637,7 +637,7 @@ async def create_response(request: Request) -> Response:
         merged = await collect_final(request, stream, "chat", bool(native_request.get("tools")), error_response)
         if isinstance(merged, Response):
             return merged
-        return json_response(to_response(req, response_id, item_id, merged))
+        return writer_json_response(to_response(req, response_id, item_id, merged))
 
     converter = ResponsesStreamConverter(req, response_id, item_id)
 

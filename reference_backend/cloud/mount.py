@@ -12,6 +12,11 @@ import json
 from collections.abc import Callable
 from typing import Any
 
+from starlette.middleware import Middleware
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import BaseRoute, Route
+
 from ollama_conformance.reference_backend.cloud import routing as rules
 from ollama_conformance.reference_backend.cloud.auth import ApiKeyError, ApiKeys, CloudAuthMiddleware, load_api_keys
 from ollama_conformance.reference_backend.cloud.proxy import CloudRoutingMiddleware, CloudUpstream, ExperimentalWebProxy
@@ -22,10 +27,6 @@ from ollama_conformance.reference_backend.cloud.web_corpus import (
     web_fetch,
     web_search,
 )
-from starlette.middleware import Middleware
-from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
-from starlette.routing import BaseRoute, Route
 
 # --- cloud mode: web search and fetch ----------------------------------------------------------------------------
 

@@ -14,6 +14,7 @@ import ssl
 
 import anyio
 import httpx
+
 from ollama_conformance.reference_backend.cloud import routing as rules
 from ollama_conformance.reference_backend.cloud.http import (
     NATIVE_JSON,

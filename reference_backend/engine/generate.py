@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 import torch
+
 from ollama_conformance.reference_backend.engine.model import Gemma3, KVCache, StaticSlots
 from ollama_conformance.reference_backend.engine.options import Options
 from ollama_conformance.reference_backend.engine.sampling import Sampler, log_softmax_top
@@ -141,6 +142,7 @@ class Sequence:
     next_token: int = -1  # sampled, not yet fed to the model
     slot: int = -1  # its slot in StaticSlots (static path)
     length: int = 0  # tokens in its KV cache
+    shifted: bool = False  # a context shift rebuilt its cache (it no longer holds history[:length])
 
 
 class TextRunner:
@@ -155,18 +157,23 @@ class TextRunner:
         max_queue: int,
         static_context: int = 0,
         use_cuda_graph: bool = False,
+        growable: bool = True,
     ) -> None:
         self.model = model
         self.tokenizer = tokenizer
         self.num_parallel = max(1, num_parallel)
         self.max_queue = max_queue
-        # static_context > 0: one static KV cache for all slots (the CUDA path, replayed as a CUDA graph)
+        # static_context > 0: one KV cache for all slots, decoded with batched attention (on CUDA replayed as a
+        # CUDA graph; on CPU, when growable, allocated as sequences grow); 0: a cache per sequence
         self.static = (
-            StaticSlots(model, self.num_parallel, static_context, use_cuda_graph=use_cuda_graph)
+            StaticSlots(model, self.num_parallel, static_context, use_cuda_graph=use_cuda_graph, growable=growable)
             if static_context > 0
             else None
         )
         self.free_slots = list(range(self.num_parallel))
+        # what each slot's KV cache holds (tokens), kept after its sequence ends: a prompt that shares a prefix
+        # with it computes only the rest (Ollama's runner reuses its slots' caches the same way)
+        self.slot_tokens: list[list[int]] = [[] for _ in range(self.num_parallel)]
         self.waiting: queue.Queue[GenerationRequest] = queue.Queue()
         self.active: list[Sequence] = []
         self.lock = threading.Lock()
@@ -239,31 +246,63 @@ class TextRunner:
 
     def _release(self, seq: Sequence) -> None:
         if seq.slot >= 0:
+            # the slot's cache holds the first seq.length tokens of the history (unless a shift rebuilt it)
+            self.slot_tokens[seq.slot] = [] if seq.shifted else seq.history[: seq.length]
             self.free_slots.append(seq.slot)
             seq.slot = -1
         seq.cache = None
+
+    def _pick_slot(self, prompt: list[int]) -> tuple[int, int]:
+        """The free slot whose cached tokens share the longest prefix with `prompt` (lowest slot on a tie, so the
+        busy slots stay a prefix of the table), and that prefix's length, at most len(prompt) - 1 (the last
+        prompt token is always computed: its logits give the first token)."""
+        best, best_shared = min(self.free_slots), 0
+        for slot in sorted(self.free_slots):
+            cached = self.slot_tokens[slot]
+            shared = 0
+            for a, b in zip(cached, prompt[:-1], strict=False):
+                if a != b:
+                    break
+                shared += 1
+            if shared > best_shared:
+                best, best_shared = slot, shared
+        return best, best_shared
 
     def _prefill(self, request: GenerationRequest) -> Sequence | None:
         started = time.perf_counter_ns()
         if self.static is not None:
             request.num_ctx = min(request.num_ctx, self.static.context)
-        cache = self.model.new_cache(min(request.num_ctx, len(request.prompt_tokens) + 256))
-        logits = self.model.prefill(request.prompt_tokens, cache)[-1]
+        prompt = request.prompt_tokens
         slot = -1
         if self.static is not None:
-            self.static.load(self.free_slots[-1], cache)  # raises (slot kept free) if the prompt does not fit
-            slot = self.free_slots.pop()
-        seq = Sequence(
-            request=request,
-            cache=None if self.static is not None else cache,
-            slot=slot,
-            length=cache.length,
-            sampler=Sampler(request.options),
-            stream=TextStream(self.tokenizer, request.options.stop),
-            constraint=request.constraint_factory() if request.constraint_factory else None,
-            history=list(request.prompt_tokens),
-            started_ns=started,
-        )
+            if len(prompt) >= self.static.context:  # the slot is kept free
+                raise ValueError(f"sequence of {len(prompt)} tokens does not fit a {self.static.context}-token slot")
+            slot, reused = self._pick_slot(prompt)
+            self.slot_tokens[slot] = []  # overwritten from `reused` on
+            cache = self.static.cache_of(slot, reused, room=len(prompt) + 1)
+            logits = self.model.prefill(prompt[reused:], cache)[-1]
+            self.static.set_length(slot, cache.length)
+            self.free_slots.remove(slot)
+        else:
+            cache = self.model.new_cache(min(request.num_ctx, len(prompt) + 256))
+            logits = self.model.prefill(prompt, cache)[-1]
+        try:
+            seq = Sequence(
+                request=request,
+                cache=None if self.static is not None else cache,
+                slot=slot,
+                length=cache.length,
+                sampler=Sampler(request.options),
+                stream=TextStream(self.tokenizer, request.options.stop),
+                constraint=request.constraint_factory() if request.constraint_factory else None,
+                history=list(request.prompt_tokens),
+                started_ns=started,
+            )
+        except BaseException:
+            if slot >= 0:  # a request that fails here must not keep its slot: with one slot, every later one failed
+                self.slot_tokens[slot] = []
+                self.free_slots.append(slot)
+            raise
         seq.prompt_eval_ns = time.perf_counter_ns() - started
         return seq if self._consume(seq, logits) else None
 
@@ -272,6 +311,9 @@ class TextRunner:
         if self.static is not None:
             by_slot = self.static.decode({s.slot: s.next_token for s in batch})
             rows = [by_slot[s.slot] for s in batch]
+            for slot in self.free_slots:  # an idle slot the step ran on lost its cached position 0
+                if slot < self.static.last_rows:
+                    self.slot_tokens[slot] = []
         else:
             caches = [s.cache for s in batch]
             assert all(c is not None for c in caches)
@@ -329,6 +371,7 @@ class TextRunner:
         cache = self.model.new_cache(seq.request.num_ctx)
         self.model.prefill(kept, cache)
         seq.length = cache.length
+        seq.shifted = True
         if self.static is not None:
             self.static.load(seq.slot, cache)
         else:

@@ -15,6 +15,7 @@ from collections.abc import Callable
 from typing import Any
 
 import torch
+
 from ollama_conformance.reference_backend.store.bundled import GEMMA_STOP_TOKEN_IDS
 
 TOOL_CALL_TRIGGER = '{"name": '

@@ -19,6 +19,8 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
+from ollama_conformance.reference_backend.store.model_cache import HEAD_FILE, quantize_rows_int8
+
 
 @dataclass(frozen=True)
 class Gemma3Config:
@@ -74,7 +76,7 @@ class Gemma3Config:
 
 
 @functools.cache
-def _fbgemm_full_range() -> bool:
+def fbgemm_full_range() -> bool:
     """Whether fbgemm may quantize activations to the full 8 bits (reduce_range=False). Without AVX512-VNNI its
     u8 x s8 kernel sums pairs into saturating int16, so it needs 7-bit activations; with VNNI it does not, and
     the extra bit roughly halves the activation rounding error (greedy output tracks fp32 much longer)."""
@@ -99,18 +101,28 @@ class Linear:
     def __init__(self, weight: torch.Tensor, int8: bool) -> None:
         self.out_features = weight.shape[0]
         self.int8 = int8 and weight.device.type == "cpu"
-        self.weight = weight.contiguous()
+        self.weight = weight if weight.is_contiguous() else weight.contiguous()  # a memory-mapped weight stays so
         self.packed: Any = None
-        self.reduce_range = not _fbgemm_full_range()
+        self.reduce_range = not fbgemm_full_range()
         if self.int8:
-            w = weight.float()
-            scales = (w.abs().amax(dim=1) / 127.0).clamp(min=1e-12).double()
-            zero_points = torch.zeros(w.shape[0], dtype=torch.long)
-            codes = torch.quantize_per_channel(w, scales, zero_points, 0, torch.qint8).int_repr()
-            codes = F.pad(codes, (0, 2))  # zero weights for the two range-pinning columns (padded as int8: less RAM)
-            quantized = torch._make_per_channel_quantized_tensor(codes, scales, zero_points, 0)
-            self.packed = torch.ops.quantized.linear_prepack(quantized, None)
-            self.weight = torch.empty(0)  # the packed copy is the only one kept
+            # zero weights for the two range-pinning columns are appended (padded as int8: less RAM)
+            self._pack(*quantize_rows_int8(weight.float()))
+
+    @classmethod
+    def from_int8(cls, codes: torch.Tensor, scales: torch.Tensor) -> Linear:
+        """An int8 layer from codes already quantized and padded by quantize_rows_int8 (the converted cache's
+        LM head): no fp32 copy of the weight is ever read."""
+        linear = cls(torch.empty(0, 0), int8=False)
+        linear.out_features = codes.shape[0]
+        linear.int8 = True
+        linear._pack(codes, scales)
+        return linear
+
+    def _pack(self, codes: torch.Tensor, scales: torch.Tensor) -> None:
+        zero_points = torch.zeros(codes.shape[0], dtype=torch.long)
+        quantized = torch._make_per_channel_quantized_tensor(codes, scales.double(), zero_points, 0)
+        self.packed = torch.ops.quantized.linear_prepack(quantized, None)
+        self.weight = torch.empty(0)  # the packed copy is the only one kept
 
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
         if self.int8:
@@ -147,9 +159,18 @@ class KVCache:
         self.dtype = dtype
         self.device = device
         self.length = 0
+        self.fixed = False
         shape = (cfg.num_layers, cfg.num_kv_heads, max(capacity, 16), cfg.head_dim)
         self.k = torch.zeros(shape, dtype=dtype, device=device)
         self.v = torch.zeros(shape, dtype=dtype, device=device)
+
+    @classmethod
+    def over(cls, cfg: Gemma3Config, k: torch.Tensor, v: torch.Tensor, length: int) -> KVCache:
+        """A cache over existing memory (a slot of StaticSlots): prefill writes straight into it; it never grows."""
+        cache = cls.__new__(cls)
+        cache.cfg, cache.dtype, cache.device = cfg, k.dtype, k.device
+        cache.k, cache.v, cache.length, cache.fixed = k, v, length, True
+        return cache
 
     @property
     def capacity(self) -> int:
@@ -158,6 +179,8 @@ class KVCache:
     def reserve(self, length: int) -> None:
         if length <= self.capacity:
             return
+        if self.fixed:  # memory of a slot: StaticSlots.cache_of reserved its room
+            raise ValueError(f"sequence of {length} tokens does not fit its {self.capacity}-token slot")
         new_cap = max(length, self.capacity * 2)
         pad = new_cap - self.capacity
         shape = (self.cfg.num_layers, self.cfg.num_kv_heads, pad, self.cfg.head_dim)
@@ -192,7 +215,11 @@ class Gemma3:
         device: torch.device,
         int8: bool,
         int8_head: bool | None = None,
+        head: tuple[torch.Tensor, torch.Tensor] | None = None,
     ) -> None:
+        """`state`: transformers' tensor names, plus optionally the fused `layers.N.self_attn.qkv.weight` and
+        `layers.N.mlp.gate_up.weight` of the converted cache's engine layout (then no fused copy is made: fp32
+        weights on CPU stay the memory-mapped file pages). `head`: the LM head already in int8 (codes, scales)."""
         self.cfg = cfg
         self.dtype = dtype
         self.device = device
@@ -200,30 +227,36 @@ class Gemma3:
         int8_head = int8 if int8_head is None else int8_head
 
         def get(name: str) -> torch.Tensor:
-            for prefix in ("model.", "model.language_model.", ""):
+            for prefix in ("", "model.", "model.language_model."):
                 if prefix + name in state:
                     return state[prefix + name].to(device=device, dtype=dtype)
             raise KeyError(name)
 
+        def fused(name: str, parts: list[str]) -> torch.Tensor:
+            if name in state:
+                return get(name)
+            return torch.cat([get(part) for part in parts])
+
         def norm(name: str) -> torch.Tensor:
             return (1.0 + get(name).float()).contiguous()  # Gemma's RMSNorm scales by (1 + w), computed in fp32
 
-        self.embed = get("embed_tokens.weight").contiguous()
+        # On CPU a memory-mapped embedding: only the rows looked up become resident (the head reads its own copy).
+        self.embed = get("embed_tokens.weight")
         self.embed_scale = torch.tensor(math.sqrt(cfg.hidden_size), dtype=dtype).item()
         lm_head = state.get("lm_head.weight")
-        self.lm_head = Linear(lm_head.to(device=device, dtype=dtype) if lm_head is not None else self.embed, int8_head)
+        if int8_head and head is not None and device.type == "cpu":
+            self.lm_head = Linear.from_int8(*head)
+        else:
+            self.lm_head = Linear(
+                lm_head.to(device=device, dtype=dtype) if lm_head is not None else self.embed, int8_head
+            )
         self.final_norm = norm("norm.weight")
         self.layers: list[Layer] = []
         for i in range(cfg.num_layers):
             p = f"layers.{i}."
-            qkv = torch.cat(
-                [
-                    get(p + "self_attn.q_proj.weight"),
-                    get(p + "self_attn.k_proj.weight"),
-                    get(p + "self_attn.v_proj.weight"),
-                ]
-            )
-            gate_up = torch.cat([get(p + "mlp.gate_proj.weight"), get(p + "mlp.up_proj.weight")])
+            attn, mlp = p + "self_attn.", p + "mlp."
+            qkv = fused(attn + "qkv.weight", [attn + "q_proj.weight", attn + "k_proj.weight", attn + "v_proj.weight"])
+            gate_up = fused(mlp + "gate_up.weight", [mlp + "gate_proj.weight", mlp + "up_proj.weight"])
             self.layers.append(
                 Layer(
                     input_norm=norm(p + "input_layernorm.weight"),
@@ -250,13 +283,22 @@ class Gemma3:
     def from_hf_dir(
         cls, path: Path, *, dtype: torch.dtype, device: torch.device, int8: bool, int8_head: bool | None = None
     ) -> Gemma3:
+        """Load a converted folder. Safetensors files are memory-mapped: fp32 weights used as they are on CPU are
+        the file's pages (shared with the page cache, and with other servers on the machine); the engine layout
+        (ENGINE_FILE, HEAD_FILE), when the folder has it, spares the fused copies and the head's quantization."""
         from safetensors.torch import load_file
 
         cfg = Gemma3Config.from_hf_dir(path)
         state: dict[str, torch.Tensor] = {}
         for file in sorted(path.glob("*.safetensors")):
-            state.update(load_file(str(file)))
-        return cls(cfg, state, dtype=dtype, device=device, int8=int8, int8_head=int8_head)
+            if file.name != HEAD_FILE:
+                state.update(load_file(str(file)))
+        int8_head = int8 if int8_head is None else int8_head
+        head = None
+        if int8_head and (path / HEAD_FILE).exists():
+            tensors = load_file(str(path / HEAD_FILE))
+            head = (tensors["codes"], tensors["scales"])
+        return cls(cfg, state, dtype=dtype, device=device, int8=int8, int8_head=int8_head, head=head)
 
     def new_cache(self, capacity: int) -> KVCache:
         return KVCache(self.cfg, capacity, self.dtype, self.device)
@@ -369,21 +411,30 @@ class Gemma3:
 
 
 class StaticSlots:
-    """Decode for a fixed set of slots over one static KV cache: [layers, slots, kv_heads, ctx, head_dim].
+    """Batched decode for a fixed set of slots over one KV cache: [layers, slots, kv_heads, capacity, head_dim].
 
-    Every step runs all slots with the same shapes (idle slots compute on a dummy token and are ignored), so on
-    CUDA the step is captured once as a CUDA graph and replayed: no per-step allocation or Python dispatch per
-    layer. Attention masks the whole context (keys after a slot's position, and outside the sliding window).
-    Prefill runs the dynamic path into a temporary cache that is then copied into the slot.
+    One step runs every busy sequence through one attention call per layer (no Python loop over sequences).
+    Slots are handed out lowest first, so the busy ones are mostly a prefix of the table: a step computes rows
+    [0, highest busy slot] (an idle row in between computes on a dummy token and is ignored) and attends over
+    keys [0, longest busy sequence], masked per row by its position and, in sliding layers, its window.
+
+    On CUDA (`use_cuda_graph`) the cache is allocated at full context and every step runs all slots with the same
+    shapes, so the step is captured once as a CUDA graph and replayed: no per-step allocation or Python dispatch
+    per layer. On CPU the cache grows by doubling as sequences get longer (its memory follows use, up to
+    `context`). Prefill runs the dynamic path into a temporary cache that is then copied into the slot; a slot's
+    stale keys beyond its length are finite numbers from an earlier sequence, masked out.
     """
 
-    def __init__(self, model: Gemma3, slots: int, context: int, *, use_cuda_graph: bool) -> None:
+    def __init__(self, model: Gemma3, slots: int, context: int, *, use_cuda_graph: bool, growable: bool = True) -> None:
         cfg = model.cfg
         self.model = model
         self.slots = slots
         self.context = context
+        self.use_cuda_graph = use_cuda_graph and model.device.type == "cuda"
+        self.growable = growable and not self.use_cuda_graph
+        capacity = min(context, 256) if self.growable else context
         device, dtype = model.device, model.dtype
-        shape = (cfg.num_layers, slots, cfg.num_kv_heads, context, cfg.head_dim)
+        shape = (cfg.num_layers, slots, cfg.num_kv_heads, capacity, cfg.head_dim)
         self.k = torch.zeros(shape, dtype=dtype, device=device)
         self.v = torch.zeros(shape, dtype=dtype, device=device)
         self.lengths = [0] * slots
@@ -393,40 +444,86 @@ class StaticSlots:
         self.slot_index = torch.arange(slots, device=device)
         self.logits: torch.Tensor | None = None
         self.graph: Any = None
-        self.use_cuda_graph = use_cuda_graph and device.type == "cuda"
+        # every step at full shape (all slots, the whole context), as the CUDA graph runs it; settable on CPU to
+        # check that arithmetic without a GPU
+        self.full_steps = self.use_cuda_graph
+        self.last_rows = 0  # slots [0, last_rows) ran in the last step: an idle one among them got a dummy token's
+        # keys and values at position 0
+
+    @property
+    def capacity(self) -> int:
+        return self.k.shape[3]
+
+    def _reserve(self, length: int) -> None:
+        """Room for `length` positions in every slot (CPU: grow by doubling, up to the context)."""
+        if length <= self.capacity:
+            return
+        if not self.growable or length > self.context:
+            raise ValueError(f"sequence of {length} tokens does not fit a {self.context}-token slot")
+        new_capacity = min(self.context, max(length, self.capacity * 2))
+        grown = []
+        for old in (self.k, self.v):
+            shape = (*old.shape[:3], new_capacity, old.shape[4])
+            fresh = torch.zeros(shape, dtype=old.dtype, device=old.device)
+            fresh[:, :, :, : old.shape[3]] = old
+            grown.append(fresh)
+        self.k, self.v = grown
+
+    def cache_of(self, slot: int, length: int, room: int) -> KVCache:
+        """The slot's memory as a KVCache holding its first `length` positions, with room for `room` in all:
+        prefill writes straight into the slot (and a prompt sharing a prefix with what the slot last held
+        computes only the rest)."""
+        self._reserve(room)
+        cache = KVCache.over(self.model.cfg, self.k[:, slot], self.v[:, slot], length)
+        return cache
+
+    def set_length(self, slot: int, length: int) -> None:
+        self.lengths[slot] = length
 
     def load(self, slot: int, cache: KVCache) -> None:
         """Copies a prefilled sequence into a slot."""
         n = cache.length
         if n > self.context:
             raise ValueError(f"sequence of {n} tokens does not fit a {self.context}-token slot")
+        self._reserve(n + 1)
         self.k[:, slot, :, :n] = cache.k[:, :, :n]
         self.v[:, slot, :, :n] = cache.v[:, :, :n]
         self.lengths[slot] = n
 
     @torch.inference_mode()
-    def _step(self) -> torch.Tensor:
+    def _step(self, rows: int, span: int) -> torch.Tensor:
+        """Logits [rows, vocab] for slots [0, rows), attending over key positions [0, span)."""
         model, cfg = self.model, self.model.cfg
-        x = F.embedding(self.tokens, model.embed) * model.embed_scale
-        rope_local = model._rope(self.positions, True)
-        rope_global = model._rope(self.positions, False)
+        tokens, positions = self.tokens[:rows], self.positions[:rows]
+        x = F.embedding(tokens, model.embed) * model.embed_scale
+        rope_local = model._rope(positions, True)
+        rope_global = model._rope(positions, False)
         group = cfg.num_heads // cfg.num_kv_heads
         scale = cfg.query_pre_attn_scalar**-0.5
-        causal = self.key_positions[None, :] <= self.positions[:, None]  # [S, ctx]
-        window = causal & (self.positions[:, None] - self.key_positions[None, :] < cfg.sliding_window)
+        key_positions = self.key_positions[:span]
+        causal = key_positions[None, :] <= positions[:, None]  # [rows, span]
+        window = causal & (positions[:, None] - key_positions[None, :] < cfg.sliding_window)
+        # [rows, 1, 1, span]: one mask for all kv heads and the query heads sharing each
+        causal, window = ~causal[:, None, None, :], ~window[:, None, None, :]
+        slot_index = self.slot_index[:rows]
         for li, layer in enumerate(model.layers):
             cos, sin = rope_local if layer.sliding else rope_global
             h = _rms_norm(x, layer.input_norm, cfg.rms_norm_eps)
             q, k, v = model._project_qkv(layer, h, cos, sin)
-            self.k[li, self.slot_index, :, self.positions] = k
-            self.v[li, self.slot_index, :, self.positions] = v
-            qg = q.view(self.slots, cfg.num_kv_heads, group, cfg.head_dim)
-            scores = torch.matmul(qg, self.k[li].transpose(-1, -2)) * scale  # [S, KVH, group, ctx]
-            mask = window if layer.sliding else causal
-            scores = scores.float().masked_fill(~mask[:, None, None, :], float("-inf"))
-            probs = torch.softmax(scores, dim=-1).to(model.dtype)
-            attn = torch.matmul(probs, self.v[li]).reshape(self.slots, model.q_size)
-            x = model._mlp_and_residual(layer, x, attn)
+            self.k[li, slot_index, :, positions] = k
+            self.v[li, slot_index, :, positions] = v
+            # the query heads sharing a kv head stand in the "query length" dimension: GQA without repeating keys
+            qg = q.view(rows, cfg.num_kv_heads, group, cfg.head_dim)
+            keys = self.k[li, :rows, :, :span]  # [rows, KVH, span, D]
+            values = self.v[li, :rows, :, :span]
+            # the per-sequence path's arithmetic (matmul, fp32 softmax, matmul) with masked keys at -inf: alone in
+            # the table a sequence gets bit for bit what it got from its own cache (SDPA's blocked kernel rounds
+            # differently, enough to flip a near-tie of this small model's greedy output)
+            scores = torch.matmul(qg, keys.transpose(-1, -2)) * scale  # [rows, KVH, group, span]
+            masked_out = window if layer.sliding else causal
+            probs = torch.softmax(scores.float().masked_fill(masked_out, float("-inf")), dim=-1).to(model.dtype)
+            attn = torch.matmul(probs, values)
+            x = model._mlp_and_residual(layer, x, attn.reshape(rows, model.q_size))
         return model._logits(x)
 
     @torch.inference_mode()
@@ -446,8 +543,13 @@ class StaticSlots:
                 self._capture()
             self.graph.replay()
             logits = self.logits
+        elif self.full_steps:
+            logits = self._step(self.slots, self.context)
         else:
-            logits = self._step()
+            span = max(position_list[slot] for slot in tokens) + 1
+            self._reserve(span)
+            logits = self._step(max(tokens) + 1, span)
+        self.last_rows = self.slots if self.use_cuda_graph or self.full_steps else max(tokens) + 1
         assert logits is not None
         for slot in tokens:
             self.lengths[slot] += 1
@@ -458,8 +560,8 @@ class StaticSlots:
         warmup.wait_stream(torch.cuda.current_stream())
         with torch.cuda.stream(warmup):
             for _ in range(2):  # warm-up writes land in idle positions that a real step overwrites
-                self._step()
+                self._step(self.slots, self.context)
         torch.cuda.current_stream().wait_stream(warmup)
         self.graph = torch.cuda.CUDAGraph()
         with torch.cuda.graph(self.graph):
-            self.logits = self._step()
+            self.logits = self._step(self.slots, self.context)

@@ -12,13 +12,15 @@ import random
 from collections import Counter
 
 import torch
+
 from ollama_conformance.reference_backend.engine.options import Options
 
 
 class Sampler:
     def __init__(self, options: Options) -> None:
         self.options = options
-        seed = options.seed if options.seed >= 0 else random.getrandbits(63)
+        # Go converts any JSON number to the int option (no error): a seed beyond int64 must not fail the request
+        seed = int(options.seed) % (1 << 63) if options.seed >= 0 else random.getrandbits(63)
         self.generator = torch.Generator(device="cpu")
         self.generator.manual_seed(seed)
 

@@ -8,20 +8,22 @@ runs from the end of its last request. Models are keyed by their weights blob, s
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import ctypes
 import logging
 import math
 import os
 import time
 import warnings
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
 import torch
+
 from ollama_conformance.reference_backend.config import ServerConfig
 from ollama_conformance.reference_backend.engine.embedder import Embedder
 from ollama_conformance.reference_backend.engine.generate import TextRunner
-from ollama_conformance.reference_backend.engine.model import Gemma3
+from ollama_conformance.reference_backend.engine.model import Gemma3, fbgemm_full_range
 from ollama_conformance.reference_backend.store import bundled, model_cache
 from ollama_conformance.reference_backend.store.local import ModelEntry, Store
 
@@ -43,6 +45,22 @@ class LoadedModel:
     expires_at: float = math.inf  # wall clock seconds
     refs: int = 0
     loaded_at: float = field(default_factory=time.time)
+
+
+def release_freed_heap() -> None:
+    """Give the C heap's free pages back to the system (glibc keeps them): loading the 262 k-token tokenizer
+    parses a 33 MB JSON whose transient structures would otherwise stay resident (about 200 MB)."""
+    with contextlib.suppress(OSError, AttributeError):  # not glibc: nothing to trim
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+
+
+def drop_construction_tables(tokenizer: Any) -> None:
+    """transformers' GemmaTokenizer keeps the vocabulary and the 514 k merges it built its Rust tokenizer from as
+    Python objects (about 150 MB); only its constructor reads them (encoding, decoding and get_vocab go through the
+    Rust tokenizer), so they are dropped."""
+    for name in ("_vocab", "_merges"):
+        if getattr(tokenizer, name, None) is not None:
+            setattr(tokenizer, name, None)
 
 
 def pick_device(config: ServerConfig) -> torch.device:
@@ -149,6 +167,7 @@ class Scheduler:
             torch.set_num_threads(self.config.threads)
         if kind == "bert":
             loaded.embedder = Embedder(bundled.minilm_dir(), self.device)
+            release_freed_heap()
             loaded.context_length = loaded.embedder.context_length
             loaded.size = entry.size
         else:
@@ -166,30 +185,36 @@ class Scheduler:
         digest = entry.model_digest
         if digest is None:
             raise RuntimeError(f"model {entry.name.display} has no weights layer")
-        folder = model_cache.ensure_converted(self.store.blob_path(digest), digest)
-        # the tokenizer (a 262 k vocabulary, seconds) loads while the weights are prepared
-        pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="tokenizer-load")
-        tokenizer_future = pool.submit(AutoTokenizer.from_pretrained, str(folder))
-        pool.shutdown(wait=False)
+        folder = model_cache.ensure_engine_layout(model_cache.ensure_converted(self.store.blob_path(digest), digest))
         precision = self.config.precision
         if self.device.type == "cuda":
             dtype, int8, int8_head = torch.bfloat16, False, False
         else:
-            # auto on CPU: fp32 weights with an int8 LM head (the head is 63 % of the bytes a decode step reads)
+            # auto on CPU: fp32 weights, with an int8 LM head (63 % of the bytes a decode step reads) only where
+            # fbgemm quantizes activations to full 8 bits (AVX512-VNNI); with its 7-bit fallback greedy output
+            # drifts from fp32's (a schema-constrained number never closes), so auto stays exact there
             dtype = torch.bfloat16 if precision == "bf16" else torch.float32
             int8 = precision == "int8"
-            int8_head = precision in ("auto", "int8")
+            int8_head = precision == "int8" or (precision == "auto" and fbgemm_full_range())
         with warnings.catch_warnings():  # torch's quantized ops warn that their Python API is deprecated
             warnings.simplefilter("ignore")
             model = Gemma3.from_hf_dir(folder, dtype=dtype, device=self.device, int8=int8, int8_head=int8_head)
-        tokenizer = tokenizer_future.result()
-        static = self.config.kv_cache == "static" or (self.config.kv_cache == "auto" and self.device.type == "cuda")
+        # the tokenizer (a 262 k vocabulary) after the weights, not beside them: its parse peak (~300 MB) and the
+        # LM head's packing peak do not add up in the process's peak RSS
+        release_freed_heap()
+        tokenizer = AutoTokenizer.from_pretrained(str(folder))
+        drop_construction_tables(tokenizer)
+        release_freed_heap()
+        # auto: one slot table with batched attention (a CUDA graph on CUDA, a cache that grows with use on CPU);
+        # static: the same at full context on CPU too; dynamic: a cache per sequence, attention per sequence
+        slots = self.config.kv_cache != "dynamic"
         runner = TextRunner(
             model,
             tokenizer,
             num_parallel=self.config.num_parallel,
             max_queue=self.config.max_queue,
-            static_context=self.config.context_length if static else 0,
+            static_context=self.config.context_length if slots else 0,
             use_cuda_graph=self.device.type == "cuda",
+            growable=self.config.kv_cache == "auto",
         )
         return runner, tokenizer

@@ -166,7 +166,24 @@ class Store:
                     parent.rmdir()
                 except OSError:
                     break
-            self.prune_blobs()
+            # Ollama's RemoveLayers: only this manifest's blobs, and only those no other manifest uses (a blob
+            # uploaded for a later create stays)
+            layers = [entry.manifest.get("config", {}), *entry.manifest.get("layers", [])]
+            self.remove_unused({layer["digest"] for layer in layers if layer.get("digest")})
+
+    def write_manifest_bytes(self, name: ModelName, data: bytes) -> None:
+        """Writes a manifest exactly as given (a pulled one keeps the registry's bytes, hence its digest)."""
+        with self.exclusive():
+            self._atomic_write(self.manifest_path(name), data)
+
+    def remove_unused(self, digests: set[str]) -> None:
+        """Removes those of these blobs that no manifest refers to."""
+        used: set[str] = set()
+        for entry in self.list():
+            used.add(entry.manifest.get("config", {}).get("digest", ""))
+            used.update(layer.get("digest", "") for layer in entry.manifest.get("layers", []))
+        for digest in digests - used:
+            self.blob_path(digest).unlink(missing_ok=True)
 
     def prune_blobs(self) -> None:
         """Removes every blob that no manifest refers to."""
@@ -176,7 +193,7 @@ class Store:
             for layer in entry.manifest.get("layers", []):
                 used.add(self.blob_path(layer["digest"]).name)
         for blob in self.blobs.iterdir():
-            if blob.name.startswith("sha256-") and blob.name not in used and not blob.name.endswith(".partial"):
+            if blob.name.startswith("sha256-") and blob.name not in used and not blob.name.endswith("partial"):
                 blob.unlink(missing_ok=True)
 
     def _load(self, name: ModelName, path: Path) -> ModelEntry | None:

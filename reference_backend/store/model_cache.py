@@ -1,9 +1,15 @@
 """The converted-model cache: a GGUF is dequantized once with transformers + gguf, then loaded from safetensors.
 
 Loading gemma3:270m straight from its GGUF costs about a minute and 3 GB of RAM (transformers dequantizes every
-tensor with numpy); the converted copy loads in a few seconds. The cache is keyed by the GGUF's sha256, written
-into a temporary folder and renamed into place under an exclusive file lock, so several processes starting at
-once convert only once and never see a half-written copy.
+tensor with numpy); the converted copy loads in a few seconds. The conversion runs in a child process, so the
+server's own memory never holds transformers' model (its peak stays that of the loaded engine). The cache is
+keyed by the GGUF's sha256, written into a temporary folder and renamed into place under an exclusive file lock,
+so several processes starting at once convert only once and never see a half-written copy.
+
+The folder holds transformers' layout (`model.safetensors`, the exact dequantized weights) and the engine's
+(`engine.safetensors`: q/k/v and gate/up fused; `lm_head.int8.safetensors`: the tied LM head quantized per
+output channel), derived once from it (`ensure_engine_layout`), so that the server memory-maps its weights
+instead of copying them and never touches the fp32 embedding except for the rows it looks up.
 """
 
 from __future__ import annotations
@@ -13,16 +19,22 @@ import hashlib
 import logging
 import os
 import shutil
+import subprocess
+import sys
 import tempfile
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 log = logging.getLogger("ollama_conformance.reference_backend.model_cache")
 
 GEMMA_GGUF_NAME = "gemma-3-270m-q4_k_m.gguf"
 CONVERTED_MARKER = "converted.ok"
+ENGINE_FILE = "engine.safetensors"
+HEAD_FILE = "lm_head.int8.safetensors"
+ENGINE_MARKER = "engine.v1.ok"
 
 
 def cache_root() -> Path:
@@ -102,11 +114,25 @@ def ensure_converted(gguf_path: Path, sha256: str) -> Path:
 
 
 def convert_gguf(gguf_path: Path, out_dir: Path) -> None:
+    """Dequantize the GGUF into `out_dir` in a child process (transformers' model and its 3 GB peak live and die
+    there); its stderr (the log) is passed through, a failure raises with the child's last lines."""
+    command = [sys.executable, "-m", "ollama_conformance.reference_backend.store.model_cache", "convert"]
+    _run_child([*command, str(gguf_path), str(out_dir)], "conversion")
+
+
+def _run_child(command: list[str], what: str) -> None:
+    env = {**os.environ, "HF_HUB_OFFLINE": "1"}
+    result = subprocess.run(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    if result.returncode != 0:
+        tail = " | ".join(result.stderr.strip().splitlines()[-3:])
+        raise RuntimeError(f"{what} failed (exit {result.returncode}): {tail}")
+
+
+def _convert_here(gguf_path: Path, out_dir: Path) -> None:
     """Dequantize the GGUF with transformers (the real GGUF load path) and save it as fp32 safetensors."""
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    os.environ.setdefault("HF_HUB_OFFLINE", "1")
     log.info("loading the tokenizer from the GGUF")
     tokenizer = AutoTokenizer.from_pretrained(str(gguf_path.parent), gguf_file=gguf_path.name)
     log.info("dequantizing the weights from the GGUF")
@@ -118,3 +144,75 @@ def convert_gguf(gguf_path: Path, out_dir: Path) -> None:
     log.info("writing safetensors")
     tokenizer.save_pretrained(str(out_dir))
     model.save_pretrained(str(out_dir))
+
+
+def ensure_engine_layout(folder: Path) -> Path:
+    """`folder` (a converted model) with the engine's files derived from it, derived once under a lock in a child
+    process (reading the fp32 embedding whole costs 670 MB that the server must not keep)."""
+    if (folder / ENGINE_MARKER).exists():
+        return folder
+    with file_lock(folder.parent / f"{folder.name}.engine.lock"):
+        if not (folder / ENGINE_MARKER).exists():
+            started = time.monotonic()
+            command = [sys.executable, "-m", "ollama_conformance.reference_backend.store.model_cache", "engine"]
+            _run_child([*command, str(folder)], "deriving the engine layout")
+            log.info("engine layout derived in %.1f s", time.monotonic() - started)
+    return folder
+
+
+def _derive_engine_layout_here(folder: Path) -> None:
+    """Write ENGINE_FILE and HEAD_FILE next to model.safetensors (each via a temporary name), then the marker."""
+    import torch
+    from safetensors import safe_open
+    from safetensors.torch import save_file
+
+    fused: dict[str, torch.Tensor] = {}
+    with safe_open(str(folder / "model.safetensors"), framework="pt") as source:
+        names = set(source.keys())
+        prefix = next(p for p in ("model.", "model.language_model.", "") if f"{p}embed_tokens.weight" in names)
+        layer = 0
+        while f"{prefix}layers.{layer}.self_attn.q_proj.weight" in names:
+            base = f"{prefix}layers.{layer}."
+            attn = [source.get_tensor(f"{base}self_attn.{n}_proj.weight") for n in ("q", "k", "v")]
+            fused[f"layers.{layer}.self_attn.qkv.weight"] = torch.cat(attn).contiguous()
+            mlp = [source.get_tensor(f"{base}mlp.{n}_proj.weight") for n in ("gate", "up")]
+            fused[f"layers.{layer}.mlp.gate_up.weight"] = torch.cat(mlp).contiguous()
+            layer += 1
+        head_name = "lm_head.weight" if "lm_head.weight" in names else f"{prefix}embed_tokens.weight"
+        head = source.get_tensor(head_name).float()
+    codes, scales = quantize_rows_int8(head)
+    del head
+    for name, tensors in ((ENGINE_FILE, fused), (HEAD_FILE, {"codes": codes, "scales": scales})):
+        partial = folder / f"{name}.partial"
+        save_file(tensors, str(partial))
+        os.replace(partial, folder / name)
+    (folder / ENGINE_MARKER).write_text("1\n")
+
+
+def quantize_rows_int8(weight: Any) -> tuple[Any, Any]:
+    """Symmetric int8 per output row (scale = max |w| / 127), as the engine's int8 Linear packs it: int8 codes
+    with two zero columns appended (the range-pinning inputs of engine.model.Linear) and float64 scales."""
+    import torch
+    import torch.nn.functional as F
+
+    scales = (weight.abs().amax(dim=1) / 127.0).clamp(min=1e-12).double()
+    zero_points = torch.zeros(weight.shape[0], dtype=torch.long)
+    codes = torch.quantize_per_channel(weight, scales, zero_points, 0, torch.qint8).int_repr()
+    return F.pad(codes, (0, 2)).contiguous(), scales
+
+
+def main(argv: list[str]) -> int:
+    """The child process: `convert GGUF OUT_DIR` or `engine FOLDER`."""
+    logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stderr)
+    if len(argv) == 3 and argv[0] == "convert":
+        _convert_here(Path(argv[1]), Path(argv[2]))
+        return 0
+    if len(argv) == 2 and argv[0] == "engine":
+        _derive_engine_layout_here(Path(argv[1]))
+        return 0
+    print("usage: python -m ...store.model_cache convert GGUF OUT_DIR | engine FOLDER", file=sys.stderr)
+    return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

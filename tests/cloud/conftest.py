@@ -12,6 +12,7 @@ import socket
 from collections.abc import Iterator
 
 import pytest
+
 from ollama_conformance.reference_backend.launcher import ReferenceBackend
 
 KEY_ENV = "OLLAMA_CONFORMANCE_TEST_CLOUD_KEYS"

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import httpx
 import pytest
+
 from ollama_conformance.conformance.cloud_profile import RequestBudget, preferred_cloud_model
 
 DAEMON_ONLY = {"cloud.routing.suffix", "server.status", "cloud.disabled", "cloud.errors.shape"}

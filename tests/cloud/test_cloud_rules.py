@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 
 import pytest
+
 from ollama_conformance.reference_backend.cloud import routing as rules
 from ollama_conformance.reference_backend.cloud.auth import (
     ApiKeyError,

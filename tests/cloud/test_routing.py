@@ -10,6 +10,7 @@ import json
 
 import httpx
 import pytest
+
 from ollama_conformance.reference_backend.launcher import ReferenceBackend
 
 VOLATILE = {"created_at", "total_duration", "load_duration", "prompt_eval_duration", "eval_duration",

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+
 from ollama_conformance.reference_backend.cloud.web_corpus import (
     CORPUS_DIR,
     Corpus,

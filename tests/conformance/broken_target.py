@@ -2,12 +2,16 @@
 
 `http://HOST:PORT/defect/<name>/api/chat` forwards to `<upstream>/api/chat` and applies defect `<name>` to the
 request and/or the answer, so the defect is the only difference from the faithful server behind it
-(`/defect/none/...` forwards untouched: the control). Answers are buffered, rewritten, then sent (the suite reads
-whole bodies anyway), except `drop_connection`, which streams half a body and then breaks the connection.
+(`/defect/none/...` forwards untouched: the control). The control and the request defects stream answers through
+as they arrive (the suite judges arrival times); answer defects buffer, rewrite, then send (`buffered_stream`
+does only that: the whole stream in one burst); `drop_connection` streams half a body and breaks the connection.
+Defects in COMPATIBLE_ONLY are differences from Ollama that official clients accept: they must pass the
+compatible grade and fail only the exact one.
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
 import random
 import re
@@ -95,6 +99,18 @@ def ignore_format(ex: Exchange) -> None:
         ex.body.pop("response_format", None)
 
 
+def ignore_tools(ex: Exchange) -> None:
+    """Drops `tools`: the model may still write a call as text, which then stays text."""
+    if isinstance(ex.body, dict):
+        ex.body.pop("tools", None)
+
+
+def ignore_stream_false(ex: Exchange) -> None:
+    """Streams although `stream: false` was asked (clients then parse NDJSON as one JSON document)."""
+    if isinstance(ex.body, dict) and ex.body.get("stream") is False:
+        ex.body["stream"] = True
+
+
 REQUEST_DEFECTS: dict[str, Callable[[Exchange], None]] = {
     "ignore_num_predict": ignore_num_predict,
     "ignore_stop": ignore_stop,
@@ -102,6 +118,8 @@ REQUEST_DEFECTS: dict[str, Callable[[Exchange], None]] = {
     "ignore_keep_alive": ignore_keep_alive,
     "ignore_dimensions": ignore_dimensions,
     "ignore_format": ignore_format,
+    "ignore_tools": ignore_tools,
+    "ignore_stream_false": ignore_stream_false,
 }
 
 
@@ -241,6 +259,131 @@ def version_not_semver(ex: Exchange) -> None:
         ex.text = json.dumps({"version": "latest"})
 
 
+def _native_objects(ex: Exchange) -> list[dict[str, Any]] | None:
+    if ex.status != 200 or ex.path not in ("api/generate", "api/chat"):
+        return None
+    if ex.media_type == "application/x-ndjson":
+        return _json_lines(ex.text)
+    if ex.media_type == "application/json":
+        return [json.loads(ex.text)]
+    return None
+
+
+def _put_native(ex: Exchange, objects: list[dict[str, Any]]) -> None:
+    ex.text = _ndjson(objects) if ex.media_type == "application/x-ndjson" else json.dumps(objects[0])
+
+
+def eval_count_words(ex: Exchange) -> None:
+    """Reports the number of words of the output as eval_count (a proxy that cannot count tokens)."""
+    objects = _native_objects(ex)
+    if objects:
+        text = "".join(o.get("response") or (o.get("message") or {}).get("content") or "" for o in objects)
+        for o in objects:
+            if o.get("done") and "eval_count" in o:
+                o["eval_count"] = len(text.split())
+        _put_native(ex, objects)
+
+
+def done_reason_lies(ex: Exchange) -> None:
+    """Says done_reason "stop" where the backend stopped by length."""
+    objects = _native_objects(ex)
+    if objects:
+        for o in objects:
+            if o.get("done_reason") == "length":
+                o["done_reason"] = "stop"
+        _put_native(ex, objects)
+
+
+def ps_always_empty(ex: Exchange) -> None:
+    if ex.path == "api/ps" and ex.status == 200:
+        ex.text = json.dumps({"models": []})
+
+
+def buffered_stream(ex: Exchange) -> None:
+    """No rewrite: the answer is only buffered, so a whole stream reaches the client in one burst."""
+
+
+def _chat_chunks(ex: Exchange) -> list[dict[str, Any]] | None:
+    if ex.media_type != "text/event-stream" or not ex.path.endswith("chat/completions"):
+        return None
+    return [json.loads(b.removeprefix("data: ")) if b.startswith("data: {") else b for b in _sse_blocks(ex.text)]
+
+
+def _put_chunks(ex: Exchange, chunks: list[Any]) -> None:
+    ex.text = "".join((c if isinstance(c, str) else "data: " + json.dumps(c)) + "\n\n" for c in chunks)
+
+
+def finish_on_content_chunk(ex: Exchange) -> None:
+    """Puts finish_reason on the last content chunk instead of a separate finish chunk (OpenAI clients accept
+    both; Ollama ≥ 0.32.6 sends the separate chunk)."""
+    chunks = _chat_chunks(ex)
+    if not chunks:
+        return
+    with_choices = [i for i, c in enumerate(chunks) if isinstance(c, dict) and c.get("choices")]
+    finish = next((i for i in with_choices if chunks[i]["choices"][0].get("finish_reason")), None)
+    before = [i for i in with_choices if finish is not None and i < finish]
+    if finish is None or not before:
+        return
+    chunks[before[-1]]["choices"][0]["finish_reason"] = chunks[finish]["choices"][0]["finish_reason"]
+    del chunks[finish]
+    _put_chunks(ex, chunks)
+
+
+def content_null(ex: Exchange) -> None:
+    """`delta.content: null` where Ollama sends "" or nothing (the finish chunk's delta {}), as several
+    OpenAI-compatible servers do: OpenAI's schema and SDK allow null."""
+    chunks = _chat_chunks(ex)
+    if not chunks:
+        return
+    for chunk in chunks:
+        if isinstance(chunk, dict):
+            for choice in chunk.get("choices") or []:
+                delta = choice.get("delta")
+                if isinstance(delta, dict) and not delta.get("content"):
+                    delta["content"] = None
+    _put_chunks(ex, chunks)
+
+
+def _other_id(prefix: str, length: int) -> str:
+    alphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789"
+    return prefix + "".join(random.choice(alphabet) for _ in range(length))
+
+
+def other_ids(ex: Exchange) -> None:
+    """OpenAI- and Anthropic-style ids (chatcmpl-<base62>, msg_01<base62>) and Anthropic's `stop_sequence: null`
+    where Ollama has chatcmpl-<n>, msg_<24 hex> and no stop_sequence: the SDKs accept either."""
+    if ex.status != 200:
+        return
+    chunks = _chat_chunks(ex)
+    if chunks:
+        new_id = _other_id("chatcmpl-", 29)
+        for chunk in chunks:
+            if isinstance(chunk, dict):
+                chunk["id"] = new_id
+        _put_chunks(ex, chunks)
+    elif ex.path == "v1/chat/completions" and ex.media_type == "application/json":
+        body = json.loads(ex.text)
+        body["id"] = _other_id("chatcmpl-", 29)
+        ex.text = json.dumps(body)
+    elif ex.path == "v1/messages" and ex.media_type == "application/json":
+        body = json.loads(ex.text)
+        body["id"] = _other_id("msg_01", 22)
+        body.setdefault("stop_sequence", None)
+        ex.text = json.dumps(body)
+    elif ex.path == "v1/messages" and ex.media_type == "text/event-stream":
+        new_id = _other_id("msg_01", 22)
+        out = []
+        for block in _sse_blocks(ex.text):
+            head, _, data = block.partition("data: ")
+            event = json.loads(data)
+            if event.get("type") == "message_start":
+                event["message"]["id"] = new_id
+            if event.get("type") == "message_delta":
+                event["delta"].setdefault("stop_sequence", None)
+            out.append(head + "data: " + json.dumps(event))
+        ex.text = "".join(b + "\n\n" for b in out)
+
+
 ANSWER_DEFECTS: dict[str, Callable[[Exchange], None]] = {
     "sse_no_done": sse_no_done,
     "sse_no_role": sse_no_role,
@@ -260,8 +403,18 @@ ANSWER_DEFECTS: dict[str, Callable[[Exchange], None]] = {
     "tags_without_digest": tags_without_digest,
     "metrics_missing": metrics_missing,
     "version_not_semver": version_not_semver,
+    "eval_count_words": eval_count_words,
+    "done_reason_lies": done_reason_lies,
+    "ps_always_empty": ps_always_empty,
+    "buffered_stream": buffered_stream,
+    "finish_on_content_chunk": finish_on_content_chunk,
+    "content_null": content_null,
+    "other_ids": other_ids,
 }
-STREAM_DEFECTS = ("drop_connection",)
+# Differences from Ollama that the official clients accept: caught at the exact grade only.
+COMPATIBLE_ONLY = ("finish_on_content_chunk", "content_null", "other_ids")
+STREAM_DEFECTS = ("drop_connection", "stall_mid_stream")
+STALL_S = 600.0
 DEFECTS = ("none", *REQUEST_DEFECTS, *ANSWER_DEFECTS, *STREAM_DEFECTS)
 
 
@@ -293,6 +446,14 @@ def build_app(upstream: str) -> Starlette:
         ):
             return StreamingResponse(_break_midway(answer), status_code=answer.status_code,
                                      media_type=answer.headers.get("content-type"))
+        if defect == "stall_mid_stream" and answer.headers.get("content-type", "").startswith(
+            ("application/x-ndjson", "text/event-stream")
+        ):
+            return StreamingResponse(_stall_midway(answer), status_code=answer.status_code,
+                                     media_type=answer.headers.get("content-type"))
+        if defect not in ANSWER_DEFECTS:  # the control and request defects: pass the answer through as it arrives
+            out_headers = {k: v for k, v in answer.headers.items() if k.lower() not in HOP_HEADERS}
+            return StreamingResponse(_pass_through(answer), status_code=answer.status_code, headers=out_headers)
         body = await answer.aread()
         await answer.aclose()
         ex.status = answer.status_code
@@ -305,6 +466,23 @@ def build_app(upstream: str) -> Starlette:
         if ex.media_type != original_type:
             out_headers["content-type"] = ex.media_type
         return Response(ex.text.encode() if ex.text or body else b"", status_code=ex.status, headers=out_headers)
+
+    async def _pass_through(answer: httpx.Response) -> AsyncIterator[bytes]:
+        try:
+            async for chunk in answer.aiter_bytes():
+                yield chunk
+        finally:
+            await answer.aclose()
+
+    async def _stall_midway(answer: httpx.Response) -> AsyncIterator[bytes]:
+        """Sends the first piece of a stream, then nothing (the connection stays open): a silent stall."""
+        try:
+            async for chunk in answer.aiter_bytes():
+                yield chunk
+                break
+            await asyncio.sleep(STALL_S)
+        finally:
+            await answer.aclose()
 
     async def _break_midway(answer: httpx.Response) -> AsyncIterator[bytes]:
         sent = 0

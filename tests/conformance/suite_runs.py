@@ -19,7 +19,7 @@ def run_suite(target: str, tmp: Path, selection: list[str] | None = None, *extra
     out = tmp / "results.json"
     args = [str(SUITE_DIR / s) for s in selection] if selection else [str(SUITE_DIR)]
     cmd = [sys.executable, "-m", "pytest", *args, "-p", "no:cacheprovider", "-o", "addopts=", "-q",
-           "--target", target, "--conformance-json", str(out), "--conformance-timeout", "120", *extra]
+           "--ollama-target", target, "--ollama-json", str(out), "--ollama-timeout", "120", *extra]
     proc = subprocess.run(cmd, cwd=tmp, capture_output=True, text=True, timeout=timeout_s)
     output = proc.stdout + proc.stderr
     results = json.loads(out.read_text(encoding="utf-8")) if out.exists() else {}

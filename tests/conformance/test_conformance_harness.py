@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ast
 import json
 import socket
 import subprocess
@@ -12,9 +13,10 @@ from pathlib import Path
 
 import jsonschema
 import pytest
-from ollama_conformance.conformance.results import SCHEMA_PATH, validate_results
-from ollama_conformance.conformance.runner import CheckOptions, run_check
 from suite_runs import run_suite, statuses
+
+from ollama_conformance.conformance.results import SCHEMA_PATH, SCHEMA_VERSION, gate_exit_code, validate_results
+from ollama_conformance.conformance.runner import CheckOptions, run_check
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -23,8 +25,21 @@ def test_results_schema_is_valid_and_accepts_the_shared_fixture() -> None:
     schema = json.loads(SCHEMA_PATH.read_text(encoding="utf-8"))
     jsonschema.Draft202012Validator.check_schema(schema)
     fixture = REPO / "fixtures" / "results" / "check_baseline.json"
-    if fixture.exists():  # the reports part's sample of what `check` writes
-        assert validate_results(json.loads(fixture.read_text(encoding="utf-8"))) == []
+    sample = json.loads(fixture.read_text(encoding="utf-8")) if fixture.exists() else {}
+    if sample.get("schema_version") == SCHEMA_VERSION:  # the reports part's sample of what `check` writes
+        assert validate_results(sample) == []
+
+
+def test_gate_exit_codes() -> None:
+    """The one exit rule of check and run: a test at or above the gate that did not pass is exit 1."""
+    def doc(*tests: tuple[str, str]) -> dict:
+        return {"target": {}, "tests": [{"level": level, "status": status} for level, status in tests]}
+
+    should_fails = doc(("MUST", "pass"), ("SHOULD", "fail"), ("MAY", "error"))
+    assert [gate_exit_code(should_fails, g) for g in ("MUST", "SHOULD", "MAY", "none")] == [0, 1, 1, 0]
+    assert gate_exit_code(doc(("MUST", "inconclusive")), "MUST") == 1, "inconclusive is not a pass"
+    assert gate_exit_code(doc(("MUST", "not_applicable")), "MAY") == 0
+    assert gate_exit_code({"target": {"error": "refused"}, "tests": []}, "none") == 3
 
 
 def test_plugin_is_inert_outside_the_suite(tmp_path: Path) -> None:
@@ -33,6 +48,23 @@ def test_plugin_is_inert_outside_the_suite(tmp_path: Path) -> None:
                           cwd=tmp_path, capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert "Ollama conformance" not in proc.stdout
+    # An unrelated run sees none of the suite's options (no collision with another plugin's --target/--profile)
+    # and does not import the harness.
+    helped = subprocess.run([sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "--help"],
+                            cwd=tmp_path, capture_output=True, text=True, timeout=120).stdout
+    assert "--ollama-" not in helped and "--target" not in helped and "--conformance-json" not in helped
+    (tmp_path / "conftest.py").write_text(
+        "import sys\n\ndef pytest_sessionfinish(session):\n"
+        "    loaded = sorted(m for m in sys.modules if m.startswith('ollama_conformance.'))\n"
+        "    print('LOADED', loaded)\n", encoding="utf-8")
+    loaded = subprocess.run([sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "-s", str(tmp_path)],
+                            cwd=tmp_path, capture_output=True, text=True, timeout=120).stdout
+    (line,) = [line for line in loaded.splitlines() if "LOADED" in line]
+    light = {"ollama_conformance.errors", "ollama_conformance.conformance", "ollama_conformance.conformance.plugin"}
+    assert set(ast.literal_eval(line.split("LOADED", 1)[1].strip())) <= light, line
+    refused = subprocess.run([sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "--ollama-target", "http://x"],
+                             cwd=tmp_path, capture_output=True, text=True, timeout=120)
+    assert refused.returncode == 4 and "unrecognized arguments: --ollama-target" in refused.stderr
     plugins = subprocess.run([sys.executable, "-m", "pytest", "--version", "--version"],
                              capture_output=True, text=True, timeout=60).stdout
     assert "conformance/plugin.py" in plugins, "the plugin is registered through the pytest11 entry point"
@@ -105,7 +137,7 @@ def stalling_server() -> Iterator[str]:
 
 def test_stalling_target_is_an_error_not_a_hang(tmp_path: Path, stalling_server: str) -> None:
     code, results, output = run_suite(stalling_server, tmp_path, ["test_server.py::test_root_says_running"],
-                                      "--conformance-timeout", "3", timeout_s=120)
+                                      "--ollama-timeout", "3", timeout_s=120)
     assert code == 1, output[-2000:]
     (entry,) = statuses(results).values()
     assert entry["status"] == "error"
@@ -115,7 +147,7 @@ def test_stalling_target_is_an_error_not_a_hang(tmp_path: Path, stalling_server:
 def test_discovery_timeout_is_its_own_and_says_how_to_raise_it(tmp_path: Path, stalling_server: str) -> None:
     """Discovery waits --discovery-timeout (not the per-test timeout), then every test is an error saying why."""
     code, results, output = run_suite(stalling_server, tmp_path, ["test_server.py::test_root_says_running"],
-                                      "--discovery-timeout", "2", timeout_s=120)  # per-test timeout stays 120 s
+                                      "--ollama-discovery-timeout", "2", timeout_s=120)  # per-test timeout stays 120 s
     assert code == 1, output[-2000:]
     assert "no answer within 2 s" in results["target"]["error"]
     assert "--discovery-timeout" in results["target"]["error"]
@@ -151,9 +183,9 @@ SELECTION = ["test_server.py", "test_embed.py", "test_models.py", "test_openai.p
 @pytest.mark.parametrize(
     ("options", "keep"),
     [
-        (["--surface", "openai"], lambda e: e["surface"] == "openai"),
-        (["--level", "MUST"], lambda e: e["level"] == "MUST"),
-        (["--feature", "embed.*", "--feature", "tags.list"], lambda e: e["feature"].startswith("embed.") or e["feature"] == "tags.list"),
+        (["--ollama-surface", "openai"], lambda e: e["surface"] == "openai"),
+        (["--ollama-level", "MUST"], lambda e: e["level"] == "MUST"),
+        (["--ollama-feature", "embed.*", "--ollama-feature", "tags.list"], lambda e: e["feature"].startswith("embed.") or e["feature"] == "tags.list"),
     ],
     ids=["surface", "level", "feature"],
 )
@@ -173,6 +205,163 @@ def test_mutating_tests_run_only_when_allowed(tmp_path: Path) -> None:
     selection = ["test_models.py::test_copy_then_delete", "test_models.py::test_delete_removes_from_tags"]
     with ReferenceBackend(env={"OLLAMA_MODELS": str(tmp_path / "store")}, quiet=True) as backend:
         _, refused, _ = run_suite(backend.url, tmp_path, selection)
-        _, allowed, output = run_suite(backend.url, tmp_path, selection, "--allow-mutations")
+        _, allowed, output = run_suite(backend.url, tmp_path, selection, "--ollama-allow-mutations")
     assert {e["status"] for e in statuses(refused).values()} == {"not_applicable"}
     assert {e["status"] for e in statuses(allowed).values()} == {"pass"}, output[-2000:]
+
+
+class StubServer:
+    """A loopback HTTP server answering from a table {(method, path): (status, content type, body)}; anything
+    else 404 text/plain, as a router without the route. Stands in for the partial servers of the wild (proxies
+    that serve part of /api, or /v1 only) in tests that need no model."""
+
+    def __init__(self, routes: dict[tuple[str, str], tuple[int, str, str]]) -> None:
+        from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+        table = routes
+
+        class Handler(BaseHTTPRequestHandler):
+            def _answer(self) -> None:
+                self.rfile.read(int(self.headers.get("content-length") or 0))
+                status, media, body = table.get((self.command, self.path), (404, "text/plain", "404 page not found"))
+                data = body.encode()
+                self.send_response(status)
+                self.send_header("content-type", media)
+                self.send_header("content-length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+
+            do_GET = do_POST = do_HEAD = do_DELETE = _answer
+
+            def log_message(self, *args: object) -> None:
+                return
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+def test_discovery_per_surface_on_a_partial_proxy() -> None:
+    """/api without capabilities in show, /v1 absent (a FastAPI 404), /v1/messages answering its own error."""
+    from ollama_conformance.conformance.target import discover
+
+    json_type = "application/json"
+    stub = StubServer({
+        ("GET", "/api/version"): (200, json_type, '{"version": "0.1.0"}'),
+        ("GET", "/api/tags"): (200, json_type, '{"models": [{"name": "m:1", "model": "m:1", "digest": "abc"}]}'),
+        ("POST", "/api/show"): (200, json_type, '{"details": {}}'),
+        ("GET", "/v1/models"): (404, json_type, '{"detail": "Not Found"}'),
+        ("POST", "/v1/messages"): (404, json_type, '{"type": "error", "error": {"type": "not_found_error", "message": "no"}}'),
+    })
+    try:
+        target = discover(stub.url, timeout_s=10)
+    finally:
+        stub.close()
+    states = target.surface_states()
+    assert states["native"]["state"] == "present" and target.version == "0.1.0"
+    assert target.capabilities("m:1") is None, "no `capabilities` in show: unknown, not empty"
+    assert target.chat_model == "m:1", "a model of unknown capabilities is used for chat rather than none"
+    assert states["openai"]["state"] == "absent"
+    assert states["openai"]["evidence"] == {"request": "GET /v1/models", "status": 404, "detail": '{"detail": "Not Found"}'}
+    assert target.absent_reason("openai") == "openai surface absent: GET /v1/models → 404 '{\"detail\": \"Not Found\"}'"
+    assert states["anthropic"]["state"] == "present", "an Anthropic-shaped 404 proves the route"
+
+
+def test_discovery_of_a_v1_only_server_uses_the_given_model() -> None:
+    from ollama_conformance.conformance.target import discover
+
+    stub = StubServer({
+        ("GET", "/v1/models"): (200, "application/json", '{"object": "list", "data": []}'),
+        ("POST", "/v1/messages"): (200, "application/json", '{"type": "message"}'),
+    })
+    try:
+        target = discover(stub.url, chat_model="given:1", timeout_s=10, surfaces=("openai",))
+    finally:
+        stub.close()
+    states = target.surface_states()
+    assert states["native"] == {"state": "not_selected", "evidence": {"request": "GET /api/version", "status": 404,
+                                                                      "detail": "404 page not found"}}
+    assert not target.has_surface("native") and target.has_surface("openai") and target.has_surface("anthropic")
+    assert states["anthropic"]["state"] == "not_selected"
+    assert target.chat_model == "given:1" and target.capabilities("given:1") is None
+
+
+def test_everything_404_is_judged_and_nothing_answering_is_exit_3(tmp_path: Path) -> None:
+    """Exit 3 only when nothing at the URL answers HTTP; a server answering 404 to everything is judged (exit 1):
+    each test fails with its surface's one cause, shown once on the console, never a traceback."""
+    stub = StubServer({})
+    try:
+        proc = subprocess.run([sys.executable, "-m", "ollama_conformance", "check", "--target", stub.url,
+                               "--json", str(tmp_path / "c.json"), "--junit", str(tmp_path / "j.xml"), "--feature", "server.*",
+                               "--feature", "v1.models.*", "--feature", "anthropic.errors.shape"],
+                              capture_output=True, text=True, timeout=300, cwd=tmp_path)
+    finally:
+        stub.close()
+    output = proc.stdout + proc.stderr
+    assert proc.returncode == 1, output[-3000:]
+    results = json.loads((tmp_path / "c.json").read_text())
+    assert validate_results(results) == []
+    assert {s["state"] for s in results["surfaces"].values()} == {"absent"}
+    assert {t["status"] for t in results["tests"]} == {"fail"}
+    for surface in ("native", "openai", "anthropic"):
+        causes = {t["message"] for t in results["tests"] if t["surface"] == surface}
+        assert len(causes) == 1 and next(iter(causes)).startswith(f"{surface} surface absent: "), causes
+        grouped = [line for line in output.splitlines() if line.startswith("FAIL") and f"{surface} surface absent" in line]
+        assert len(grouped) == 1, output[-3000:]
+    assert "Traceback" not in output
+    junit = (tmp_path / "j.xml").read_text()
+    assert junit.count("<failure") == len(results["tests"]) and "<error" not in junit
+    assert 'name="conformance_status" value="fail"' in junit
+    unreachable = run_check(CheckOptions(target="http://127.0.0.1:9", features=["server.*"], json=tmp_path / "u.json", quiet=True))
+    assert unreachable == 3
+
+
+def test_failure_line_names_the_difference_with_a_curl_line(tmp_path: Path) -> None:
+    """A wrong answer: one console line with what differs, a curl line, and the exchange in the JSON."""
+    stub = StubServer({
+        ("GET", "/api/version"): (200, "application/json", '{"version": "not-semver"}'),
+        ("GET", "/api/tags"): (200, "application/json", '{"models": []}'),
+    })
+    try:
+        proc = subprocess.run([sys.executable, "-m", "ollama_conformance", "check", "--target", stub.url,
+                               "--json", str(tmp_path / "c.json"), "--feature", "server.version", "--surface", "native"],
+                              capture_output=True, text=True, timeout=300, cwd=tmp_path)
+    finally:
+        stub.close()
+    output = proc.stdout + proc.stderr
+    (entry,) = json.loads((tmp_path / "c.json").read_text())["tests"]
+    assert entry["status"] == "fail" and "not-semver" in entry["message"], entry
+    assert entry["curl"] == f"curl -sS -X GET {stub.url}/api/version"
+    assert entry["exchange"]["status"] == 200 and "not-semver" in entry["exchange"]["body_head"]
+    assert entry["exchange"]["request"] == {"method": "GET", "url": f"{stub.url}/api/version", "body_head": ""}
+    assert entry["curl"] in output and "Traceback" not in output
+    assert proc.returncode == 1
+
+
+def test_harness_error_is_exit_4_with_the_traceback_in_a_file(tmp_path: Path) -> None:
+    """The harness breaking (here: the results file cannot replace a folder of that name) is one line, exit 4."""
+    folder = tmp_path / "results-folder"
+    folder.mkdir()
+    traceback_file = tmp_path / "tb.txt"
+    code = run_check(CheckOptions(target="http://127.0.0.1:9", features=["server.root"], json=folder, quiet=True,
+                                  traceback_file=traceback_file))
+    assert code == 4
+    assert "IsADirectoryError" in traceback_file.read_text(encoding="utf-8")
+
+
+def test_every_generating_request_gets_an_output_cap() -> None:
+    from ollama_conformance.conformance.suite.payloads import DEFAULT_OUTPUT_CAP, capped
+
+    assert capped("/api/chat", {"model": "m", "messages": []})["options"] == {"num_predict": DEFAULT_OUTPUT_CAP}
+    assert capped("/api/generate", {"options": {"temperature": "hot"}})["options"]["num_predict"] == DEFAULT_OUTPUT_CAP
+    assert capped("/api/generate", {"options": {"num_predict": 64}})["options"] == {"num_predict": 64}
+    assert capped("/v1/chat/completions", {"messages": []})["max_tokens"] == DEFAULT_OUTPUT_CAP
+    assert "max_tokens" not in capped("/v1/chat/completions", {"max_completion_tokens": 3})
+    assert capped("/v1/responses", {"input": "x"})["max_output_tokens"] == DEFAULT_OUTPUT_CAP
+    assert capped("/v1/messages", {"messages": []}) == {"messages": []}, "a missing max_tokens is what that test checks"
+    assert capped("/api/generate", {"options": "not an object"}) == {"options": "not an object"}
+    assert capped("/api/chat", b"raw") == b"raw"

@@ -11,6 +11,7 @@ from pathlib import Path
 import broken_target as broken
 import pytest
 import yaml
+
 from ollama_conformance.conformance.streams import (
     check_chat_sse_grammar,
     check_messages_sse_grammar,
@@ -147,3 +148,81 @@ def test_responses_event_order() -> None:
     shuffled = [good[1], good[0], *good[2:]]
     problems = check_responses_sse_grammar(parse_sse(_sse(shuffled)).events)
     assert any("sequence_number" in p for p in problems) and any("starts with" in p for p in problems)
+
+
+# --- grades, arrival times, official clients (issue 12) -------------------------------------------------------
+
+
+def _captured(text: str, media_type: str, reads: list[tuple[float, int]] | None = None):
+    import httpx
+
+    from ollama_conformance.conformance.streams import Captured
+
+    raw = text.encode()
+    return Captured(200, httpx.Headers({"content-type": media_type}), text, 1.0, reads or [(0.5, len(raw))], raw)
+
+
+def _openai_stream(recordings: Path) -> str:
+    return cassette_body(recordings / SSE_CASSETTES[0])
+
+
+def test_item_arrivals_follow_the_reads() -> None:
+    text = '{"a": 1}\n{"b": 2}\n{"c": 3}\n'
+    got = _captured(text, "application/x-ndjson", reads=[(0.1, 9), (0.2, 18), (0.3, 27)])
+    assert got.item_arrivals() == [0.1, 0.2, 0.3]
+    sse = _captured(": ping\n\ndata: 1\n\ndata: 2\n\n", "text/event-stream", reads=[(0.1, 8), (0.4, 26)])
+    assert sse.timed_items() == [(0.4, "1"), (0.4, "2")]  # the comment block is no item
+
+
+def test_a_burst_is_buffered_not_streamed() -> None:
+    from ollama_conformance.conformance.checks import Inconclusive, check_incremental_delivery, json_output
+
+    lines = "".join(json.dumps({"response": f"w{i}", "done": False}) + "\n" for i in range(10))
+    ends = [len("".join(json.dumps({"response": f"w{j}", "done": False}) + "\n" for j in range(i + 1))) for i in range(10)]
+    spaced = _captured(lines, "application/x-ndjson", reads=[(0.1 * (i + 1), end) for i, end in enumerate(ends)])
+    check_incremental_delivery(spaced, json_output(("response",)))
+    burst = _captured(lines, "application/x-ndjson", reads=[(2.0, ends[-1])])
+    with pytest.raises(AssertionError, match="buffered, not streamed"):
+        check_incremental_delivery(burst, json_output(("response",)))
+    few = _captured(lines[: ends[2]], "application/x-ndjson", reads=[(2.0, ends[2])])
+    with pytest.raises(Inconclusive):
+        check_incremental_delivery(few, json_output(("response",)))
+
+
+def test_compatible_only_differences_pass_compatible_and_fail_exact(recordings: Path) -> None:
+    """content null, other ids, finish_reason on the last content chunk: the SDK and the compatible schema
+    accept them; the exact grade names the difference."""
+    from ollama_conformance import spec
+    from ollama_conformance.conformance import clients
+    from ollama_conformance.conformance.streams import chat_sse_exact_differences
+
+    schema = spec.response_schema("POST", "/v1/chat/completions", 200, "text/event-stream")
+    original = _openai_stream(recordings)
+    for defect in (broken.content_null, broken.other_ids, broken.finish_on_content_chunk):
+        text = rewrite(defect, "v1/chat/completions", "text/event-stream", original)
+        events = parse_sse(text).events
+        assert check_chat_sse_grammar(events, include_usage=True) == [], defect.__name__
+        items = [json.loads(e.data) for e in events if e.data != "[DONE]"]
+        assert all(spec.validate(item, schema, grade="compatible") == [] for item in items), defect.__name__
+        assert clients.openai_chat(_captured(text, "text/event-stream"), stream=True) == [], defect.__name__
+        exact_problems = [p for item in items for p in spec.validate(item, schema, grade="exact")]
+        assert exact_problems or chat_sse_exact_differences(events), f"{defect.__name__}: no exact difference found"
+
+
+def test_the_sdk_refuses_what_clients_break_on(recordings: Path) -> None:
+    from ollama_conformance.conformance import clients
+
+    text = rewrite(broken.sse_no_role, "v1/chat/completions", "text/event-stream", _openai_stream(recordings))
+    broken_json = text.replace('"object"', '"object', 1)
+    assert clients.openai_chat(_captured(broken_json, "text/event-stream"), stream=True)
+
+
+def test_exact_grade_keywords() -> None:
+    from ollama_conformance import spec
+
+    schema = {"type": "object", "properties": {"id": {"type": "string", "x-exact": {"pattern": "^msg_[0-9a-f]{24}$"}}}}
+    assert spec.validate({"id": "msg_01AbC"}, schema, grade="compatible") == []
+    assert spec.validate({"id": "msg_01AbC"}, schema, grade="exact") != []
+    assert spec.validate({"id": "msg_" + "a" * 24}, schema) == []
+    with pytest.raises(ValueError, match="unknown grade"):
+        spec.validate({}, schema, grade="loose")

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+
 from ollama_conformance.load.runner import BenchOptions, read_samples, run_bench
 from ollama_conformance.load.synthetic import SyntheticProcess
 

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import jsonschema
 import pytest
+
 from ollama_conformance.load.telemetry import nvml_probe
 
 SCHEMA = json.loads((Path(__file__).resolve().parents[2] / "load" / "results.schema.json").read_text())

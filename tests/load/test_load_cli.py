@@ -30,6 +30,16 @@ def bench_cli(*args: str, timeout: float = 120.0) -> subprocess.CompletedProcess
         (["--prompts", "/nonexistent/prompts.txt"], "cannot read prompts file"),
         (["--surface", "openai", "--endpoint", "generate"], "no endpoint 'generate' on surface 'openai'"),
         (["--workers", "-1"], "--workers must be between"),
+        (["--input-tokens", "uniform:9,2"], "invalid --input-tokens"),
+        (["--output-tokens", "normal:x"], "invalid --output-tokens"),
+        (["--workload", "multi-turn", "--rate", "1"], "multi-turn is a closed loop"),
+        (["--workload", "multi-turn", "--endpoint", "generate"], "needs --endpoint chat"),
+        (["--workload", "trace"], "needs --trace FILE"),
+        (["--workload", "trace", "--trace", "/nonexistent/t.jsonl"], "cannot read trace"),
+        (["--trace", "/nonexistent/t.jsonl"], "--trace is for --workload trace"),
+        (["--find-max-rate"], "--find-max-rate needs --slo"),
+        (["--find-max-rate", "--slo", "ttft=1s", "--goodput-fraction", "2"], "--goodput-fraction"),
+        (["--find-max-rate", "--slo", "ttft=1s", "--search-budget", "soon"], "invalid --search-budget"),
     ],
 )
 def test_bad_input_is_one_line_and_exit_2(tmp_path: Path, capsys, args: list[str], message: str) -> None:

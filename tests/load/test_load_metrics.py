@@ -6,6 +6,7 @@ from typing import Any
 
 import numpy as np
 import pytest
+
 from ollama_conformance.load.metrics import Slo, dist, output_tokens, request_metrics, step_metrics
 
 MS = 1_000_000

@@ -5,8 +5,19 @@ from __future__ import annotations
 import math
 
 import pytest
+
+from ollama_conformance.reference_backend.api.errors import ApiError, RequestError
 from ollama_conformance.reference_backend.api.prompts import TemplateError, render_chat, render_go_template
-from ollama_conformance.reference_backend.api.wire import BodyError, canonical_keys, decode_body, go_json, rfc3339_nano
+from ollama_conformance.reference_backend.api.sse import writer_json_response
+from ollama_conformance.reference_backend.api.wire import (
+    BodyError,
+    canonical_keys,
+    decode_body,
+    decode_struct,
+    go_json,
+    json_response,
+    rfc3339_nano,
+)
 from ollama_conformance.reference_backend.durations import (
     DurationError,
     parse_env_keep_alive,
@@ -91,8 +102,44 @@ def test_options_types_and_defaults() -> None:
 
 
 def test_go_json_escapes_like_go() -> None:
-    assert go_json({"a": "<b>&"}) == b'{"a":"\\u003cb\\u003e\\u0026"}'
-    assert go_json({"x": "é"}) == '{"x":"é"}'.encode()
+    assert go_json({"a": "<b>&"}) == '{"a":"\\u003cb\\u003e\\u0026"}'
+    assert go_json({"x": "é"}) == '{"x":"é"}'
+    assert go_json({"b": 1, "a": 2}, sort_keys=True) == '{"a":2,"b":1}'  # a Go map: keys sorted
+    with pytest.raises(ValueError):  # Go's encoder refuses NaN and the infinities
+        go_json({"x": float("nan")})
+
+
+def test_one_json_response_for_gin_and_the_v1_writers() -> None:
+    gin = json_response({"a": "<"}, 404)
+    assert (gin.status_code, gin.body, gin.headers["content-type"]) == (
+        404,
+        b'{"a":"\\u003c"}',
+        "application/json; charset=utf-8",
+    )
+    writer = writer_json_response({"a": 1})
+    assert (writer.body, writer.headers["content-type"]) == (b'{"a":1}\n', "application/json")
+
+
+def test_one_go_struct_binder_for_core_and_surfaces() -> None:
+    fields = {"model": "string", "num": "int", "temp": "float64", "opts": "*api.Options"}
+    assert decode_struct({"MODEL": "m", "num": 3, "temp": 1, "x": 1, "opts": None}, "api.R", fields) == {
+        "model": "m",
+        "num": 3,
+        "temp": 1,
+    }
+    for value, shown in [("3", "string"), (1.5, "number 1.5"), (4.0, "number 4.0"), (True, "bool")]:
+        with pytest.raises(RequestError) as info:
+            decode_struct({"num": value}, "api.R", fields)
+        assert info.value.message == f"json: cannot unmarshal {shown} into Go struct field R.num of type int"
+        assert isinstance(info.value, ApiError) and info.value.status == 400
+    with pytest.raises(
+        RequestError, match=r"^json: cannot unmarshal number into Go struct field R.model of type string$"
+    ):
+        decode_struct({"model": 5}, "api.R", fields)
+    with pytest.raises(RequestError, match=r"of type api.Options$"):  # a pointer field names the pointed-to type
+        decode_struct({"opts": []}, "api.R", fields)
+    with pytest.raises(RequestError, match=r"^json: cannot unmarshal array into Go value of type api.R$"):
+        decode_struct([], "api.R", fields)
 
 
 def test_timestamps_are_rfc3339_nano() -> None:

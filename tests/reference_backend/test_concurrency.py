@@ -12,6 +12,7 @@ from collections.abc import Iterator
 
 import httpx
 import pytest
+
 from ollama_conformance.reference_backend.launcher import ReferenceBackend
 
 GEMMA = "gemma3:270m"

@@ -8,11 +8,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+
+from ollama_conformance.cli import main
 from ollama_conformance.reports.compare import compare
 from ollama_conformance.reports.results import load_paths
 from ollama_conformance.reports.stats import bootstrap_ratio, quantile_statistic
-
-from ollama_conformance.cli import main
 
 
 def _compare(results_dir: Path, base: list[str], cand: list[str], threshold: float = 0.05) -> dict:

@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
+import json
 import sqlite3
 from pathlib import Path
 
 import pytest
-from ollama_conformance.reports import history
-from ollama_conformance.reports.results import load_paths
 
 from ollama_conformance.cli import main
+from ollama_conformance.reports import history
+from ollama_conformance.reports.results import load_paths
 
 
 def test_default_path_is_configurable(private_history: Path, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
@@ -47,8 +48,14 @@ def test_report_history_draws_trends(results_dir: Path, private_history: Path, t
     assert charts[0].count("<circle") == 2 * 3  # two check runs (the candidate twice is recorded once) x 3 levels
 
 
-def test_broken_history_db_is_a_usage_error(results_dir: Path, tmp_path: Path) -> None:
+def test_broken_history_db_is_reported_and_the_reports_are_written(results_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     db = tmp_path / "broken.sqlite"
     db.write_text("this is not a database")
-    code = main(["report", str(results_dir / "check_baseline.json"), "--out", str(tmp_path / "o"), "--history", "--history-db", str(db)])
-    assert code == 2
+    out = tmp_path / "o"
+    code = main(["report", str(results_dir / "check_baseline.json"), "--out", str(out), "--history", "--history-db", str(db)])
+    assert code == 1
+    assert "history database" in capsys.readouterr().err
+    for name in ("report.md", "report.html", "summary.json", "badge.svg"):
+        assert (out / name).stat().st_size > 0, name
+    assert any("history database" in note for note in json.loads((out / "summary.json").read_text())["notes"])
+    assert db.read_text() == "this is not a database"  # left as it was

@@ -9,17 +9,16 @@ import os
 import shutil
 from pathlib import Path
 
-import pytest
-from ollama_conformance.reports.screenshot import find_chromium, png_size, screenshot
-
 from ollama_conformance.cli import main
+from ollama_conformance.reports.screenshot import find_chromium, png_size, screenshot
+from tests.conftest import missing_outside_pypi
 
 WIDTH, HEIGHT = 1280, 2400
 
 
 def test_html_report_screenshot(results_dir: Path, tmp_path: Path) -> None:
     if find_chromium() is None:
-        pytest.fail("Chromium is required for this test (Debian: apt-get install -y chromium)")
+        missing_outside_pypi("Chromium is required for this test (Debian: apt-get install -y chromium)")
     out = tmp_path / "report"
     args = [str(results_dir / "check_candidate.json"), str(results_dir / "bench_baseline"), "--out", str(out)]
     assert main(["report", *args]) == 0
@@ -37,7 +36,7 @@ def test_html_report_screenshot(results_dir: Path, tmp_path: Path) -> None:
 def test_screenshot_of_a_blank_page_is_small(tmp_path: Path) -> None:
     """The size floor above means something: an empty page stays far below it."""
     if find_chromium() is None:
-        pytest.fail("Chromium is required for this test (Debian: apt-get install -y chromium)")
+        missing_outside_pypi("Chromium is required for this test (Debian: apt-get install -y chromium)")
     page = tmp_path / "blank.html"
     page.write_text("<!DOCTYPE html><html><body></body></html>")
     data = screenshot(page, tmp_path / "blank.png", WIDTH, HEIGHT).read_bytes()

@@ -9,11 +9,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+
+from ollama_conformance.cli import main
 from ollama_conformance.reports.badge import badge_color, badge_svg, badge_text
 from ollama_conformance.reports.results import load_paths
 from ollama_conformance.reports.summary import build_summary
-
-from ollama_conformance.cli import main
 
 
 def _summary(results_dir: Path) -> dict:
@@ -29,7 +29,8 @@ def test_conformance_counts_and_rates(results_dir: Path) -> None:
     assert check["by_level"]["SHOULD"]["rate"] == pytest.approx(2 / 4)  # an error counts against the target
     assert check["by_level"]["MAY"]["rate"] == pytest.approx(1 / 2)  # not-applicable tests are left out
     assert check["by_surface"]["openai"]["rate"] == pytest.approx(4 / 5)
-    assert check["total"] == {"pass": 11, "fail": 2, "not_applicable": 2, "error": 1, "rate": pytest.approx(11 / 14)}
+    assert check["total"] == {"pass": 11, "fail": 2, "inconclusive": 0, "not_applicable": 2, "error": 1, "rate": pytest.approx(11 / 14)}
+    assert check["exact_by_level"] is None  # a v1 file carries no grades
     assert [f["feature"] for f in check["failures"]] == [
         "errors.model_not_found.message", "openai.headers.request_id", "generate.logprobs",
     ]
@@ -83,8 +84,8 @@ def test_report_command_writes_every_artefact(results_dir: Path, tmp_path: Path,
     assert sorted(p.name for p in out.iterdir()) == ["badge.svg", "report.html", "report.md", "summary.json"]
 
     md = (out / "report.md").read_text()
-    assert "| MUST | 8 | 0 | 0 | 0 | 100% |" in md
-    assert "| SHOULD | 2 | 1 | 1 | 0 | 50% |" in md
+    assert "| MUST | 8 | 0 | 0 | 0 | 0 | 100% |" in md
+    assert "| SHOULD | 2 | 1 | 1 | 0 | 0 | 50% |" in md
     assert "### Failures (3)" in md
     assert "got 'model not found'" in md
     assert "| concurrency=1 | 48 / 0 / 0 |" in md
@@ -132,3 +133,23 @@ def test_gpu_memory_is_drawn_when_sampled(results_dir: Path, tmp_path: Path) -> 
     html = (out / "report.html").read_text()
     assert "GPU memory and RSS over time" in html and "GPU 0 memory used" in html
     assert "GPU telemetry: sampled" in (out / "report.md").read_text()
+
+
+def test_grades_inconclusive_and_surfaces_reach_every_report(results_dir: Path, tmp_path: Path) -> None:
+    path = results_dir / "check_graded.json"  # check_baseline.json as results v2, with one exact-only and one inconclusive
+    summary = build_summary(load_paths([path]))
+    check = summary["conformance"][0]
+    assert check["by_level"]["MUST"]["rate"] == 1.0  # compatible: what gates
+    assert check["exact_by_level"]["MUST"]["rate"] == pytest.approx(7 / 8)
+    assert check["by_level"]["SHOULD"]["inconclusive"] == 1
+    assert check["by_level"]["SHOULD"]["rate"] == pytest.approx(1 / 4)  # inconclusive never raises a rate
+    assert any(f["status"] == "inconclusive" for f in check["failures"])
+    out = tmp_path / "out"
+    assert main(["report", str(path), "--out", str(out)]) == 0
+    markdown = (out / "report.md").read_text()
+    assert "compatible MUST 100% · exact MUST 87%" in markdown
+    assert "surface **anthropic**: absent (POST /v1/messages → 404)" in markdown
+    assert "| inconclusive |" in markdown
+    html = (out / "report.html").read_text()
+    assert "Level (exact)" in html and "? inconclusive" in html and " ≠" in html
+    assert "compatible MUST 100% · exact MUST 87%" in (out / "badge.svg").read_text()

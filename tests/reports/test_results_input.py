@@ -7,18 +7,23 @@ from pathlib import Path
 
 import jsonschema
 import pytest
-from ollama_conformance.reports.results import load_paths
 
 from ollama_conformance.cli import main
 from ollama_conformance.errors import UsageError
+from ollama_conformance.reports.results import load_paths
 
 SCHEMA = Path(__file__).resolve().parents[2] / "conformance" / "results.schema.json"
 
 
 def test_fixture_check_files_follow_the_check_schema(results_dir: Path) -> None:
+    """check_graded.json is results v2 (the schema's version); the other two stay v1, which readers still accept."""
     schema = json.loads(SCHEMA.read_text())
+    graded = json.loads((results_dir / "check_graded.json").read_text())
+    assert graded["schema_version"] == schema["properties"]["schema_version"]["const"]
+    jsonschema.validate(graded, schema)
     for name in ("check_baseline.json", "check_candidate.json"):
-        jsonschema.validate(json.loads((results_dir / name).read_text()), schema)
+        assert json.loads((results_dir / name).read_text())["schema_version"] == 1
+        assert load_paths([results_dir / name]).checks  # read all the same
 
 
 def test_folders_are_read_as_bench_or_run_folders(results_dir: Path, tmp_path: Path) -> None:
@@ -41,7 +46,7 @@ def test_folders_are_read_as_bench_or_run_folders(results_dir: Path, tmp_path: P
         ("not json", "is not JSON"),
         ("[]", "not a results file"),
         ('{"kind": "something.else", "schema_version": 1}', "unknown results kind"),
-        ('{"kind": "ollama-conformance.check", "schema_version": 2, "tests": []}', "schema_version 2 is not supported"),
+        ('{"kind": "ollama-conformance.check", "schema_version": 3, "tests": []}', "schema_version 3 is not supported"),
         ('{"kind": "ollama-conformance.check", "tests": []}', "missing or invalid schema_version"),
         ('{"kind": "ollama-conformance.check", "schema_version": 1, "tests": [{"status": "maybe"}]}', "no valid status"),
         ('{"kind": "ollama-conformance.bench", "schema_version": 1, "steps": {}}', "'steps' must be a list"),

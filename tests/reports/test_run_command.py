@@ -94,8 +94,9 @@ def test_run_end_to_end_on_the_reference_backend(tmp_path: Path, private_history
 
 def test_plain_progress_prints_lines_for_logs() -> None:
     """Without a terminal (CI logs), progress is plain lines: each phase's start and completion at least."""
-    from ollama_conformance.reports.run_command import PYTEST_PERCENT, PlainProgress
     from rich.console import Console
+
+    from ollama_conformance.run_command import PlainProgress
 
     console = Console(record=True, width=200, force_terminal=False)
     progress = PlainProgress(console)
@@ -106,5 +107,36 @@ def test_plain_progress_prints_lines_for_logs() -> None:
     assert "conformance 0% collecting" in text
     assert "conformance 100% passed 100" in text and "[red]" not in text
     assert text.count("conformance") == 2  # throttled: the 10% and 20% updates fall inside the interval
-    match = PYTEST_PERCENT.search("test_chat.py::test_basic PASSED                         [ 42%]")
-    assert match and match.group(1) == "42"
+
+
+def test_suite_progress_follows_the_plugin_events(tmp_path: Path) -> None:
+    """`run` moves its bar from the progress plugin's JSON lines, reading a half-written last line only once whole."""
+    import subprocess
+    import sys
+
+    from ollama_conformance.run_command import SuiteProgress
+
+    suite = tmp_path / "test_three.py"
+    suite.write_text("import pytest\ndef test_a(): pass\ndef test_b(): assert False\n"
+                     "def test_c(): pytest.skip('n/a')\n")
+    events = tmp_path / "progress.jsonl"
+    subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-p",
+                    "ollama_conformance.conformance.progress", "--ollama-progress", str(events), str(suite)],
+                   cwd=tmp_path, capture_output=True, check=False, timeout=120)
+    updates: list[dict] = []
+
+    class Bar:
+        def update(self, task: int, **kw: object) -> None:
+            updates.append(kw)
+
+    whole = events.read_text()
+    events.write_text(whole + '{"event": "te')  # a line the plugin is still writing
+    follower = SuiteProgress(events, Bar(), 0)
+    follower.poll()
+    assert follower.total == 3 and follower.done == 3
+    assert follower.counts == {"passed": 1, "failed": 1, "skipped": 1}
+    assert updates[-1]["detail"] == "failed 1 passed 1 skipped 1"
+    with events.open("a") as handle:
+        handle.write('st", "nodeid": "x", "outcome": "passed"}\n')
+    follower.poll()
+    assert follower.done == 4

@@ -5,10 +5,11 @@ from __future__ import annotations
 import re
 
 import yaml
-from ollama_conformance.spec.documents import SPEC_DIR
-from ollama_conformance.spec.features import CAPABILITIES, FEATURE_SURFACES, LEVELS
 
 from ollama_conformance import spec
+from ollama_conformance.spec.documents import SPEC_DIR
+from ollama_conformance.spec.features import CAPABILITIES, FEATURE_SURFACES
+from ollama_conformance.vocabulary import LEVELS
 
 # ids the other parts were promised (renaming any of them breaks their tests)
 PROMISED = [

@@ -11,9 +11,9 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from ollama_conformance.spec.documents import SPEC_DIR
 
 from ollama_conformance import spec
+from ollama_conformance.spec.documents import SPEC_DIR
 
 REDOCLY = SPEC_DIR.parent / "node_modules" / ".bin" / "redocly"
 

@@ -6,6 +6,7 @@ import base64
 import re
 
 import pytest
+
 from ollama_conformance.reference_backend.api.anthropic import (
     REQUEST_FIELDS,
     MessagesStreamConverter,

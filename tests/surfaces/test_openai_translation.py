@@ -10,6 +10,7 @@ import json
 import struct
 
 import pytest
+
 from ollama_conformance.reference_backend.api.common import RequestError, decode_struct, parse_json_body, unix_seconds
 from ollama_conformance.reference_backend.api.openai import (
     CHAT_FIELDS,

@@ -22,6 +22,7 @@ import openai.types
 import openai.types.chat
 import pytest
 import yaml
+
 from ollama_conformance.reference_backend.api.anthropic import MessagesStreamConverter, to_message
 from ollama_conformance.reference_backend.api.openai import ChatChunker, to_chat_completion
 

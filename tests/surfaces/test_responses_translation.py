@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+
 from ollama_conformance.reference_backend.api.common import RequestError, decode_struct
 from ollama_conformance.reference_backend.api.responses import (
     REQUEST_FIELDS,

@@ -7,6 +7,7 @@ from typing import Any
 
 import httpx
 import pytest
+
 from ollama_conformance.spec import response_media_types, response_schema, validate
 
 from .wire import CHAT_MODEL, EMBED_MODEL, split_sse

@@ -29,7 +29,6 @@ from pathlib import Path
 from typing import Any
 
 from ollama_conformance.conformance.warmup import DEFAULT_CHAT_MODEL, warm_up_requests
-
 from ollama_conformance.errors import TargetError, UsageError
 
 HELP = "Check and benchmark a server (default: the bundled reference backend) and write every report to one folder."
@@ -44,9 +43,7 @@ BENCH_WARMUP_S = 2.0  # seconds of each step not measured (the first requests wa
 BENCH_SEED = 1
 PROFILE_URLS = {"local": "http://localhost:11434", "cloud": "https://ollama.com"}
 PLAIN_INTERVAL_S = 10.0
-# pytest -v prints "... PASSED   [ 42%]" after each test: the progress bar follows it.
-PYTEST_PERCENT = re.compile(r"\[\s*(\d{1,3})%\]\s*$")
-PYTEST_OUTCOME = re.compile(r"\b(PASSED|FAILED|SKIPPED|ERROR|XFAIL|XPASS)\b")
+PROGRESS_FILE = "progress.jsonl"  # written by the suite's progress plugin (conformance/progress.py)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -56,6 +53,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--model", metavar="M", help="chat/generate model (default: discovered; gemma3:270m on the reference backend)")
     parser.add_argument("--out", type=Path, default=None, help=f"folder for results and reports (default ./{DEFAULT_RUNS_DIR}/<UTC time>)")
     parser.add_argument("--level", choices=["MUST", "SHOULD", "MAY"], help="check only this level and the stricter ones")
+    parser.add_argument("--gate", choices=["MUST", "SHOULD", "MAY", "none"], default="MUST",
+                        help="exit 1 when a check test at or above this level did not pass (default MUST; none: never)")
     parser.add_argument("--surface", metavar="LIST", default="", help="comma-separated surfaces to check: native,openai,anthropic,cloud")
     parser.add_argument("--feature", metavar="GLOB", action="append", default=[], help="check only feature ids matching this glob (repeatable)")
     parser.add_argument("--check-timeout", metavar="S", type=float, default=120.0, help="per-test timeout in seconds (default 120)")
@@ -234,29 +233,30 @@ def run_check_phase(plan: RunPlan, args: argparse.Namespace, url: str, progress:
         features=list(args.feature),
         junit=(plan.out / JUNIT_FILE).resolve(),
         timeout_s=args.check_timeout,
+        gate=getattr(args, "gate", "MUST"),
     )
     options.validate()
     json_path = (plan.out / CHECK_FILE).resolve()
-    cmd = pytest_command(options, json_path)
     task = progress.add_task("conformance", total=100, detail="collecting")
-    counts: dict[str, int] = {}
     tail: deque[str] = deque(maxlen=15)
     with (plan.out / CHECK_LOG).open("w", encoding="utf-8") as log, tempfile.TemporaryDirectory(prefix="ollama-conformance-") as scratch:
+        events_path = Path(scratch) / PROGRESS_FILE
+        events_path.touch()
+        cmd = [*pytest_command(options, json_path), "-p", "ollama_conformance.conformance.progress",
+               "--ollama-progress", str(events_path)]
         proc = subprocess.Popen(cmd, cwd=scratch, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                                env={**os.environ, "PYTHONUNBUFFERED": "1"})  # line by line, for the progress bar
+                                env={**os.environ, "PYTHONUNBUFFERED": "1"})
         assert proc.stdout is not None
+        follower = SuiteProgress(events_path, progress, task)
+        reader = threading.Thread(target=_copy_output, args=(proc.stdout, log, tail), name="check-log", daemon=True)
+        reader.start()
         try:
-            for line in proc.stdout:
-                log.write(line)
-                tail.append(line.rstrip())
-                outcome = PYTEST_OUTCOME.search(line)
-                percent = PYTEST_PERCENT.search(line)
-                if outcome:
-                    counts[outcome.group(1)] = counts.get(outcome.group(1), 0) + 1
-                if percent:
-                    detail = " ".join(f"{k.lower()} {v}" for k, v in sorted(counts.items()))
-                    progress.update(task, completed=int(percent.group(1)), detail=detail)
+            while proc.poll() is None:
+                follower.poll()
+                time.sleep(0.2)
             status = proc.wait()
+            reader.join(timeout=10)
+            follower.poll()
         finally:  # interrupted: the suite must not outlive us
             if proc.poll() is None:
                 proc.terminate()
@@ -270,6 +270,45 @@ def run_check_phase(plan: RunPlan, args: argparse.Namespace, url: str, progress:
         return None, "the conformance suite wrote no results (pytest exit status {}); last lines:\n{}".format(status, "\n".join(tail))
     progress.update(task, completed=100)
     return json_path, ""
+
+
+def _copy_output(stream: Any, log: Any, tail: deque[str]) -> None:
+    """The suite's console output goes to check.log; its last lines are kept for an error message."""
+    for line in stream:
+        log.write(line)
+        tail.append(line.rstrip())
+
+
+class SuiteProgress:
+    """Follows the progress plugin's JSON lines (conformance/progress.py) and moves the progress bar."""
+
+    def __init__(self, path: Path, progress: Any, task: int) -> None:
+        self.path, self.progress, self.task = path, progress, task
+        self.offset = 0
+        self.total = 0
+        self.done = 0
+        self.counts: dict[str, int] = {}
+
+    def poll(self) -> None:
+        with contextlib.suppress(OSError), self.path.open("r", encoding="utf-8") as handle:
+            handle.seek(self.offset)
+            chunk = handle.read()
+        complete = chunk[: chunk.rfind("\n") + 1] if "\n" in chunk else ""
+        self.offset += len(complete.encode("utf-8"))
+        for line in complete.splitlines():
+            with contextlib.suppress(ValueError):
+                self._apply(json.loads(line))
+
+    def _apply(self, event: dict[str, Any]) -> None:
+        if event.get("event") == "collected":
+            self.total = int(event.get("total") or 0)
+        elif event.get("event") == "test":
+            self.done += 1
+            outcome = str(event.get("outcome"))
+            self.counts[outcome] = self.counts.get(outcome, 0) + 1
+        percent = 100 * self.done // self.total if self.total else 0
+        detail = " ".join(f"{k} {v}" for k, v in sorted(self.counts.items())) or "collected"
+        self.progress.update(self.task, completed=min(percent, 99), detail=detail)
 
 
 def _count_samples(bench_dir: Path) -> int:
@@ -333,19 +372,27 @@ def run_bench_phase(plan: RunPlan, args: argparse.Namespace, url: str, server_pi
 
 
 def print_summary(console: Any, summary: dict[str, Any], written: Any, plan: RunPlan, problems: list[str], elapsed_s: float) -> None:
-    from ollama_conformance.reports.badge import badge_text
-    from ollama_conformance.reports.results import LEVELS
-    from ollama_conformance.reports.summary import badge_rates
     from rich.table import Table
 
+    from ollama_conformance.reports.badge import badge_text
+    from ollama_conformance.reports.summary import badge_rates, exact_badge_rates
+    from ollama_conformance.vocabulary import LEVELS
+
     for check in summary["conformance"]:
-        table = Table(title=f"Conformance: {badge_text(badge_rates(summary))}")
-        for column in ("level", "pass", "fail", "error", "n/a", "pass rate"):
+        table = Table(title=f"Conformance: {badge_text(badge_rates(summary), exact_badge_rates(summary))}")
+        exact = check.get("exact_by_level")
+        columns = ["level", "pass", "fail", "error", "inconclusive", "n/a", "pass rate", *(["exact"] if exact else [])]
+        for column in columns:
             table.add_column(column, justify="left" if column == "level" else "right")
+
+        def rate_text(rate: float | None) -> str:
+            return "–" if rate is None else f"{int(rate * 100 + 1e-9)}%"
+
         for level in LEVELS:
             c = check["by_level"][level]
-            rate = "–" if c["rate"] is None else f"{int(c['rate'] * 100 + 1e-9)}%"
-            table.add_row(level, str(c["pass"]), str(c["fail"]), str(c["error"]), str(c["not_applicable"]), rate)
+            row = [level, str(c["pass"]), str(c["fail"]), str(c["error"]), str(c.get("inconclusive", 0)),
+                   str(c["not_applicable"]), rate_text(c["rate"])]
+            table.add_row(*row, *([rate_text(exact[level]["rate"])] if exact else []))
         console.print(table)
         if check["target"].get("error"):
             console.print(f"  [red]target error:[/] {check['target']['error']} (every test is an error)")
@@ -378,7 +425,9 @@ def print_summary(console: Any, summary: dict[str, Any], written: Any, plan: Run
     for path in (written.html, written.markdown, written.summary, written.badge):
         if path is not None:
             console.print(f"  {path}")
-    if plan.history_db is not None:
+    if written.history_error:  # reported; the reports above are written all the same
+        console.print(f"[yellow]warning:[/] {written.history_error}")
+    elif plan.history_db is not None:
         console.print(f"history: {plan.history_db}")
 
 
@@ -453,7 +502,7 @@ def _run(args: argparse.Namespace, plan: RunPlan) -> int:
             console.print(f"[red]error:[/] {problem}")
         raise TargetError(target_error or "no phase produced results")
     print_summary(_console(stderr=False), written.summary_data, written, plan, problems, time.monotonic() - started)
-    return _exit_status(written.summary_data, problems, target_error)
+    return _exit_status(result_paths, problems, target_error, getattr(args, "gate", "MUST"))
 
 
 def _chat_model_from_check(check_path: Path) -> str | None:
@@ -473,11 +522,13 @@ def _target_error(result_paths: list[Path]) -> str:
     return ""
 
 
-def _exit_status(summary: dict[str, Any], problems: list[str], target_error: str) -> int:
+def _exit_status(result_paths: list[Path], problems: list[str], target_error: str, gate: str) -> int:
+    """The same gate as `check` (conformance.results.gate_exit_code) on check.json; a failed phase is exit 1."""
+    from ollama_conformance.conformance.results import gate_exit_code
+
     if target_error:
         return EXIT_TARGET
-    for check in summary["conformance"]:
-        must = check["by_level"]["MUST"]
-        if must["fail"] or must["error"]:
+    for path in result_paths:
+        if path.name == CHECK_FILE and gate_exit_code(json.loads(path.read_text(encoding="utf-8")), gate):
             return EXIT_FAIL
     return EXIT_FAIL if problems else EXIT_OK

@@ -1,0 +1,42 @@
+"""The two grades of a schema: *compatible* (what the official clients rely on) and *exact* (Ollama 0.33 itself).
+
+A spec schema is the compatible one. Where Ollama is stricter than any client needs (its id formats, a string
+where the OpenAI schema allows null, a field it omits instead of sending null), the schema carries the stricter
+rule under the keyword `x-exact`: a subschema that holds only at the exact grade. JSON Schema validators ignore
+`x-` keywords, so the plain schema is the compatible grade; `exact_form` folds every `x-exact` into an `allOf`.
+
+    id: {type: string, x-exact: {pattern: "^msg_[0-9a-f]{24}$"}}
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+Grade = Literal["compatible", "exact"]
+GRADES: tuple[Grade, ...] = ("compatible", "exact")
+EXACT_KEY = "x-exact"
+
+
+
+def exact_form(schema: Any) -> Any:
+    """`schema` with every `x-exact` subschema required as well (allOf); unchanged where there is none."""
+    return _fold(schema) if has_exact_rules(schema) else schema
+
+
+def _fold(node: Any) -> Any:
+    if isinstance(node, list):
+        return [_fold(item) for item in node]
+    if not isinstance(node, dict):
+        return node
+    out = {key: _fold(value) for key, value in node.items() if key != EXACT_KEY}
+    if EXACT_KEY in node:
+        out["allOf"] = [*out.get("allOf", []), _fold(node[EXACT_KEY])]
+    return out
+
+
+def has_exact_rules(schema: Any) -> bool:
+    if isinstance(schema, dict):
+        return EXACT_KEY in schema or any(has_exact_rules(v) for v in schema.values())
+    if isinstance(schema, list):
+        return any(has_exact_rules(v) for v in schema)
+    return False
