@@ -566,8 +566,8 @@ def _unserved_route(exchange: dict[str, Any] | None) -> str | None:
         body = json.loads(exchange.get("body_head") or "")
     except ValueError:
         body = None
-    if isinstance(body, dict) and ("error" in body or body.get("type") == "error"):
-        return None  # an error of the route itself (e.g. model not found)
+    if exchange["status"] != 501 and isinstance(body, dict) and ("error" in body or body.get("type") == "error"):
+        return None  # an error of the route itself (e.g. model not found); 501 Not Implemented is never one
     request = exchange["request"]
     path = httpx.URL(request["url"]).path
     text = " ".join(str(exchange.get("body_head") or "").split())[:60]

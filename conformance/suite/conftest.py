@@ -52,7 +52,11 @@ def client(target: Target, pytestconfig: pytest.Config) -> Iterator[httpx.Client
     timeout = httpx.Timeout(target.timeout_s, connect=min(10.0, target.timeout_s))
     # --ollama-max-requests (conformance/cloud_profile.py); every answer is recorded for the failure report.
     hooks = {"request": [session_budget(pytestconfig).spend], "response": [recording.record_response]}
-    with httpx.Client(base_url=target.url, headers=target.headers(), timeout=timeout, event_hooks=hooks) as http:
+    # an idle kept-alive connection is not reused after 2 s: servers close idle ones (llama-server after 5 s), and a
+    # request sent on a connection the server is closing fails without ever reaching it
+    limits = httpx.Limits(keepalive_expiry=2.0)
+    with httpx.Client(base_url=target.url, headers=target.headers(), timeout=timeout, event_hooks=hooks,
+                      limits=limits) as http:
         yield http
 
 

@@ -83,3 +83,9 @@ def capped(path: str, body: Any) -> Any:
     if fields and not any(name in body for name in fields):
         return {**body, fields[0]: DEFAULT_OUTPUT_CAP}
     return body
+
+
+# A schema-constrained answer's output budget: room for pretty-printed JSON, since a grammar lets a model put
+# whitespace anywhere (llama.cpp's does; a base model fills it). A server that closes the JSON early stops early,
+# so a generous budget costs a well-behaved server nothing.
+SCHEMA_BUDGET = 256

@@ -21,6 +21,7 @@ from ollama_conformance.conformance.checks import (
 from ollama_conformance.conformance.suite.payloads import (
     LONG_PROMPT,
     MESSAGES,
+    SCHEMA_BUDGET,
     TOOL_PROBE_CITIES,
     WEATHER_TOOL,
     native_tool_probe,
@@ -130,8 +131,8 @@ def test_format_json(api: Api, chat_model: str) -> None:
 
 @pytest.mark.feature("chat.format.json_schema")
 def test_format_schema(api: Api, chat_model: str) -> None:
-    body = api.single(chat(api, chat_model, stream=False, format=BOOL_SCHEMA, options={"num_predict": 64, "temperature": 0}))
-    assert body.get("done_reason") == "stop", f"a tiny schema did not complete in 64 tokens: {body['message']['content']!r}"
+    body = api.single(chat(api, chat_model, stream=False, format=BOOL_SCHEMA, options={"num_predict": SCHEMA_BUDGET, "temperature": 0}))
+    assert body.get("done_reason") == "stop", f"a tiny schema did not complete in {SCHEMA_BUDGET} tokens: {body['message']['content']!r}"
     jsonschema.validate(json.loads(body["message"]["content"]), BOOL_SCHEMA)
 
 

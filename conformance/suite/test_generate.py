@@ -19,7 +19,7 @@ from ollama_conformance.conformance.checks import (
     final,
     json_output,
 )
-from ollama_conformance.conformance.suite.payloads import LONG_PROMPT
+from ollama_conformance.conformance.suite.payloads import LONG_PROMPT, SCHEMA_BUDGET
 from ollama_conformance.conformance.target import Target, known_capabilities
 
 PROMPT = "The capital of France is"
@@ -127,8 +127,8 @@ def test_format_json_gives_json(api: Api, chat_model: str) -> None:
 
 @pytest.mark.feature("generate.format.json_schema")
 def test_format_schema_gives_an_instance(api: Api, chat_model: str) -> None:
-    body = api.single(generate(api, chat_model, stream=False, format=BOOL_SCHEMA, options={"num_predict": 64, "temperature": 0}))
-    assert body.get("done_reason") == "stop", f"a tiny schema did not complete within 64 tokens: {body['response']!r}"
+    body = api.single(generate(api, chat_model, stream=False, format=BOOL_SCHEMA, options={"num_predict": SCHEMA_BUDGET, "temperature": 0}))
+    assert body.get("done_reason") == "stop", f"a tiny schema did not complete within {SCHEMA_BUDGET} tokens: {body['response']!r}"
     value = json.loads(body["response"])
     jsonschema.validate(value, BOOL_SCHEMA)
 

@@ -30,6 +30,7 @@ from ollama_conformance.conformance.streams import (
 from ollama_conformance.conformance.suite.payloads import (
     LONG_PROMPT,
     MESSAGES,
+    SCHEMA_BUDGET,
     TOOL_PROBE_CITIES,
     WEATHER_TOOL,
     openai_tool_probe,
@@ -136,10 +137,10 @@ def test_seed(api: Api, chat_model: str) -> None:
 def test_response_format_json_schema(api: Api, chat_model: str) -> None:
     schema = {"type": "object", "properties": {"ok": {"type": "boolean"}}, "required": ["ok"], "additionalProperties": False}
     # room for pretty-printed JSON (a grammar lets the model put whitespace anywhere): not tuned to one server
-    body = api.single(chat(api, chat_model, max_tokens=64, temperature=0,
+    body = api.single(chat(api, chat_model, max_tokens=SCHEMA_BUDGET, temperature=0,
                            response_format={"type": "json_schema", "json_schema": {"name": "r", "schema": schema}}))
     content = body["choices"][0]["message"]["content"]
-    assert body["choices"][0]["finish_reason"] == "stop", f"a tiny schema did not complete in 64 tokens: {content!r}"
+    assert body["choices"][0]["finish_reason"] == "stop", f"a tiny schema did not complete in {SCHEMA_BUDGET} tokens: {content!r}"
     jsonschema.validate(json.loads(content), schema)
 
 

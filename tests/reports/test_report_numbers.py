@@ -102,7 +102,9 @@ def test_report_command_writes_every_artefact(results_dir: Path, tmp_path: Path,
     assert not [t for t, a in tags if t in ("script", "link", "img", "iframe")]  # nothing fetched, nothing run
     assert "http" not in " ".join(str(a.get("href") or "") + str(a.get("src") or "") for _, a in tags)
     svgs = [a for t, a in tags if t == "svg" and "chart" in str(a.get("class"))]
-    assert len(svgs) == 6  # TTFT CDF, E2E CDF, ITL histogram, TTFT vs concurrency, throughput, memory
+    # TTFT CDF, E2E CDF, ITL histogram, TTFT vs concurrency, throughput, throughput vs TTFT p90 (Pareto), memory
+    assert len(svgs) == 7
+    assert "Pareto" in html
     cells = [a for t, a in tags if t == "td" and a.get("title")]
     assert len(cells) == 16  # one matrix cell per (feature, surface), each with its reason on hover
     assert any("gemma3:270m lacks capability 'thinking'" in str(a["title"]) for a in cells)
