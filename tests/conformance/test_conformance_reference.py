@@ -16,10 +16,7 @@ pytestmark = pytest.mark.slow
 
 # Known deviations: test id -> why it fails against the reference backend today. Each is a real difference from
 # Ollama (or a spec gap), reported to its owner; the test stays red for any other server with the same defect.
-KNOWN_DEVIATIONS: dict[str, str] = {
-    "conformance/suite/test_models.py::test_create_without_source":
-        "reference backend: POST /api/create is not routed (404)",
-}
+KNOWN_DEVIATIONS: dict[str, str] = {}  # none today (POST /api/create is served since the lifecycle work)
 
 
 def test_suite_passes_against_the_reference_backend(warm_reference_url: str, tmp_path: Path) -> None:
