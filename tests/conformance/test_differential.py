@@ -7,6 +7,7 @@ where each structural defect must show at exactly the probes it touches, and a v
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 
 import pytest
@@ -166,8 +167,22 @@ def test_backend_against_itself_differs_nowhere(warm_reference_url: str, models:
     assert {p["surface"] for p in result.probes} == {"native", "openai", "anthropic"}
 
 
+# Each defect re-sends every probe (20-60 s each; the stall waits out its read timeout), so the default run takes one
+# defect of each kind (error shapes of each surface, each stream grammar, a model listing, a dropped connection,
+# ids, and value-level ones that must show nothing); OLLAMA_CONFORMANCE_DIFF_ALL=1 runs all of SHOWS.
+SAMPLED = ("native_error_shape", "openai_error_shape", "anthropic_error_shape", "sse_two_finishes", "messages_no_stop",
+           "ndjson_after_done", "ndjson_no_done_reason", "tags_without_digest", "ignore_stream_false",
+           "drop_connection", "other_ids", "eval_count_words", "ignore_seed")
+DEFECTS_RUN = sorted(SHOWS) if os.environ.get("OLLAMA_CONFORMANCE_DIFF_ALL") == "1" else list(SAMPLED)
+
+
+def test_the_sample_is_of_known_defects() -> None:
+    assert set(SAMPLED) <= set(SHOWS)
+    assert any(SHOWS[d] for d in SAMPLED) and any(not SHOWS[d] for d in SAMPLED)
+
+
 @pytest.mark.slow
-@pytest.mark.parametrize("defect", sorted(SHOWS))
+@pytest.mark.parametrize("defect", DEFECTS_RUN)
 def test_seeded_defect_shows_where_it_is_and_nowhere_else(broken: BrokenTarget, models: tuple[str, str | None],
                                                           baseline: tuple[list[diff.Probe], list[diff.Observed]], defect: str) -> None:
     selected, base = baseline
