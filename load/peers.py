@@ -14,7 +14,7 @@ throughput and client CPU (ratio > 1: ours measured more). The tools measure the
 moments, so a ratio within the server's own run-to-run spread (see `--repeat`) is agreement, not a difference:
 
     python -m ollama_conformance.load.peers --target http://127.0.0.1:18080 --model gemma3 --concurrency 1,4 \
-        --duration 20 --output-tokens 32 --guidellm /work/thirdparty/venv-peers/bin/guidellm
+        --duration 20 --output-tokens 32 --guidellm PEERS_VENV/bin/guidellm
 
 For each concurrency, each tool in turn runs against a fresh synthetic server (first chunk at 200 ms, then 25
 chunks of 2 tokens every 20 ms, OpenAI SSE chat), with its requests of the first 2 s dropped. Errors are against
