@@ -84,11 +84,8 @@ def _sse_json(got: Captured) -> list[Any]:
 
 def openai_chat(got: Captured, *, stream: bool) -> list[str]:
     """The openai SDK reads a /v1/chat/completions answer: its stream decoder, then ChatCompletion(Chunk) types."""
-    try:
-        import openai
-        from openai.types.chat import ChatCompletion, ChatCompletionChunk
-    except ImportError:
-        return []
+    import openai
+    from openai.types.chat import ChatCompletion, ChatCompletionChunk
     client = openai.OpenAI(api_key="replay", base_url=f"{REPLAY_BASE}/v1", http_client=_replay(got, _http_package_of(openai)),
                            max_retries=0)
     try:
@@ -106,11 +103,8 @@ def openai_chat(got: Captured, *, stream: bool) -> list[str]:
 
 
 def openai_completion(got: Captured, *, stream: bool) -> list[str]:
-    try:
-        import openai
-        from openai.types import Completion
-    except ImportError:
-        return []
+    import openai
+    from openai.types import Completion
     client = openai.OpenAI(api_key="replay", base_url=f"{REPLAY_BASE}/v1", http_client=_replay(got, _http_package_of(openai)),
                            max_retries=0)
     try:
@@ -130,12 +124,9 @@ def openai_completion(got: Captured, *, stream: bool) -> list[str]:
 
 def anthropic_messages(got: Captured, *, stream: bool) -> list[str]:
     """The anthropic SDK reads a /v1/messages answer: its stream accumulator (`messages.stream`), then its types."""
-    try:
-        import anthropic
-        import pydantic
-        from anthropic.types import Message, RawMessageStreamEvent
-    except ImportError:
-        return []
+    import anthropic
+    import pydantic
+    from anthropic.types import Message, RawMessageStreamEvent
     client = anthropic.Anthropic(api_key="replay", base_url=REPLAY_BASE, http_client=_replay(got, _http_package_of(anthropic)),
                                  max_retries=0)
     try:
@@ -156,10 +147,7 @@ def anthropic_messages(got: Captured, *, stream: bool) -> list[str]:
 
 def ollama_native(got: Captured, path: str, *, stream: bool) -> list[str]:
     """ollama-python reads a /api/chat or /api/generate answer: its NDJSON loop and ChatResponse/GenerateResponse."""
-    try:
-        import ollama
-    except ImportError:
-        return []
+    import ollama
     client = ollama.Client(host=REPLAY_BASE, transport=_replay_transport(got))
     try:
         if path == "/api/chat":

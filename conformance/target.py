@@ -342,6 +342,6 @@ def known_capabilities(target: Target, model: str | None) -> list[str]:
     if capabilities is None:
         import pytest
 
-        pytest.skip(f"the capabilities of {model} are unknown (no `capabilities` from /api/show): "
-                    "cannot tell whether the refusal applies")
+        pytest.skip(f"precondition show.capabilities missing: /api/show gives no `capabilities` for {model} "
+                    "(that feature fails for it), so whether this refusal applies cannot be told")
     return capabilities
