@@ -60,7 +60,8 @@ def test_plugin_is_inert_outside_the_suite(tmp_path: Path) -> None:
     loaded = subprocess.run([sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "-s", str(tmp_path)],
                             cwd=tmp_path, capture_output=True, text=True, timeout=120).stdout
     (line,) = [line for line in loaded.splitlines() if "LOADED" in line]
-    light = {"ollama_conformance.errors", "ollama_conformance.conformance", "ollama_conformance.conformance.plugin"}
+    light = {"ollama_conformance.errors", "ollama_conformance.lazy", "ollama_conformance.conformance",
+             "ollama_conformance.conformance.plugin"}
     assert set(ast.literal_eval(line.split("LOADED", 1)[1].strip())) <= light, line
     refused = subprocess.run([sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "--ollama-target", "http://x"],
                              cwd=tmp_path, capture_output=True, text=True, timeout=120)
