@@ -162,9 +162,33 @@ def ollama_native(got: Captured, path: str, *, stream: bool) -> list[str]:
     return []
 
 
+def ollama_models(got: Captured, path: str) -> list[str]:
+    """ollama-python reads a /api/tags, /api/ps or /api/show answer into ListResponse, ProcessResponse or
+    ShowResponse (pydantic: a field it declares Optional may be missing, one it parses must parse)."""
+    import ollama
+    client = ollama.Client(host=REPLAY_BASE, transport=_replay_transport(got))
+    try:
+        if path == "/api/tags":
+            client.list()
+        elif path == "/api/ps":
+            client.ps()
+        else:
+            client.show("m")
+    except Exception as exc:
+        return [f"ollama-python fails on the answer: {_first_line(exc)}"]
+    return []
+
+
+MODEL_ROUTES = {("GET", "/api/tags"), ("GET", "/api/ps"), ("POST", "/api/show")}
+
+
 def sdk_problems(method: str, path: str, got: Captured, *, stream: bool) -> list[str]:
     """The official client's verdict on a successful answer of the routes they cover; [] for the others."""
-    if method != "POST" or got.status != 200:
+    if got.status != 200:
+        return []
+    if (method, path) in MODEL_ROUTES:
+        return ollama_models(got, path)
+    if method != "POST":
         return []
     if path == "/v1/chat/completions":
         return openai_chat(got, stream=stream)

@@ -2,8 +2,10 @@
 
 Imported by the entry-point plugin (`conformance/plugin.py`) only when the suite is collected, so other pytest
 runs pay nothing for it. Result states (`conformance.results.STATES`): pass, fail, inconclusive, not_applicable
-(a pytest skip, always with the reason), error (the target was unreachable, dropped the connection, stalled past
-the timeout, or the harness broke). `--ollama-json PATH` writes the results file (`results.schema.json`),
+(a pytest skip, always with the reason), error (the target was unreachable, stalled past the timeout, or the
+harness broke). A target that resets or drops a connection it accepted, in the middle of a test, *fails* that test:
+the server broke the exchange, and the message names the request ("the target reset the connection during POST
+/api/chat: ..."). `--ollama-json PATH` writes the results file (`results.schema.json`),
 pytest's `--junitxml PATH` the JUnit XML, whose states are made to agree with the JSON at the end of the run.
 
 With pytest-xdist (`-n N`) the controller discovers the target once and hands it to the workers. The
@@ -39,12 +41,12 @@ TRANSPORT_ERROR_NAMES = {
     "ReadTimeout",
     "WriteTimeout",
     "PoolTimeout",
-    "ReadError",
-    "WriteError",
-    "RemoteProtocolError",
     "StreamStalled",
     "TargetUnavailable",
 }
+# Exceptions meaning "the target broke off an exchange it had accepted" (a reset, a close before or in the middle
+# of the answer, an answer that is not HTTP): the server's failure, reported as fail in whatever phase it happened.
+CONNECTION_DROPPED_NAMES = {"ReadError", "WriteError", "RemoteProtocolError"}
 HEAD_BYTES = 2048  # of a request or response body kept in the results
 MESSAGE_CHARS = 2000
 CONSOLE_LINE_CHARS = 200
@@ -118,7 +120,18 @@ def record_chunk_times(times_ms: list[float]) -> None:
 
 def record_response(response: httpx.Response) -> None:
     """httpx response hook of the suite's clients: the request and the answer's status and headers."""
-    request = response.request
+    exchange = _exchange_of(response.request, response.status_code)
+    exchange["headers"] = {k: v for k, v in response.headers.items() if k.lower() not in ("set-cookie", "authorization")}
+    CURRENT.exchanges.append(exchange)
+
+
+def record_unanswered(request: httpx.Request) -> None:
+    """A request the target dropped before its status line came (no response hook ran): the exchange, status null."""
+    if not CURRENT.exchanges or CURRENT.exchanges[-1]["_request"] is not request:
+        CURRENT.exchanges.append(_exchange_of(request, None))
+
+
+def _exchange_of(request: httpx.Request, status: int | None) -> dict[str, Any]:
     try:
         body = request.content.decode("utf-8", "replace")
     except httpx.RequestNotRead:
@@ -126,15 +139,16 @@ def record_response(response: httpx.Response) -> None:
     # the headers that change an answer (curl sends `accept: */*` itself)
     headers = {k: v for k, v in request.headers.items()
                if k.lower() in ("content-type", "accept", "anthropic-version") and v != "*/*"}
-    CURRENT.exchanges.append({
+    return {
         "request": {"method": request.method, "url": _public(str(request.url)), "body_head": body[:HEAD_BYTES]},
-        "status": response.status_code,
-        "headers": {k: v for k, v in response.headers.items() if k.lower() not in ("set-cookie", "authorization")},
+        "status": status,
+        "headers": {},
         "body_head": "",
         "_body": body,
         "_request_headers": headers,
         "_auth": "authorization" in {k.lower() for k in request.headers},
-    })
+        "_request": request,
+    }
 
 
 def record_body(text: str) -> None:
@@ -411,13 +425,15 @@ class ConformanceSession:
             timed_out = "Timeout" in str(exc)[:40] and type(exc).__name__ == "Failed"
             if timed_out:
                 props.append(("conformance_error", f"the test did not finish within its timeout: {str(exc).splitlines()[0]}"))
+            elif dropped := _connection_dropped(exc):
+                props.append(("conformance_dropped", dropped))
             elif names & TRANSPORT_ERROR_NAMES:
                 props.append(("conformance_error", f"{type(exc).__name__}: {exc}"[:500]))
         if call.when == "call" and CURRENT.exact:
             props.append(("exact_difference", CURRENT.exact[0][:MESSAGE_CHARS]))
         if call.when == "call" and CURRENT.chunk_times_ms is not None:
             props.append(("chunk_times_ms", CURRENT.chunk_times_ms[:500]))
-        if report.when == "setup" and report.failed and "conformance_absent" in dict(props):
+        if report.when == "setup" and report.failed and {"conformance_absent", "conformance_dropped"} & set(dict(props)):
             report.when = "call"  # an absent surface's test *fails* (pytest and JUnit would say error for a setup failure)
         if (report.failed or "Inconclusive" in names) and CURRENT.exchanges and "conformance_absent" not in dict(props):
             last = CURRENT.exchanges[-1]
@@ -585,10 +601,41 @@ def _status_of(report: pytest.TestReport, props: dict[str, Any]) -> tuple[str, s
         return "pass", ""
     if props.get("conformance_absent"):
         return "fail", props["conformance_absent"]
+    if props.get("conformance_dropped"):
+        return "fail", props["conformance_dropped"]
     error = props.get("conformance_error")
     if report.when != "call" or error:
         return "error", error or _short(report)
     return "fail", _short(report)
+
+
+def _connection_dropped(exc: BaseException) -> str | None:
+    """"the target reset the connection during POST /api/chat: ReadError: ..." when `exc` (or, for an exception
+    group such as a property-based test's, every exception in it) is the target breaking off an exchange."""
+    leaves = _leaves(exc)
+    if not leaves or not all(_names(leaf) & CONNECTION_DROPPED_NAMES for leaf in leaves):
+        return None
+    first = leaves[0]
+    try:
+        request = first.request  # type: ignore[attr-defined]  # httpx.RequestError: the request it was sending
+    except (AttributeError, RuntimeError):
+        during = ""
+    else:
+        during = f" during {request.method} {request.url.path}"
+        record_unanswered(request)  # the exchange shown (and its curl line) is this request, not the one before
+    text = str(first) or type(first).__name__
+    verb = "reset" if "reset" in text.lower() else "closed"
+    return f"the target {verb} the connection{during}: {type(first).__name__}: {text}"[:500]
+
+
+def _leaves(exc: BaseException) -> list[BaseException]:
+    if isinstance(exc, BaseExceptionGroup):
+        return [leaf for inner in exc.exceptions for leaf in _leaves(inner)]
+    return [exc]
+
+
+def _names(exc: BaseException) -> set[str]:
+    return {cls.__name__ for cls in type(exc).__mro__}
 
 
 def _short(report: pytest.TestReport) -> str:

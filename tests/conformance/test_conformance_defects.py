@@ -44,7 +44,8 @@ CATCHES: dict[str, tuple[str, str, str]] = {
     "tags_without_digest": ("test_models.py::test_tags_lists_models", "fail", "fail"),
     "metrics_missing": ("test_chat.py::test_final_metrics", "fail", "fail"),
     "version_not_semver": ("test_server.py::test_version_is_semver", "fail", "fail"),
-    "drop_connection": ("test_chat.py::test_stream_is_ndjson_by_default", "error", "error"),
+    # the target breaking off its answer is its failure, not the harness's: fail, naming the request
+    "drop_connection": ("test_chat.py::test_stream_is_ndjson_by_default", "fail", "fail"),
     # a stream that goes silent: a clear failure after the idle timeout (half the per-test timeout), not an error
     "stall_mid_stream": ("test_generate.py::test_stream_is_ndjson_by_default", "fail", "fail"),
     # checks that do not take the server's word (issue 12)
@@ -59,7 +60,8 @@ CATCHES: dict[str, tuple[str, str, str]] = {
 }
 # What the catching test's message must say (the cause named, not just any failure).
 MESSAGE_HAS: dict[str, str] = {"stall_mid_stream": "went silent", "buffered_stream": "buffered, not streamed",
-                               "ps_always_empty": "/api/ps", "ignore_tools": "tool_calls"}
+                               "ps_always_empty": "/api/ps", "ignore_tools": "tool_calls",
+                               "drop_connection": "the connection during POST /defect/drop_connection/api/chat"}
 # Options a defect's run adds (a short per-test timeout makes the idle timeout 10 s).
 EXTRA_ARGS: dict[str, tuple[str, ...]] = {"stall_mid_stream": ("--ollama-timeout", "20")}
 # More tests a defect must get a given (compatible, exact) status in.
