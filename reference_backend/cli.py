@@ -32,14 +32,17 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--precision",
         choices=["auto", "fp32", "bf16", "int8"],
         default="auto",
-        help="CPU weights: auto = fp32 with an int8 LM head, fp32 = exact, int8 = every linear int8; CUDA: bf16",
+        help="CPU weights: auto = fp32, the LM head int8 with its candidates rescored in fp32 (the tokens "
+        "fp32 draws), fp32 = all fp32, int8 = every linear int8 (fastest, approximate); CUDA: bf16",
     )
     parser.add_argument("--threads", type=int, default=0, help="torch threads (default: torch's choice)")
     parser.add_argument(
         "--kv-cache",
         choices=["auto", "static", "dynamic"],
         default="auto",
-        help="static: one preallocated cache for all slots (CUDA graphs on CUDA); dynamic: per-request caches",
+        help="auto: one slot table for all sequences, grown with use on CPU, preallocated and replayed as a CUDA "
+        "graph on CUDA; static: the slot table preallocated at full context on CPU too; dynamic: a cache per "
+        "request, attention per request",
     )
     parser.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
     parser.add_argument(
@@ -92,7 +95,9 @@ def build_config(args: argparse.Namespace):  # -> ServerConfig (imported lazily:
         raise UsageError("--threads must be at least 0")
     config.threads = args.threads
     config.kv_cache = args.kv_cache
-    surfaces = tuple(s.strip() for s in (getattr(args, "surfaces", None) or "native,openai,anthropic").split(",") if s.strip())
+    surfaces = tuple(
+        s.strip() for s in (getattr(args, "surfaces", None) or "native,openai,anthropic").split(",") if s.strip()
+    )
     unknown = [s for s in surfaces if s not in ("native", "openai", "anthropic")]
     if unknown or not surfaces:
         raise UsageError(f"--surfaces takes native, openai, anthropic (comma-separated), got {args.surfaces!r}")

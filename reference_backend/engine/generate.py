@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
 import queue
 import threading
 import time
@@ -281,11 +282,13 @@ class TextRunner:
             self.slot_tokens[slot] = []  # overwritten from `reused` on
             cache = self.static.cache_of(slot, reused, room=len(prompt) + 1)
             logits = self.model.prefill(prompt[reused:], cache)[-1]
+            head_row = self._head_row(-1)
             self.static.set_length(slot, cache.length)
             self.free_slots.remove(slot)
         else:
             cache = self.model.new_cache(min(request.num_ctx, len(prompt) + 256))
             logits = self.model.prefill(prompt, cache)[-1]
+            head_row = self._head_row(-1)
         try:
             seq = Sequence(
                 request=request,
@@ -304,13 +307,14 @@ class TextRunner:
                 self.free_slots.append(slot)
             raise
         seq.prompt_eval_ns = time.perf_counter_ns() - started
-        return seq if self._consume(seq, logits) else None
+        return seq if self._consume(seq, logits, head_row) else None
 
     def _step(self) -> None:
         batch = self.active
         if self.static is not None:
             by_slot = self.static.decode({s.slot: s.next_token for s in batch})
             rows = [by_slot[s.slot] for s in batch]
+            head_rows = [self._head_row(s.slot) for s in batch]  # the slot table's row i is slot i
             for slot in self.free_slots:  # an idle slot the step ran on lost its cached position 0
                 if slot < self.static.last_rows:
                     self.slot_tokens[slot] = []
@@ -319,18 +323,39 @@ class TextRunner:
             assert all(c is not None for c in caches)
             logits = self.model.decode([s.next_token for s in batch], caches)  # type: ignore[arg-type]
             rows = [logits[i] for i in range(len(batch))]
+            head_rows = [self._head_row(i) for i in range(len(batch))]
         for seq in batch:
             seq.length += 1
-        self.active = [seq for seq, row in zip(batch, rows, strict=True) if self._consume(seq, row)]
+        self.active = [
+            seq for seq, row, head_row in zip(batch, rows, head_rows, strict=True) if self._consume(seq, row, head_row)
+        ]
 
-    def _consume(self, seq: Sequence, logits: torch.Tensor) -> bool:
-        """Sample the next token from `logits`, emit its text; False when the sequence has finished."""
+    def _head_row(self, row: int) -> tuple[torch.Tensor, torch.Tensor] | None:
+        """(normed hidden state, the logits' error bounds) of a row of the last logits, when the model's LM head is approximate
+        (engine.model.RescoredHead); None when its logits are the exact ones."""
+        rows = self.model.head_rows
+        if rows is None:
+            return None
+        hidden, bound = rows
+        return hidden[row], bound[row]
+
+    def _consume(self, seq: Sequence, logits: torch.Tensor, head_row: tuple[torch.Tensor, torch.Tensor] | None) -> bool:
+        """Sample the next token from `logits`, emit its text; False when the sequence has finished. With an
+        approximate LM head (`head_row`), the tokens the draw can pick are recomputed exactly first."""
         request = seq.request
         if request.cancelled.is_set():
             self._release(seq)
             return False
+        gain = seq.sampler.penalty_gain()
+        if head_row is not None and (request.logprobs or request.top_logprobs or math.isinf(gain)):
+            logits = self.model.exact_logits(head_row[0])  # log-probabilities normalize over every token
+            head_row = None
         if seq.constraint is not None:
             logits = seq.constraint.mask(logits)
+        if head_row is not None:
+            hidden, bound = head_row
+            ranked = seq.sampler.penalize(logits, seq.history)
+            logits = self.model.settle(logits, ranked, bound * gain, hidden, seq.sampler.ranks_drawn(logits.shape[0]))
         token = seq.sampler.sample(logits, seq.history)
         now = time.perf_counter_ns()
         if not seq.first_token_ns:

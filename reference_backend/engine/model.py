@@ -3,15 +3,18 @@
 Transformers' model is used only to load and convert weights; its forward does not batch sequences that sit at
 different positions without padding, and its per-step Python overhead is large at this size. This module holds
 the weights as plain tensors, fuses q/k/v and gate/up, and optionally keeps every linear layer (the 168 M tied
-LM head above all, which dominates a decode step on CPU) as int8 (fbgemm dynamic quantization).
+LM head above all, which dominates a decode step on CPU) as int8 (fbgemm dynamic quantization), or only the LM
+head as int8 whose candidates are rescored in fp32 (RescoredHead: fp32's tokens at a quarter of the head's bytes).
 The forward matches transformers' Gemma3ForCausalLM (checked in tests/reference_backend/test_gemma3_engine.py).
 """
 
 from __future__ import annotations
 
+import ctypes
 import functools
 import json
 import math
+import mmap
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -91,7 +94,8 @@ class Linear:
     """y = x @ W.T, with W in the compute dtype, or int8: fbgemm's dynamically quantized linear (int8 weights with
     per-channel scales, activations quantized per call to 8 bits, as llama.cpp quantizes them to Q8 for its
     Q4_K dot products; VNNI kernels on x86). A decode step is memory-bound, and int8 reads a quarter of fp32's
-    bytes. (Weight-only int8 with fp32 or bf16 activations, aten._weight_int8pack_mm, measured slower here.)
+    bytes. (Weight-only int8 with bf16 activations, aten._weight_int8pack_mm, is slower than fbgemm here; the
+    default's LM head uses it, RescoredHead, where the activations' precision bounds the error.)
 
     fbgemm picks one activation scale for the whole input tensor, so a sequence's logits would depend on the
     other sequences batched with it. Each row is therefore scaled to max |x| = 1 and two constant columns (+1,
@@ -134,6 +138,83 @@ class Linear:
             y = torch.ops.quantized.linear_dynamic(pinned, self.packed, self.reduce_range) * row_max
             return y.reshape(*shape[:-1], self.out_features).to(x.dtype)
         return F.linear(x, self.weight)
+
+
+def release_mapped_pages(tensor: torch.Tensor) -> bool:
+    """Drop the resident pages of a tensor that lies in a private file mapping (a memory-mapped safetensors
+    file whose pages were only read): they leave this process's RSS and load again from the file if touched.
+    Anything else (anonymous memory, whose pages would be lost) is left alone; False then."""
+    if tensor.device.type != "cpu" or tensor.numel() == 0:
+        return False
+    start = tensor.data_ptr() - tensor.data_ptr() % mmap.PAGESIZE
+    end = tensor.data_ptr() + tensor.numel() * tensor.element_size()
+    try:
+        with open("/proc/self/maps", encoding="ascii") as maps:
+            for line in maps:
+                fields = line.split()
+                low, high = (int(bound, 16) for bound in fields[0].split("-"))
+                if low <= start and end <= high:
+                    if len(fields) < 6 or fields[4] == "0" or not fields[1].endswith("p"):
+                        return False  # anonymous or shared: not ours to drop
+                    length = min(high, end + (-end) % mmap.PAGESIZE) - start
+                    return ctypes.CDLL(None).madvise(ctypes.c_void_p(start), ctypes.c_size_t(length), 4) == 0
+    except OSError:
+        return False
+    return False
+
+
+class RescoredHead:
+    """The LM head as int8 weights (per-row scales) against bf16 activations (aten._weight_int8pack_mm: a quarter
+    of fp32's bytes per step), with a proven bound on every logit's error, and fp32 on demand for the tokens that
+    matter: Gemma3.settle recomputes in fp32 every token whose logit can rank among those the sampler draws from,
+    so the drawn token and its probability are the fp32 head's (a few rows per greedy step, a few hundred for a
+    top-40 draw, read from the tied embedding; the fp32 matrix is never read whole).
+
+    The bound, per row i of the effective weights w^_i = codes_i * bf16(scale_i), for an fp32 input x:
+    |x.w_i - kernel(x)_i| <= ||x|| ||w_i - w^_i|| + ||x - bf16(x)|| ||w^_i|| (Cauchy-Schwarz) + |y_i| 2^-8 (the
+    bf16 result's rounding, with margin) + 1e-4 ||x|| ||w^_i|| (fp32 sums of 640 products: ~n 2^-24 at most)."""
+
+    CHUNK = 32768  # rows quantized at a time: the fp32 rows read for one chunk stay small
+    RELEASE_ROWS = 16384  # fp32 rows rescored before the embedding's resident pages are given back
+
+    def __init__(self, weight: torch.Tensor) -> None:
+        self.weight = weight  # fp32 [vocab, hidden], the memory-mapped tied embedding
+        self.out_features = weight.shape[0]
+        codes, scales, residual_norms, norms = [], [], [], []
+        for start in range(0, weight.shape[0], self.CHUNK):
+            rows = weight[start : start + self.CHUNK].float()
+            scale = (rows.abs().amax(dim=1) / 127.0).clamp(min=1e-12).to(torch.bfloat16)
+            code = torch.round(rows / scale.float()[:, None]).clamp(-127, 127).to(torch.int8)
+            effective = code.float() * scale.float()[:, None]
+            codes.append(code)
+            scales.append(scale)
+            residual_norms.append((rows - effective).norm(dim=1))
+            norms.append(effective.norm(dim=1))
+            release_mapped_pages(weight[start : start + self.CHUNK])  # read once to quantize: not kept resident
+        self.codes = torch.cat(codes)
+        self.scales = torch.cat(scales)
+        self.residual_norms = torch.cat(residual_norms)
+        self.norms = torch.cat(norms)
+        self.rows_since_release = 0
+
+    def __call__(self, h: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """h: [B, hidden] fp32 -> (approximate logits [B, vocab], each one's error bound [B, vocab])."""
+        rounded = h.to(torch.bfloat16)
+        values = torch.ops.aten._weight_int8pack_mm(rounded, self.codes, self.scales).float()
+        size = h.norm(dim=-1, keepdim=True)
+        rounding = (h - rounded.float()).norm(dim=-1, keepdim=True)
+        bound = size * self.residual_norms + (rounding + 1e-4 * size) * self.norms + values.abs() * 2.0**-8
+        return values, bound
+
+    def exact(self, h: torch.Tensor, ids: torch.Tensor | None = None) -> torch.Tensor:
+        """fp32 logits of one row h [hidden] at token ids (all tokens when None)."""
+        if ids is None:
+            return F.linear(h, self.weight)
+        self.rows_since_release += ids.numel()
+        if self.rows_since_release > self.RELEASE_ROWS:  # rows scattered over the vocabulary: pages pile up
+            release_mapped_pages(self.weight)
+            self.rows_since_release = 0
+        return F.linear(h, self.weight[ids])
 
 
 @dataclass
@@ -216,10 +297,13 @@ class Gemma3:
         int8: bool,
         int8_head: bool | None = None,
         head: tuple[torch.Tensor, torch.Tensor] | None = None,
+        rescored_head: bool = False,
     ) -> None:
         """`state`: transformers' tensor names, plus optionally the fused `layers.N.self_attn.qkv.weight` and
         `layers.N.mlp.gate_up.weight` of the converted cache's engine layout (then no fused copy is made: fp32
-        weights on CPU stay the memory-mapped file pages). `head`: the LM head already in int8 (codes, scales)."""
+        weights on CPU stay the memory-mapped file pages). `head`: the LM head already in int8 (codes, scales).
+        `rescored_head` (CPU, fp32, tied head): the RescoredHead; logits are then approximate, and the last call's
+        `head_rows` say how to make them exact (see RescoredHead.settle)."""
         self.cfg = cfg
         self.dtype = dtype
         self.device = device
@@ -244,7 +328,12 @@ class Gemma3:
         self.embed = get("embed_tokens.weight")
         self.embed_scale = torch.tensor(math.sqrt(cfg.hidden_size), dtype=dtype).item()
         lm_head = state.get("lm_head.weight")
-        if int8_head and head is not None and device.type == "cpu":
+        self.rescored: RescoredHead | None = None
+        self.head_rows: tuple[torch.Tensor, torch.Tensor] | None = None  # (normed hidden, bounds) of the last logits
+        if rescored_head and device.type == "cpu" and dtype == torch.float32 and not int8_head:
+            self.rescored = RescoredHead(lm_head if lm_head is not None else self.embed)
+            self.lm_head = Linear(torch.empty(0, 0), False)  # unused: the rescored head computes the logits
+        elif int8_head and head is not None and device.type == "cpu":
             self.lm_head = Linear.from_int8(*head)
         else:
             self.lm_head = Linear(
@@ -281,7 +370,14 @@ class Gemma3:
 
     @classmethod
     def from_hf_dir(
-        cls, path: Path, *, dtype: torch.dtype, device: torch.device, int8: bool, int8_head: bool | None = None
+        cls,
+        path: Path,
+        *,
+        dtype: torch.dtype,
+        device: torch.device,
+        int8: bool,
+        int8_head: bool | None = None,
+        rescored_head: bool = False,
     ) -> Gemma3:
         """Load a converted folder. Safetensors files are memory-mapped: fp32 weights used as they are on CPU are
         the file's pages (shared with the page cache, and with other servers on the machine); the engine layout
@@ -298,7 +394,16 @@ class Gemma3:
         if int8_head and (path / HEAD_FILE).exists():
             tensors = load_file(str(path / HEAD_FILE))
             head = (tensors["codes"], tensors["scales"])
-        return cls(cfg, state, dtype=dtype, device=device, int8=int8, int8_head=int8_head, head=head)
+        return cls(
+            cfg,
+            state,
+            dtype=dtype,
+            device=device,
+            int8=int8,
+            int8_head=int8_head,
+            head=head,
+            rescored_head=rescored_head,
+        )
 
     def new_cache(self, capacity: int) -> KVCache:
         return KVCache(self.cfg, capacity, self.dtype, self.device)
@@ -334,11 +439,41 @@ class Gemma3:
 
     def _logits(self, x: torch.Tensor) -> torch.Tensor:
         h = _rms_norm(x, self.final_norm, self.cfg.rms_norm_eps)
-        logits = self.lm_head(h).float()
+        if self.rescored is not None:
+            logits, bound = self.rescored(h.float())
+            self.head_rows = (h.float(), bound)  # softcapping (tanh) is 1-Lipschitz: the bound still holds after it
+        else:
+            logits = self.lm_head(h).float()
         cap = self.cfg.final_logit_softcapping
         if cap:
             logits = torch.tanh(logits / cap) * cap
         return logits
+
+    @torch.inference_mode()
+    def exact_logits(self, h: torch.Tensor, ids: torch.Tensor | None = None) -> torch.Tensor:
+        """fp32 logits of one normed hidden row (from head_rows), softcapped as _logits caps them."""
+        assert self.rescored is not None
+        logits = self.rescored.exact(h, ids)
+        cap = self.cfg.final_logit_softcapping
+        return torch.tanh(logits / cap) * cap if cap else logits
+
+    @torch.inference_mode()
+    def settle(
+        self, values: torch.Tensor, ranked: torch.Tensor, bound: torch.Tensor, h: torch.Tensor, need: int
+    ) -> torch.Tensor:
+        """`values`: one row of approximate logits as the sampler will get them (a grammar mask's -inf kept);
+        `ranked`: the same after the sampler's penalties; `bound`: each one's error bound, at most. Returns fp32
+        logits at every token that can be among the `need` highest ranked, -inf elsewhere: drawing from it is
+        drawing from the fp32 head's logits (RescoredHead). A token is kept when its upper bound reaches the
+        need-th highest lower bound, which the need-th highest true value cannot be below."""
+        finite = int(torch.isfinite(ranked).sum())
+        if finite == 0:
+            return values
+        floor = torch.topk(ranked - bound, min(need, finite)).values[-1]
+        ids = torch.nonzero(ranked + bound >= floor).squeeze(-1)
+        settled = torch.full_like(values, float("-inf"))
+        settled[ids] = self.exact_logits(h, ids)
+        return settled
 
     @torch.inference_mode()
     def prefill(self, tokens: list[int], cache: KVCache, *, all_logits: bool = False) -> torch.Tensor:

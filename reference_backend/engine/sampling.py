@@ -42,14 +42,29 @@ class Sampler:
         logits[ids] = selected
         return logits
 
+    def ranks_drawn(self, vocab: int) -> int:
+        """How many of the highest penalized logits `sample` draws from (1 when greedy)."""
+        o = self.options
+        if o.temperature <= 0:
+            return 1
+        k = o.top_k if 0 < o.top_k < vocab else vocab
+        return min(k, 1024) if o.top_k <= 0 else k
+
+    def penalty_gain(self) -> float:
+        """How much `penalize` can stretch a difference between two logits (a repeat penalty p multiplies
+        negative logits by p, divides positive ones by p); inf when it can reorder them arbitrarily."""
+        p = self.options.repeat_penalty
+        if p <= 0 or math.isnan(p):
+            return math.inf
+        return max(p, 1.0 / p)
+
     def sample(self, logits: torch.Tensor, history: list[int]) -> int:
         """logits: [vocab] fp32 (already masked by a grammar where one applies)."""
         o = self.options
         logits = self.penalize(logits, history)
         if o.temperature <= 0:
             return int(torch.argmax(logits).item())
-        k = o.top_k if 0 < o.top_k < logits.shape[0] else logits.shape[0]
-        k = min(k, 1024) if o.top_k <= 0 else k  # an unbounded top_k still keeps the draw cheap
+        k = self.ranks_drawn(logits.shape[0])  # an unbounded top_k still keeps the draw cheap (1024)
         values, indices = torch.topk(logits, k)
         finite = torch.isfinite(values)
         values, indices = values[finite], indices[finite]

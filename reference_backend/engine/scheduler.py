@@ -23,7 +23,7 @@ import torch
 from ollama_conformance.reference_backend.config import ServerConfig
 from ollama_conformance.reference_backend.engine.embedder import Embedder
 from ollama_conformance.reference_backend.engine.generate import TextRunner
-from ollama_conformance.reference_backend.engine.model import Gemma3, fbgemm_full_range
+from ollama_conformance.reference_backend.engine.model import Gemma3
 from ollama_conformance.reference_backend.store import bundled, model_cache
 from ollama_conformance.reference_backend.store.local import ModelEntry, Store
 
@@ -190,15 +190,17 @@ class Scheduler:
         if self.device.type == "cuda":
             dtype, int8, int8_head = torch.bfloat16, False, False
         else:
-            # auto on CPU: fp32 weights, with an int8 LM head (63 % of the bytes a decode step reads) only where
-            # fbgemm quantizes activations to full 8 bits (AVX512-VNNI); with its 7-bit fallback greedy output
-            # drifts from fp32's (a schema-constrained number never closes), so auto stays exact there
+            # auto on CPU: fp32 weights, the LM head (63 % of the bytes a decode step reads) int8 against bf16
+            # activations, its candidates rescored in fp32, so the drawn tokens are fp32's (RescoredHead); an int8
+            # head alone drifts (a schema-constrained number never closes with fbgemm's 7-bit activations)
             dtype = torch.bfloat16 if precision == "bf16" else torch.float32
-            int8 = precision == "int8"
-            int8_head = precision == "int8" or (precision == "auto" and fbgemm_full_range())
+            int8 = int8_head = precision == "int8"
+        rescored = precision == "auto"
         with warnings.catch_warnings():  # torch's quantized ops warn that their Python API is deprecated
             warnings.simplefilter("ignore")
-            model = Gemma3.from_hf_dir(folder, dtype=dtype, device=self.device, int8=int8, int8_head=int8_head)
+            model = Gemma3.from_hf_dir(
+                folder, dtype=dtype, device=self.device, int8=int8, int8_head=int8_head, rescored_head=rescored
+            )
         # the tokenizer (a 262 k vocabulary) after the weights, not beside them: its parse peak (~300 MB) and the
         # LM head's packing peak do not add up in the process's peak RSS
         release_freed_heap()

@@ -260,3 +260,104 @@ def test_int8_batched_decode_equals_single_and_is_deterministic(int8_model: Gemm
         for seq, row in zip(batched, logits, strict=True):
             seq.append(int(row.argmax()))
     assert batched == alone
+
+
+@pytest.fixture(scope="module")
+def rescored_model(converted: Path) -> Gemma3:
+    """--precision auto on CPU: fp32 body, the LM head int8 against bf16 activations, rescored in fp32."""
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return Gemma3.from_hf_dir(
+            converted, dtype=torch.float32, device=torch.device("cpu"), int8=False, rescored_head=True
+        )
+
+
+def test_rescored_head_draws_what_the_fp32_head_draws(model: Gemma3, rescored_model: Gemma3) -> None:
+    """Along 40 greedy steps: every approximate logit lies within the bound, and after `settle` the greedy
+    token, a masked greedy token, the top-40 set with its values, and a penalized top-k draw are fp32's."""
+    from ollama_conformance.reference_backend.engine.options import Options
+    from ollama_conformance.reference_backend.engine.sampling import Sampler
+
+    exact_cache, approx_cache = model.new_cache(64), rescored_model.new_cache(64)
+    with torch.inference_mode():
+        want = model.prefill(PROMPT_IDS, exact_cache)[-1]
+        got = rescored_model.prefill(PROMPT_IDS, approx_cache)[-1]
+    history = list(PROMPT_IDS)
+    options = Options().apply({"temperature": 0.8, "top_k": 40, "repeat_penalty": 1.3, "seed": 7})
+    candidates = []
+    approx_differs = 0
+    for step in range(40):
+        assert rescored_model.head_rows is not None
+        hidden, bounds = rescored_model.head_rows
+        h, bound = hidden[-1], bounds[-1]
+        assert ((got - want).abs() <= bound).all(), step
+        approx_differs += int(not torch.equal(got, want))
+        greedy = rescored_model.settle(got, got, bound, h, 1)
+        candidates.append(int(torch.isfinite(greedy).sum()))
+        assert int(greedy.argmax()) == int(want.argmax())
+        # a grammar mask that forbids the favourite: the next best allowed token is still fp32's
+        allowed = torch.full_like(want, float("-inf"))
+        allowed[torch.arange(step, want.shape[0], 97)] = 0.0
+        allowed[int(want.argmax())] = float("-inf")
+        masked = rescored_model.settle(got + allowed, got + allowed, bound, h, 1)
+        assert int(masked.argmax()) == int((want + allowed).argmax())
+        top = rescored_model.settle(got, got, bound, h, 40)
+        want_top, got_top = torch.topk(want, 40), torch.topk(top, 40)
+        assert torch.equal(want_top.indices.sort().values, got_top.indices.sort().values)
+        assert torch.allclose(want_top.values, got_top.values, atol=1e-4, rtol=0)
+        sampler_exact, sampler_settled = Sampler(options), Sampler(options)
+        ranked = sampler_settled.penalize(got, history)
+        settled = rescored_model.settle(got, ranked, bound * sampler_settled.penalty_gain(), h, 40)
+        assert sampler_exact.sample(want, history) == sampler_settled.sample(settled, history)
+        token = int(want.argmax())
+        history.append(token)
+        with torch.inference_mode():
+            want = model.decode([token], [exact_cache])[0]
+            got = rescored_model.decode([token], [approx_cache])[0]
+    assert approx_differs == 40, "the int8 head is approximate: the test exercises the rescoring"
+    assert sorted(candidates)[len(candidates) // 2] <= 64, candidates  # the bound is tight: a few rows rescored
+
+
+def test_runner_with_the_rescored_head_generates_what_fp32_generates(
+    converted: Path, model: Gemma3, rescored_model: Gemma3
+) -> None:
+    """Through the serving loop (two concurrent sequences in the slot table, greedy and sampled with a penalty):
+    the tokens are those of the all-fp32 engine."""
+    import asyncio
+
+    from transformers import AutoTokenizer
+
+    from ollama_conformance.reference_backend.engine.generate import DoneEvent, GenerationRequest, TextRunner
+    from ollama_conformance.reference_backend.engine.options import Options
+
+    tokenizer = AutoTokenizer.from_pretrained(str(converted))
+
+    async def generate(runner: TextRunner) -> list[list[int]]:
+        requests = [
+            GenerationRequest(PROMPT_IDS, Options().apply({"temperature": 0, "num_predict": 24}), 256, frozenset()),
+            GenerationRequest(
+                PROMPT_IDS[:6],
+                Options().apply({"temperature": 0.9, "seed": 3, "repeat_penalty": 1.2, "num_predict": 24}),
+                256,
+                frozenset(),
+            ),
+        ]
+        queues = [runner.submit(request) for request in requests]
+        outputs = []
+        for events in queues:
+            while not isinstance(event := await events.get(), DoneEvent):
+                pass
+            outputs.append(event.output_tokens)
+        return outputs
+
+    results = []
+    for engine in (model, rescored_model):
+        runner = TextRunner(engine, tokenizer, num_parallel=2, max_queue=4, static_context=256)
+        try:
+            results.append(asyncio.run(generate(runner)))
+        finally:
+            runner.stop()
+    assert all(len(tokens) == 24 for tokens in results[0])
+    assert results[1] == results[0]
