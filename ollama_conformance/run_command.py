@@ -486,6 +486,7 @@ def _run(args: argparse.Namespace, plan: RunPlan) -> int:
                 result_paths.append(bench_path)
             if problem:
                 problems.append(problem)
+        memory = _backend_memory(server_pid)  # before the backend stops
         task = progress.add_task("reports", total=1, detail="")
         written = None
         if result_paths:
@@ -502,7 +503,25 @@ def _run(args: argparse.Namespace, plan: RunPlan) -> int:
             console.print(f"[red]error:[/] {problem}")
         raise TargetError(target_error or "no phase produced results")
     print_summary(_console(stderr=False), written.summary_data, written, plan, problems, time.monotonic() - started)
+    if memory:
+        _console(stderr=False).print(memory)
     return _exit_status(result_paths, problems, target_error, getattr(args, "gate", "MUST"))
+
+
+def _backend_memory(pid: int | None) -> str:
+    """The embedded backend's resident memory at the end of the run and its peak over the run (issue 16's
+    targets are about both), from /proc; empty when there is no embedded backend or no /proc."""
+    if pid is None:
+        return ""
+    from ollama_conformance.reference_backend.bench import memory_mb
+
+    memory = memory_mb(pid)
+    if "VmRSS" not in memory or "VmHWM" not in memory:
+        return ""
+    return (
+        f"reference backend memory: RSS {memory['VmRSS']:.0f} MB at the end of the run "
+        f"(file-mapped weights {memory.get('RssFile', 0.0):.0f} MB), peak {memory['VmHWM']:.0f} MB during the run"
+    )
 
 
 def _chat_model_from_check(check_path: Path) -> str | None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import sqlite3
 import subprocess
 import sys
@@ -86,6 +87,8 @@ def test_run_end_to_end_on_the_reference_backend(tmp_path: Path, private_history
     assert (bench.get("model") or {}).get("name") == "gemma3:270m"
     assert str(out / "report.html") in proc.stdout  # the summary says where the reports are
     assert "Conformance" in proc.stdout and "Performance" in proc.stdout
+    memory = re.search(r"reference backend memory: RSS (\d+) MB at the end .* peak (\d+) MB during the run", proc.stdout)
+    assert memory and 0 < int(memory[1]) <= int(memory[2]), proc.stdout[-2000:]
     badge = (out / "badge.svg").read_text()
     assert f"MUST {int(must['rate'] * 100 + 1e-9)}%" in badge
     with sqlite3.connect(private_history) as conn:
