@@ -201,6 +201,35 @@ def _ask(client: httpx.Client, method: str, path: str, body: dict[str, Any] | No
     return Answer(Evidence(request, response.status_code, response.text[:DETAIL_CHARS]), parsed)
 
 
+_ONE_TOKEN = {"num_predict": 1}
+_TOOL = {"type": "function", "function": {"name": "get_time", "description": "The current time",
+                                          "parameters": {"type": "object", "properties": {}}}}
+# What Ollama refuses for a model without the capability (400 "... does not support <capability>"; embeddings from
+# a model without them fail): one token each. Images sent to a model without vision are not refused by Ollama, so
+# no probe can tell a false claim there.
+CAPABILITY_PROBES: dict[str, tuple[str, dict[str, Any]]] = {
+    "completion": ("/api/generate", {"prompt": "Hi", "stream": False, "options": _ONE_TOKEN}),
+    "tools": ("/api/chat", {"messages": [{"role": "user", "content": "Hi"}], "tools": [_TOOL], "stream": False,
+                            "options": _ONE_TOKEN}),
+    "thinking": ("/api/chat", {"messages": [{"role": "user", "content": "Hi"}], "think": True, "stream": False,
+                               "options": _ONE_TOKEN}),
+    "insert": ("/api/generate", {"prompt": "def f(", "suffix": ")", "stream": False, "options": _ONE_TOKEN}),
+    "embedding": ("/api/embed", {"input": "Hi"}),
+}
+
+
+def probe_capability(client: httpx.Client, model: str, capability: str) -> Evidence | None:
+    """Whether the target serves a request that needs `capability` for `model` (one token): its evidence when it
+    does (2xx), None when it refuses it, as Ollama refuses a model without the capability, or when no probe
+    exists for that capability."""
+    probe = CAPABILITY_PROBES.get(capability)
+    if probe is None:
+        return None
+    path, body = probe
+    answer = _ask(client, "POST", path, {"model": model, **body})
+    return answer.evidence if answer.ok else None
+
+
 def _route_absent(answer: Answer, *, anthropic: bool = False) -> bool:
     """No HTTP answer, or a router's "no such route" (404/405/501 without an error object of the surface)."""
     status = answer.evidence.status

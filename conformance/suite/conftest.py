@@ -86,7 +86,8 @@ def _applicable(request: pytest.FixtureRequest) -> None:
     """Before each test, in this order:
     - its surface is absent: the test fails with that one cause (the same line for every test of the surface);
     - a precondition owned by another feature (a surface, a route) is missing: not applicable, naming it;
-    - the model lacks the capability (per /api/show): not applicable; capabilities unknown: the test runs, flagged;
+    - the model lacks the capability (per /api/show) and the target refuses a request needing it (as Ollama
+      does): not applicable; the target serves it anyway: the test runs; capabilities unknown: it runs, flagged;
     - mutating tests need --allow-mutations."""
     marker = request.node.get_closest_marker("feature")
     if marker is None:
@@ -129,4 +130,10 @@ def _applicable(request: pytest.FixtureRequest) -> None:
     if capabilities is None:
         request.node.user_properties.append(("capability_unknown", True))
     elif capability not in capabilities:
-        pytest.skip(f"model {model} lacks the {capability!r} capability (from /api/show)")
+        served = _session(request.config).capability_served(model, capability)
+        if served is None:
+            pytest.skip(f"model {model} lacks the {capability!r} capability (from /api/show; the target refuses a "
+                        "request that needs it, as Ollama does)")
+        # the server does what it says the model cannot: its behaviour is judged, not its claim
+        request.node.user_properties.append(("capability_contradicted", f"/api/show leaves out {capability!r}, "
+                                             f"yet {served}"))

@@ -63,6 +63,20 @@ MODES: dict[str, dict[tuple[str, str], Answer]] = {
                                                 "done": True, "done_reason": "stop"}),
         ("POST", "/api/chat"): "half-stream-reset",  # a 200 NDJSON stream cut by a reset
     },
+    # /api/show leaves out `tools`; /api/chat serves any request (a tool call included), or refuses it as Ollama
+    # refuses tools for a model without them
+    "claims-served": {
+        ("GET", "/api/tags"): (200, JSON, {"models": [OLLAMA_TAG]}),
+        ("POST", "/api/show"): (200, JSON, {**LENIENT_SHOW, "capabilities": ["completion"]}),
+        ("POST", "/api/chat"): (200, JSON, {"model": MODEL, "created_at": OLLAMA_TAG["modified_at"],
+                                            "message": {"role": "assistant", "content": "It is noon."},
+                                            "done": True, "done_reason": "stop"}),
+    },
+    "claims-refused": {
+        ("GET", "/api/tags"): (200, JSON, {"models": [OLLAMA_TAG]}),
+        ("POST", "/api/show"): (200, JSON, {**LENIENT_SHOW, "capabilities": ["completion"]}),
+        ("POST", "/api/chat"): (400, JSON, {"error": f"registry.ollama.ai/library/{MODEL} does not support tools"}),
+    },
 }
 DISCOVERY: dict[tuple[str, str], Answer] = {
     ("GET", "/api/version"): (200, JSON, {"version": "0.1.0"}),
@@ -193,3 +207,18 @@ def test_what_clients_break_on_still_fails(third_party: ThirdPartyLike, tmp_path
     _judge(results, BREAKING_TESTS, output)
     assert not [t["id"] for t in results["tests"] if t["status"] == "error"], output[-3000:]
     assert code == 1
+
+
+def test_a_capability_the_server_denies_but_serves_is_judged(third_party: ThirdPartyLike, tmp_path: Path) -> None:
+    """/api/show's `capabilities` are a claim: a model said to lack tools is excused from the tools tests only
+    when the server refuses a tool request (as Ollama does); one that serves it is judged on what it serves."""
+    test = "test_chat.py::test_tool_call_shape"
+    (tmp_path / "served").mkdir()
+    (tmp_path / "refused").mkdir()
+    _, served, output = run_suite(f"{third_party.url}/claims-served", tmp_path / "served", [test], timeout_s=300)
+    entry = statuses(served)[f"conformance/suite/{test}"]
+    assert entry["status"] == "fail", f"{entry['status']}: {entry['message']}\n{output[-2000:]}"  # no tool call came
+    _, refused, output = run_suite(f"{third_party.url}/claims-refused", tmp_path / "refused", [test], timeout_s=300)
+    entry = statuses(refused)[f"conformance/suite/{test}"]
+    assert entry["status"] == "not_applicable", f"{entry['status']}: {entry['message']}\n{output[-2000:]}"
+    assert "lacks the 'tools' capability" in entry["message"] and "refuses" in entry["message"], entry["message"]
