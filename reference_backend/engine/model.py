@@ -140,27 +140,34 @@ class Linear:
         return F.linear(x, self.weight)
 
 
-def release_mapped_pages(tensor: torch.Tensor) -> bool:
-    """Drop the resident pages of a tensor that lies in a private file mapping (a memory-mapped safetensors
-    file whose pages were only read): they leave this process's RSS and load again from the file if touched.
-    Anything else (anonymous memory, whose pages would be lost) is left alone; False then."""
+def in_private_file_mapping(tensor: torch.Tensor) -> bool:
+    """Whether a tensor lies in a private file mapping (a memory-mapped safetensors file): its pages, only ever
+    read, can be dropped from this process and load again from the file if touched. Anonymous memory cannot
+    (its pages would be lost)."""
     if tensor.device.type != "cpu" or tensor.numel() == 0:
         return False
-    start = tensor.data_ptr() - tensor.data_ptr() % mmap.PAGESIZE
-    end = tensor.data_ptr() + tensor.numel() * tensor.element_size()
+    start = tensor.data_ptr()
+    end = start + tensor.numel() * tensor.element_size()
     try:
         with open("/proc/self/maps", encoding="ascii") as maps:
             for line in maps:
                 fields = line.split()
                 low, high = (int(bound, 16) for bound in fields[0].split("-"))
                 if low <= start and end <= high:
-                    if len(fields) < 6 or fields[4] == "0" or not fields[1].endswith("p"):
-                        return False  # anonymous or shared: not ours to drop
-                    length = min(high, end + (-end) % mmap.PAGESIZE) - start
-                    return ctypes.CDLL(None).madvise(ctypes.c_void_p(start), ctypes.c_size_t(length), 4) == 0
+                    return len(fields) >= 6 and fields[4] != "0" and fields[1].endswith("p")
     except OSError:
         return False
     return False
+
+
+def drop_pages(tensor: torch.Tensor) -> None:
+    """madvise(MADV_DONTNEED) on the pages wholly inside a tensor that in_private_file_mapping: they leave the
+    RSS (neighbouring tensors' pages are not touched)."""
+    start = tensor.data_ptr() + (-tensor.data_ptr()) % mmap.PAGESIZE
+    end = tensor.data_ptr() + tensor.numel() * tensor.element_size()
+    end -= end % mmap.PAGESIZE
+    if end > start:
+        ctypes.CDLL(None).madvise(ctypes.c_void_p(start), ctypes.c_size_t(end - start), 4)
 
 
 class RescoredHead:
@@ -180,6 +187,7 @@ class RescoredHead:
     def __init__(self, weight: torch.Tensor) -> None:
         self.weight = weight  # fp32 [vocab, hidden], the memory-mapped tied embedding
         self.out_features = weight.shape[0]
+        self.mapped = in_private_file_mapping(weight)
         codes, scales, residual_norms, norms = [], [], [], []
         for start in range(0, weight.shape[0], self.CHUNK):
             rows = weight[start : start + self.CHUNK].float()
@@ -190,7 +198,8 @@ class RescoredHead:
             scales.append(scale)
             residual_norms.append((rows - effective).norm(dim=1))
             norms.append(effective.norm(dim=1))
-            release_mapped_pages(weight[start : start + self.CHUNK])  # read once to quantize: not kept resident
+            if self.mapped:  # read once to quantize: not kept resident
+                drop_pages(weight[start : start + self.CHUNK])
         self.codes = torch.cat(codes)
         self.scales = torch.cat(scales)
         self.residual_norms = torch.cat(residual_norms)
@@ -208,11 +217,17 @@ class RescoredHead:
 
     def exact(self, h: torch.Tensor, ids: torch.Tensor | None = None) -> torch.Tensor:
         """fp32 logits of one row h [hidden] at token ids (all tokens when None)."""
-        if ids is None:
-            return F.linear(h, self.weight)
+        if ids is None:  # (logprobs) chunk by chunk, each one's pages dropped after use: the peak stays small
+            parts = []
+            for start in range(0, self.out_features, self.CHUNK):
+                rows = self.weight[start : start + self.CHUNK]
+                parts.append(F.linear(h, rows))
+                if self.mapped:
+                    drop_pages(rows)
+            return torch.cat(parts, dim=-1)
         self.rows_since_release += ids.numel()
-        if self.rows_since_release > self.RELEASE_ROWS:  # rows scattered over the vocabulary: pages pile up
-            release_mapped_pages(self.weight)
+        if self.mapped and self.rows_since_release > self.RELEASE_ROWS:  # scattered rows: their pages pile up
+            drop_pages(self.weight)
             self.rows_since_release = 0
         return F.linear(h, self.weight[ids])
 

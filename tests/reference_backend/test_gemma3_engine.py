@@ -361,3 +361,36 @@ def test_runner_with_the_rescored_head_generates_what_fp32_generates(
             runner.stop()
     assert all(len(tokens) == 24 for tokens in results[0])
     assert results[1] == results[0]
+
+
+def _resident_fraction(tensor: torch.Tensor) -> float:
+    """Share of a tensor's pages present in this process (/proc/self/pagemap, bit 63)."""
+    import mmap
+    import struct
+
+    first = tensor.data_ptr() // mmap.PAGESIZE
+    last = (tensor.data_ptr() + tensor.numel() * tensor.element_size() - 1) // mmap.PAGESIZE
+    with open("/proc/self/pagemap", "rb") as pagemap:
+        pagemap.seek(first * 8)
+        entries = struct.unpack(f"{last - first + 1}Q", pagemap.read((last - first + 1) * 8))
+    return sum(entry >> 63 for entry in entries) / len(entries)
+
+
+def test_rescored_head_keeps_the_fp32_embedding_out_of_memory(rescored_model: Gemma3) -> None:
+    """The fp32 tied embedding is read once to quantize and on demand (rows rescored, or all of it for
+    logprobs), and its pages are handed back: it does not stay resident beside the int8 head."""
+    head = rescored_model.rescored
+    assert head is not None and head.mapped, "the converted weights are memory-mapped"
+    with torch.inference_mode():
+        rescored_model.prefill(PROMPT_IDS, rescored_model.new_cache(32))
+        assert rescored_model.head_rows is not None
+        hidden = rescored_model.head_rows[0][-1]
+        torch.nn.functional.linear(hidden, rescored_model.embed)  # reads every page, drops none: the control
+        assert _resident_fraction(rescored_model.embed) > 0.9
+        from ollama_conformance.reference_backend.engine.model import drop_pages
+
+        drop_pages(rescored_model.embed)
+        assert _resident_fraction(rescored_model.embed) < 0.1
+        full = rescored_model.exact_logits(hidden)  # logprobs: the whole fp32 head, chunk by chunk
+        assert full.shape == (rescored_model.cfg.vocab_size,)
+        assert _resident_fraction(rescored_model.embed) < 0.2
