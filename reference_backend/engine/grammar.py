@@ -25,21 +25,27 @@ class GrammarError(ValueError):
     """A format or tool schema xgrammar cannot compile: Ollama's message for an invalid format."""
 
 
-_compilers: dict[int, Any] = {}
+# One compiler per tokenizer folder (not per tokenizer object: a model unloaded and loaded again gets a new one,
+# and a compiler per load was kept for ever), its cache of compiled grammars bounded.
+_compilers: dict[tuple[str, int], Any] = {}
 _lock = threading.Lock()
+GRAMMAR_CACHE_BYTES = 64 << 20
 
 
 def _compiler(tokenizer: Any, vocab_size: int) -> Any:
     import xgrammar as xgr
 
+    key = (str(getattr(tokenizer, "name_or_path", "") or id(tokenizer)), vocab_size)
     with _lock:
-        compiler = _compilers.get(id(tokenizer))
+        compiler = _compilers.get(key)
         if compiler is None:
             info = xgr.TokenizerInfo.from_huggingface(
                 tokenizer, vocab_size=vocab_size, stop_token_ids=sorted(GEMMA_STOP_TOKEN_IDS)
             )
-            compiler = xgr.GrammarCompiler(info, max_threads=2, cache_enabled=True)
-            _compilers[id(tokenizer)] = compiler
+            compiler = xgr.GrammarCompiler(
+                info, max_threads=2, cache_enabled=True, cache_limit_bytes=GRAMMAR_CACHE_BYTES
+            )
+            _compilers[key] = compiler
         return compiler
 
 

@@ -182,7 +182,10 @@ class RescoredHead:
     bf16 result's rounding, with margin) + 1e-4 ||x|| ||w^_i|| (fp32 sums of 640 products: ~n 2^-24 at most)."""
 
     CHUNK = 32768  # rows quantized at a time: the fp32 rows read for one chunk stay small
-    RELEASE_ROWS = 16384  # fp32 rows rescored before the embedding's resident pages are given back
+    RELEASE_ROWS = 2048  # embedding rows read before its resident pages are handed back (one madvise)
+    # more rows than this are read chunk by chunk: a scattered gather faults in 16 pages around each row, so
+    # ten thousand rows would map most of the 671 MB matrix at once
+    GATHER_ROWS = 4096
 
     def __init__(self, weight: torch.Tensor) -> None:
         self.weight = weight  # fp32 [vocab, hidden], the memory-mapped tied embedding
@@ -216,20 +219,30 @@ class RescoredHead:
         return values, bound
 
     def exact(self, h: torch.Tensor, ids: torch.Tensor | None = None) -> torch.Tensor:
-        """fp32 logits of one row h [hidden] at token ids (all tokens when None)."""
-        if ids is None:  # (logprobs) chunk by chunk, each one's pages dropped after use: the peak stays small
+        """fp32 logits of one row h [hidden] at token ids (all tokens when None). Many rows (logprobs, a large top_k
+        over a flat distribution) are read chunk by chunk, each chunk's pages handed back, with no gathered copy; a
+        few are gathered, and their pages handed back once RELEASE_ROWS have piled up."""
+        if ids is None or ids.numel() > self.GATHER_ROWS:
             parts = []
             for start in range(0, self.out_features, self.CHUNK):
                 rows = self.weight[start : start + self.CHUNK]
                 parts.append(F.linear(h, rows))
                 if self.mapped:
                     drop_pages(rows)
-            return torch.cat(parts, dim=-1)
-        self.rows_since_release += ids.numel()
-        if self.mapped and self.rows_since_release > self.RELEASE_ROWS:  # scattered rows: their pages pile up
+            logits = torch.cat(parts, dim=-1)
+            return logits if ids is None else logits[ids]
+        logits = F.linear(h, self.weight[ids])
+        self.rows_read(ids.numel())
+        return logits
+
+    def rows_read(self, count: int) -> None:
+        """Scattered rows of the tied embedding were read (rescored, or looked up as token embeddings): once
+        RELEASE_ROWS have piled up their pages are handed back (the kernel maps up to 16 pages around each
+        fault, so a few thousand rows make most of the matrix resident)."""
+        self.rows_since_release += count
+        if self.mapped and self.rows_since_release > self.RELEASE_ROWS:
             drop_pages(self.weight)
             self.rows_since_release = 0
-        return F.linear(h, self.weight[ids])
 
 
 @dataclass
@@ -492,13 +505,30 @@ class Gemma3:
 
     @torch.inference_mode()
     def prefill(self, tokens: list[int], cache: KVCache, *, all_logits: bool = False) -> torch.Tensor:
-        """Append `tokens` to `cache` (which already holds cache.length tokens); return the last (or all) logits."""
+        """Append `tokens` to `cache` (which already holds cache.length tokens); return the last (or all) logits.
+        A long prompt goes PREFILL_CHUNK tokens at a time (as Ollama's runner feeds num_batch): its attention
+        scores [heads, chunk, context] stay small instead of [heads, n, n] (268 MB a layer at 4096 tokens)."""
+        cache.reserve(cache.length + len(tokens))
+        outputs = []
+        for begin in range(0, max(len(tokens), 1), PREFILL_CHUNK):
+            last = begin + PREFILL_CHUNK >= len(tokens)
+            hidden = self._prefill_chunk(tokens[begin : begin + PREFILL_CHUNK], cache)
+            if all_logits:
+                outputs.append(self._logits(hidden))
+            elif last:
+                outputs.append(self._logits(hidden[-1:]))
+        return torch.cat(outputs) if len(outputs) > 1 else outputs[0]
+
+    def _prefill_chunk(self, tokens: list[int], cache: KVCache) -> torch.Tensor:
+        """One chunk of a prefill: appends to the cache, returns the chunk's final hidden states."""
         cfg = self.cfg
         start = cache.length
         n = len(tokens)
         cache.reserve(start + n)
         ids = torch.tensor(tokens, dtype=torch.long, device=self.device)
         x = F.embedding(ids, self.embed) * self.embed_scale
+        if self.rescored is not None:
+            self.rescored.rows_read(n)
         positions = torch.arange(start, start + n, device=self.device)
         total = start + n
         key_pos = torch.arange(total, device=self.device)
@@ -521,7 +551,7 @@ class Gemma3:
             attn = attn.transpose(0, 1).reshape(n, self.q_size)
             x = self._mlp_and_residual(layer, x, attn)
         cache.length = total
-        return self._logits(x if all_logits else x[-1:])
+        return x
 
     @torch.inference_mode()
     def decode(self, tokens: list[int], caches: list[KVCache]) -> torch.Tensor:
@@ -558,6 +588,9 @@ class Gemma3:
             cache.length += 1
         del b
         return self._logits(x)
+
+
+PREFILL_CHUNK = 512  # tokens per prefill step (Ollama's default num_batch)
 
 
 class StaticSlots:

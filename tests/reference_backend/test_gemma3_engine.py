@@ -394,3 +394,21 @@ def test_rescored_head_keeps_the_fp32_embedding_out_of_memory(rescored_model: Ge
         full = rescored_model.exact_logits(hidden)  # logprobs: the whole fp32 head, chunk by chunk
         assert full.shape == (rescored_model.cfg.vocab_size,)
         assert _resident_fraction(rescored_model.embed) < 0.2
+
+
+def test_a_long_prefill_in_chunks_equals_one_pass(model: Gemma3, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A prompt longer than PREFILL_CHUNK is computed chunk by chunk against the cache: the same logits (and the
+    same cache) as one pass over the whole prompt."""
+    from ollama_conformance.reference_backend.engine import model as engine
+
+    prompt = [2] + [int(t) for t in torch.randint(1000, 200000, (engine.PREFILL_CHUNK + 88,),
+                                                   generator=torch.Generator().manual_seed(1))]
+    chunked_cache = model.new_cache(len(prompt))
+    chunked = model.prefill(prompt, chunked_cache, all_logits=True)
+    monkeypatch.setattr(engine, "PREFILL_CHUNK", 10_000)
+    whole_cache = model.new_cache(len(prompt))
+    whole = model.prefill(prompt, whole_cache, all_logits=True)
+    assert chunked.shape == whole.shape == (len(prompt), model.cfg.vocab_size)
+    assert torch.allclose(chunked, whole, atol=1e-3, rtol=0), (chunked - whole).abs().max()
+    assert torch.allclose(chunked_cache.k[:, :, : len(prompt)], whole_cache.k[:, :, : len(prompt)], atol=1e-4)
+    assert torch.equal(chunked[-1].argmax(), whole[-1].argmax())
