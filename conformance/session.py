@@ -202,7 +202,7 @@ class ConformanceSession:
         self.results: dict[str, dict[str, Any]] = {}
         self._features: dict[str, Any] | None = None
         self._routes: dict[tuple[str, str], str | None] = {}
-        self._capabilities_served: dict[tuple[str, str], str | None] = {}
+        self._capability_probes: dict[tuple[str, str], tuple[bool, str]] = {}
         self._check_options()
 
     def option(self, name: str) -> Any:
@@ -328,19 +328,23 @@ class ConformanceSession:
             self._routes[key] = answer.evidence.short() if _route_absent(answer) else None
         return self._routes[key]
 
-    def capability_served(self, model: str, capability: str) -> str | None:
-        """For a model whose /api/show leaves out `capability`: the evidence that the target serves a request
-        needing it all the same (then its tests run: the claim does not excuse them), or None (it refuses, as
-        Ollama does). Asked once per model and capability per run."""
+    def capability_probe(self, model: str, capability: str) -> tuple[bool, str]:
+        """For a model whose /api/show leaves out `capability`: (served, evidence) of a one-token request that needs
+        it. Served (2xx): its tests run, the claim does not excuse them; refused: not applicable, as on Ollama; no
+        probe for that capability: (False, why). Asked once per model and capability per run."""
         key = (model, capability)
-        if key not in self._capabilities_served:
+        if key not in self._capability_probes:
             from ollama_conformance.conformance.target import probe_capability
 
             target = self.target
             with httpx.Client(base_url=target.url, headers=target.headers(), timeout=target.timeout_s) as client:
                 evidence = probe_capability(client, model, capability)
-            self._capabilities_served[key] = evidence.short() if evidence is not None else None
-        return self._capabilities_served[key]
+            if evidence is None:
+                self._capability_probes[key] = (False, "no request can show the claim false")
+            else:
+                served = evidence.status is not None and 200 <= evidence.status < 300
+                self._capability_probes[key] = (served, evidence.short())
+        return self._capability_probes[key]
 
     def pytest_collection_finish(self, session: pytest.Session) -> None:
         """Start/discover the target before the first test, so its start-up is not charged to that test's timeout."""

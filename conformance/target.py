@@ -219,15 +219,13 @@ CAPABILITY_PROBES: dict[str, tuple[str, dict[str, Any]]] = {
 
 
 def probe_capability(client: httpx.Client, model: str, capability: str) -> Evidence | None:
-    """Whether the target serves a request that needs `capability` for `model` (one token): its evidence when it
-    does (2xx), None when it refuses it, as Ollama refuses a model without the capability, or when no probe
-    exists for that capability."""
+    """The answer to a one-token request that needs `capability` for `model` (2xx: the target serves it; else it
+    refuses it, as Ollama refuses a model without the capability); None when no request can tell (no probe)."""
     probe = CAPABILITY_PROBES.get(capability)
     if probe is None:
         return None
     path, body = probe
-    answer = _ask(client, "POST", path, {"model": model, **body})
-    return answer.evidence if answer.ok else None
+    return _ask(client, "POST", path, {"model": model, **body}).evidence
 
 
 def _route_absent(answer: Answer, *, anthropic: bool = False) -> bool:

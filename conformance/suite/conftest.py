@@ -130,10 +130,9 @@ def _applicable(request: pytest.FixtureRequest) -> None:
     if capabilities is None:
         request.node.user_properties.append(("capability_unknown", True))
     elif capability not in capabilities:
-        served = _session(request.config).capability_served(model, capability)
-        if served is None:
-            pytest.skip(f"model {model} lacks the {capability!r} capability (from /api/show; the target refuses a "
-                        "request that needs it, as Ollama does)")
+        served, evidence = _session(request.config).capability_probe(model, capability)
+        if not served:
+            pytest.skip(f"model {model} lacks the {capability!r} capability (from /api/show; {evidence})")
         # the server does what it says the model cannot: its behaviour is judged, not its claim
         request.node.user_properties.append(("capability_contradicted", f"/api/show leaves out {capability!r}, "
-                                             f"yet {served}"))
+                                             f"yet {evidence}"))

@@ -221,4 +221,5 @@ def test_a_capability_the_server_denies_but_serves_is_judged(third_party: ThirdP
     _, refused, output = run_suite(f"{third_party.url}/claims-refused", tmp_path / "refused", [test], timeout_s=300)
     entry = statuses(refused)[f"conformance/suite/{test}"]
     assert entry["status"] == "not_applicable", f"{entry['status']}: {entry['message']}\n{output[-2000:]}"
-    assert "lacks the 'tools' capability" in entry["message"] and "refuses" in entry["message"], entry["message"]
+    assert "lacks the 'tools' capability" in entry["message"], entry["message"]
+    assert "POST /api/chat → 400 " in entry["message"] and "does not support tools" in entry["message"], entry["message"]
