@@ -331,8 +331,8 @@ class TextRunner:
         ]
 
     def _head_row(self, row: int) -> tuple[torch.Tensor, torch.Tensor] | None:
-        """(normed hidden state, the logits' error bounds) of a row of the last logits, when the model's LM head is approximate
-        (engine.model.RescoredHead); None when its logits are the exact ones."""
+        """(normed hidden state, the logits' error bounds) of a row of the last logits, when the model's LM head
+        is approximate (engine.model.RescoredHead); None when its logits are the exact ones."""
         rows = self.model.head_rows
         if rows is None:
             return None

@@ -41,7 +41,8 @@ CATCHES: dict[str, tuple[str, str, str]] = {
     "openai_error_shape": ("test_openai.py::test_unknown_model[/v1/chat/completions]", "fail", "fail"),
     "server_error_on_bad_input": ("test_errors.py::test_malformed_json[/api/chat]", "fail", "fail"),
     "unnormalised_embeddings": ("test_embed.py::test_vectors_are_unit_length", "fail", "fail"),
-    "tags_without_digest": ("test_models.py::test_tags_lists_models", "fail", "fail"),
+    # ollama-python declares a tag's `digest` Optional: a tag without one is an exact-grade difference only
+    "tags_without_digest": ("test_models.py::test_tags_lists_models", "pass", "fail"),
     "metrics_missing": ("test_chat.py::test_final_metrics", "fail", "fail"),
     "version_not_semver": ("test_server.py::test_version_is_semver", "fail", "fail"),
     # the target breaking off its answer is its failure, not the harness's: fail, naming the request
