@@ -329,12 +329,12 @@ class ConformanceSession:
         return self._routes[key]
 
     def capability_probe(self, model: str, capability: str) -> tuple[bool, str]:
-        """For a model whose /api/show leaves out `capability`: (served, evidence) of a one-token request that needs
-        it. Served (2xx): its tests run, the claim does not excuse them; refused: not applicable, as on Ollama; no
-        probe for that capability: (False, why). Asked once per model and capability per run."""
+        """For a model whose /api/show leaves out `capability`: (run anyway, evidence) of a one-token request that
+        needs it. Refused as Ollama refuses it (refuses_capability): not applicable; served, crashed or unanswered:
+        its tests run, the claim does not excuse them; no probe for that capability: (False, why). Asked once per model and capability per run."""
         key = (model, capability)
         if key not in self._capability_probes:
-            from ollama_conformance.conformance.target import probe_capability
+            from ollama_conformance.conformance.target import probe_capability, refuses_capability
 
             target = self.target
             with httpx.Client(base_url=target.url, headers=target.headers(), timeout=target.timeout_s) as client:
@@ -342,8 +342,7 @@ class ConformanceSession:
             if evidence is None:
                 self._capability_probes[key] = (False, "no request can show the claim false")
             else:
-                served = evidence.status is not None and 200 <= evidence.status < 300
-                self._capability_probes[key] = (served, evidence.short())
+                self._capability_probes[key] = (not refuses_capability(evidence, capability), evidence.short())
         return self._capability_probes[key]
 
     def pytest_collection_finish(self, session: pytest.Session) -> None:

@@ -205,7 +205,7 @@ _ONE_TOKEN = {"num_predict": 1}
 _TOOL = {"type": "function", "function": {"name": "get_time", "description": "The current time",
                                           "parameters": {"type": "object", "properties": {}}}}
 # What Ollama refuses for a model without the capability (400 "... does not support <capability>"; embeddings from
-# a model without them fail): one token each. Images sent to a model without vision are not refused by Ollama, so
+# a model without them fail with a 500): one token each. Images sent to a model without vision are not refused by Ollama, so
 # no probe can tell a false claim there.
 CAPABILITY_PROBES: dict[str, tuple[str, dict[str, Any]]] = {
     "completion": ("/api/generate", {"prompt": "Hi", "stream": False, "options": _ONE_TOKEN}),
@@ -219,13 +219,23 @@ CAPABILITY_PROBES: dict[str, tuple[str, dict[str, Any]]] = {
 
 
 def probe_capability(client: httpx.Client, model: str, capability: str) -> Evidence | None:
-    """The answer to a one-token request that needs `capability` for `model` (2xx: the target serves it; else it
-    refuses it, as Ollama refuses a model without the capability); None when no request can tell (no probe)."""
+    """The answer to a one-token request that needs `capability` for `model`; None when no request can tell (no
+    probe for that capability). Judge it with `refuses_capability`."""
     probe = CAPABILITY_PROBES.get(capability)
     if probe is None:
         return None
     path, body = probe
     return _ask(client, "POST", path, {"model": model, **body}).evidence
+
+
+def refuses_capability(evidence: Evidence, capability: str) -> bool:
+    """Whether the answer is a refusal as Ollama gives it for a model without the capability: a 4xx (a 500 for
+    embeddings). Anything else (served, a crash, no answer) does not excuse the capability's tests: they run and
+    show what the server does."""
+    status = evidence.status
+    if status is None:
+        return False
+    return 400 <= status < 500 or (capability == "embedding" and status == 500)
 
 
 def _route_absent(answer: Answer, *, anthropic: bool = False) -> bool:

@@ -133,6 +133,6 @@ def _applicable(request: pytest.FixtureRequest) -> None:
         served, evidence = _session(request.config).capability_probe(model, capability)
         if not served:
             pytest.skip(f"model {model} lacks the {capability!r} capability (from /api/show; {evidence})")
-        # the server does what it says the model cannot: its behaviour is judged, not its claim
+        # the server does not refuse what it says the model cannot do: its behaviour is judged, not its claim
         request.node.user_properties.append(("capability_contradicted", f"/api/show leaves out {capability!r}, "
                                              f"yet {evidence}"))

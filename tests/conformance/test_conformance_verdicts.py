@@ -72,6 +72,11 @@ MODES: dict[str, dict[tuple[str, str], Answer]] = {
                                             "message": {"role": "assistant", "content": "It is noon."},
                                             "done": True, "done_reason": "stop"}),
     },
+    "claims-crashed": {
+        ("GET", "/api/tags"): (200, JSON, {"models": [OLLAMA_TAG]}),
+        ("POST", "/api/show"): (200, JSON, {**LENIENT_SHOW, "capabilities": ["completion"]}),
+        ("POST", "/api/chat"): (500, "text/plain", "Internal Server Error"),
+    },
     "claims-refused": {
         ("GET", "/api/tags"): (200, JSON, {"models": [OLLAMA_TAG]}),
         ("POST", "/api/show"): (200, JSON, {**LENIENT_SHOW, "capabilities": ["completion"]}),
@@ -213,11 +218,15 @@ def test_a_capability_the_server_denies_but_serves_is_judged(third_party: ThirdP
     """/api/show's `capabilities` are a claim: a model said to lack tools is excused from the tools tests only
     when the server refuses a tool request (as Ollama does); one that serves it is judged on what it serves."""
     test = "test_chat.py::test_tool_call_shape"
-    (tmp_path / "served").mkdir()
-    (tmp_path / "refused").mkdir()
+    for folder in ("served", "crashed", "refused"):
+        (tmp_path / folder).mkdir()
     _, served, output = run_suite(f"{third_party.url}/claims-served", tmp_path / "served", [test], timeout_s=300)
     entry = statuses(served)[f"conformance/suite/{test}"]
     assert entry["status"] == "fail", f"{entry['status']}: {entry['message']}\n{output[-2000:]}"  # no tool call came
+    # a crash is no refusal: the claim does not turn the server's 500 into "not applicable"
+    _, crashed, output = run_suite(f"{third_party.url}/claims-crashed", tmp_path / "crashed", [test], timeout_s=300)
+    entry = statuses(crashed)[f"conformance/suite/{test}"]
+    assert entry["status"] == "fail", f"{entry['status']}: {entry['message']}\n{output[-2000:]}"
     _, refused, output = run_suite(f"{third_party.url}/claims-refused", tmp_path / "refused", [test], timeout_s=300)
     entry = statuses(refused)[f"conformance/suite/{test}"]
     assert entry["status"] == "not_applicable", f"{entry['status']}: {entry['message']}\n{output[-2000:]}"
