@@ -27,13 +27,16 @@ import sys
 import tempfile
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import TypeVar
 
 import httpx
 
 from ollama_conformance.reference_backend.launcher import ReferenceBackend
 
+T = TypeVar("T")
 MODEL = "gemma3:270m"
 PROMPT = "Once upon a time, in a small village by the sea,"
 
@@ -92,13 +95,15 @@ def stream_once(url: str, num_predict: int) -> StreamResult:
     )
 
 
-def concurrent(url: str, streams: int, num_predict: int) -> tuple[list[StreamResult], float]:
-    results: list[StreamResult | None] = [None] * streams
+def in_threads(call: Callable[[], T], streams: int, what: str) -> tuple[list[T], float]:
+    """`call` run by `streams` threads at once: every result and the wall-clock window; RuntimeError naming `what`
+    when a stream failed or did not end within 15 minutes."""
+    results: list[T | None] = [None] * streams
     errors: list[BaseException] = []
 
     def run(index: int) -> None:
         try:
-            results[index] = stream_once(url, num_predict)
+            results[index] = call()
         except BaseException as exc:  # reported below, the benchmark goes on
             errors.append(exc)
 
@@ -109,9 +114,16 @@ def concurrent(url: str, streams: int, num_predict: int) -> tuple[list[StreamRes
     for thread in threads:
         thread.join(timeout=900)
     window = time.perf_counter() - started
-    if errors:
-        raise RuntimeError(f"{len(errors)} of {streams} streams failed: {errors[0]}")
-    return [r for r in results if r is not None], window
+    done = [r for r in results if r is not None]
+    if errors or len(done) != streams:
+        raise RuntimeError(
+            f"{what}: {streams - len(done)} of {streams} streams failed: {errors[0] if errors else 'timeout'}"
+        )
+    return done, window
+
+
+def concurrent(url: str, streams: int, num_predict: int) -> tuple[list[StreamResult], float]:
+    return in_threads(lambda: stream_once(url, num_predict), streams, url)
 
 
 def run_bench(args: argparse.Namespace) -> Report:
@@ -229,25 +241,7 @@ def chat_stream_once(url: str, model: str, num_predict: int) -> ChatStream:
 
 
 def chat_concurrent(url: str, model: str, streams: int, num_predict: int) -> dict[str, float]:
-    results: list[ChatStream | None] = [None] * streams
-    errors: list[BaseException] = []
-
-    def run(index: int) -> None:
-        try:
-            results[index] = chat_stream_once(url, model, num_predict)
-        except BaseException as exc:  # reported below
-            errors.append(exc)
-
-    threads = [threading.Thread(target=run, args=(i,)) for i in range(streams)]
-    started = time.perf_counter()
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(timeout=900)
-    window = time.perf_counter() - started
-    done = [r for r in results if r is not None]
-    if errors or len(done) != streams:
-        raise RuntimeError(f"{url}: {len(errors)} of {streams} streams failed: {errors[0] if errors else 'timeout'}")
+    done, window = in_threads(lambda: chat_stream_once(url, model, num_predict), streams, url)
     return {
         "aggregate_tok_s": sum(r.tokens for r in done) / window,
         "decode_tok_s": statistics.mean(r.decode_tok_s for r in done),
