@@ -28,7 +28,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from ollama_conformance.conformance.warmup import DEFAULT_CHAT_MODEL, warm_up_requests
+DEFAULT_CHAT_MODEL = "gemma3:270m"  # conformance.warmup.DEFAULT_CHAT_MODEL (not imported here: httpx, at --help)
 from ollama_conformance.errors import TargetError, UsageError
 
 HELP = "Check and benchmark a server (default: the bundled reference backend) and write every report to one folder."
@@ -205,6 +205,8 @@ def start_reference_backend(progress: Any) -> tuple[Any, str]:
 def warm_up(url: str, chat_model: str, progress: Any) -> str:
     """Load the reference backend's models before the suite runs (conformance.warmup), with a progress line."""
     from ollama_conformance.conformance.warmup import warm_up as send_warm_up
+
+    from ollama_conformance.conformance.warmup import warm_up_requests
 
     total = len(warm_up_requests(chat_model))
     task = progress.add_task("warm-up", total=total, detail="loading models (/api/show, a first generation, a first embedding)")

@@ -59,7 +59,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="comma-separated surfaces to serve (native = / and /api/*, openai = /v1/*, anthropic = /v1/messages); "
         "the others answer 404 as a server without them would (default: all)",
     )
-    from ollama_conformance.reference_backend.cloud.mount import add_cloud_arguments
+    from ollama_conformance.reference_backend.cloud.options import add_cloud_arguments
 
     add_cloud_arguments(parser)  # --cloud, --api-keys-file, --api-key-env
 

@@ -5,41 +5,34 @@ Stream responses: the schema of a stream media type (application/x-ndjson, text/
 ONE item; the media type carries `x-stream: ndjson|sse`, SSE adds `x-sse-sentinel` and `x-sse-events`.
 """
 
-from ollama_conformance.spec.documents import SPEC_VERSION, SURFACES, Operation, document, find_path, operations
-from ollama_conformance.spec.features import Feature, features
-from ollama_conformance.spec.schemas import (
-    component_schema,
-    declared_statuses,
-    request_schema,
-    response_media,
-    response_media_types,
-    response_schema,
-)
-from ollama_conformance.spec.schemathesis_form import register_ndjson_deserializer, schemathesis_document
-from ollama_conformance.spec.validation import validate
-from ollama_conformance.spec.versions import Change, VersionError, at_version, changes, parse_version
+from ollama_conformance.lazy import lazy_exports
 
-__all__ = [
-    "SPEC_VERSION",
-    "SURFACES",
-    "Change",
-    "Feature",
-    "Operation",
-    "VersionError",
-    "at_version",
-    "changes",
-    "component_schema",
-    "declared_statuses",
-    "document",
-    "features",
-    "find_path",
-    "operations",
-    "parse_version",
-    "register_ndjson_deserializer",
-    "request_schema",
-    "response_media",
-    "response_media_types",
-    "response_schema",
-    "schemathesis_document",
-    "validate",
-]
+# eager: the submodule `features` shares its name with the function, and importing a submodule binds its name on
+# the package, so a lazy `features` would be the module for whoever imported spec.features first
+from ollama_conformance.spec.features import Feature as Feature
+from ollama_conformance.spec.features import features as features
+
+# public name -> the private module that defines it (imported on first use: `validate --help` stays cheap)
+_lazy_all, __getattr__ = lazy_exports(__name__, {
+    "SPEC_VERSION": ".documents",
+    "SURFACES": ".documents",
+    "Operation": ".documents",
+    "document": ".documents",
+    "find_path": ".documents",
+    "operations": ".documents",
+    "component_schema": ".schemas",
+    "declared_statuses": ".schemas",
+    "request_schema": ".schemas",
+    "response_media": ".schemas",
+    "response_media_types": ".schemas",
+    "response_schema": ".schemas",
+    "register_ndjson_deserializer": ".schemathesis_form",
+    "schemathesis_document": ".schemathesis_form",
+    "validate": ".validation",
+    "Change": ".versions",
+    "VersionError": ".versions",
+    "at_version": ".versions",
+    "changes": ".versions",
+    "parse_version": ".versions",
+})
+__all__ = sorted([*_lazy_all, "Feature", "features"])

@@ -9,8 +9,6 @@ from functools import cache
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 SPEC_DIR = Path(__file__).resolve().parent
 SPEC_VERSION = "0.33.0-rc2"
 SURFACES = ("native", "openai", "anthropic")
@@ -32,6 +30,8 @@ class Operation:
 def _load(surface: str) -> dict[str, Any]:
     if surface not in SURFACES:
         raise ValueError(f"unknown surface {surface!r}; expected one of {', '.join(SURFACES)}")
+    import yaml  # here: importing the spec package costs nothing until a document is read
+
     with (SPEC_DIR / f"{surface}.yaml").open(encoding="utf-8") as fh:
         return yaml.safe_load(fh)
 

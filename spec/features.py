@@ -5,8 +5,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 from functools import cache
 
-import yaml
-
 from ollama_conformance.spec.documents import SPEC_DIR
 
 CAPABILITIES = ("completion", "tools", "insert", "vision", "audio", "embedding", "thinking")
@@ -25,6 +23,8 @@ class Feature:
 
 @cache
 def _features() -> dict[str, Feature]:
+    import yaml  # here: `ollama-conformance spec --help` imports this package, not the catalogue
+
     with (SPEC_DIR / "features.yaml").open(encoding="utf-8") as fh:
         raw = yaml.safe_load(fh)
     out: dict[str, Feature] = {}

@@ -56,20 +56,6 @@ async def web_fetch_endpoint(request: Request) -> Response:
 # --- wiring: the serve options and what the app factory adds -----------------------------------------------------
 
 
-def add_cloud_arguments(parser: Any) -> None:
-    """`serve --cloud [--api-keys-file PATH] [--api-key-env NAME]`."""
-    group = parser.add_argument_group("cloud mode (behave like https://ollama.com)")
-    group.add_argument(
-        "--cloud",
-        action="store_true",
-        help="require Authorization: Bearer <key> on /api and /v1, serve /api/web_search and /api/web_fetch",
-    )
-    group.add_argument("--api-keys-file", metavar="PATH", help="accepted keys, one per line (# comments)")
-    group.add_argument(
-        "--api-key-env", metavar="NAME", help="environment variable holding accepted keys (default OLLAMA_API_KEY)"
-    )
-
-
 def apply_cloud_arguments(args: Any, config: Any) -> None:
     """Copy the cloud options into the ServerConfig; keys are loaded now so a missing key fails at startup."""
     from ollama_conformance.reference_backend.config import ConfigError
