@@ -51,10 +51,13 @@ class Exchange:
     sse_sentinel: bool = False  # a `data: [DONE]` was seen
     raw_text: str | None = None  # for non-JSON bodies (text/plain)
     notes: list[str] = field(default_factory=list)
+    route_reason: str = ""  # why it is judged as METHOD path: the recorded request, --endpoint, or the content
+    label: str | None = None  # its key in a top-level object of bodies (instead of its position)
 
     @property
     def name(self) -> str:
-        return f"{self.recording}#{self.index} {self.method} {self.path} {self.status}"
+        where = self.label if self.label is not None else self.index
+        return f"{self.recording}#{where} {self.method} {self.path} {self.status}"
 
 
 # --- body parsing --------------------------------------------------------------------------------------------
@@ -231,9 +234,8 @@ def parse_cassette(path: Path, rel: str) -> list[Exchange]:
         body = _body_text(response.get("body"))
         content_type = _base(_header(response.get("headers"), "Content-Type"))
         if not content_type:
-            # vcrpy cassettes of the time drop most headers: infer from the body (NDJSON if several lines).
-            lines = [ln for ln in (body or "").splitlines() if ln.strip()]
-            content_type = NDJSON if len(lines) > 1 else JSON
+            # vcrpy cassettes of the time drop most headers: infer from the body (one JSON value, else NDJSON).
+            content_type = _infer_media_type(body or "")
         exchange = Exchange(
             recording=rel,
             index=i,
@@ -243,6 +245,7 @@ def parse_cassette(path: Path, rel: str) -> list[Exchange]:
             status=int(response["status"]["code"]),
             content_type=content_type,
             request_body=_json_or_none(req_body),
+            route_reason=f"the recorded request ({request['method'].upper()} {request['uri']})",
         )
         out.append(_fill_body(exchange, body or ""))
     return out
@@ -304,6 +307,7 @@ def parse_httprr(path: Path, rel: str) -> list[Exchange]:
             status=int(status_line.split()[1]),
             content_type=_base(headers.get("content-type")),
             request_body=_json_or_none(req_body.decode("utf-8")),
+            route_reason=f"the recorded request line ({method.upper()} {url})",
         )
         out.append(_fill_body(exchange, body.decode("utf-8")))
         index += 1
@@ -323,6 +327,7 @@ def parse_body_only(path: Path, rel: str, method: str, api_path: str, content_ty
         path=api_path,
         status=200,
         content_type=content_type,
+        route_reason="given by the caller",
     )
     return [_fill_body(exchange, path.read_text(encoding="utf-8"))]
 
@@ -360,20 +365,24 @@ def _llamastack_path(request: dict[str, Any]) -> str:
 
 
 def parse_llamastack(path: Path, rel: str) -> list[Exchange]:
-    data = json.loads(path.read_text(encoding="utf-8"))
+    return _llamastack_exchange(json.loads(path.read_text(encoding="utf-8")), rel, 0)
+
+
+def _llamastack_exchange(data: dict[str, Any], rel: str, index: int) -> list[Exchange]:
     request, response = data["request"], data["response"]
     api_path = _llamastack_path(request)
     method = "GET" if api_path in GET_ENDPOINTS else request.get("method", "POST").upper()
     body = response.get("body")
     exchange = Exchange(
         recording=rel,
-        index=0,
+        index=index,
         fidelity="client-object",
         method=method,
         path=api_path,
         status=int(response.get("status", 200)),
         content_type=JSON,
         request_body=request.get("body"),
+        route_reason=f"the recorded request ({request.get('endpoint') or request.get('url')})",
     )
     if response.get("is_exception"):
         exc = response["exception_data"]
@@ -451,6 +460,7 @@ def parse_har(data: dict[str, Any], rel: str) -> list[Exchange]:
             status=int(response.get("status") or 0),
             content_type=content_type,
             request_body=_json_or_none((request.get("postData") or {}).get("text")),
+            route_reason=f"the recorded request ({str(request.get('method', 'GET')).upper()} {request['url']})",
         )
         out.append(_fill_body(exchange, body))
     return out
@@ -460,58 +470,219 @@ def parse_har(data: dict[str, Any], rel: str) -> list[Exchange]:
 
 
 def _infer_media_type(body: str) -> str:
+    """The media type of a body recorded without one: SSE by its fields, JSON when the whole body is one JSON value
+    (compact or pretty-printed), else NDJSON (several values, one per line)."""
     lines = [ln for ln in body.splitlines() if ln.strip()]
     if any(ln.startswith(("data:", "event:")) for ln in lines[:5]):
         return SSE
-    return NDJSON if len(lines) > 1 else JSON
+    if len(lines) <= 1 or _json_or_none(body) is not None:
+        return JSON
+    return NDJSON
 
 
-def infer_endpoint(first: Any, media_type: str) -> tuple[str, str] | None:
-    """(method, path) a bare body answers, from its first item; None when the content does not say."""
+def infer_route(first: Any, media_type: str) -> tuple[tuple[str, str], str] | None:
+    """((method, path), why) for a bare body, from its first item; None when the content does not say."""
     if not isinstance(first, dict):
         return None
     kind = first.get("object") or first.get("type") or ""
     if media_type == SSE or kind:
+        said = f'"object": "{kind}"' if first.get("object") else f'"type": "{kind}"'
         if kind == "chat.completion.chunk" or kind == "chat.completion":
-            return "POST", "/v1/chat/completions"
+            return ("POST", "/v1/chat/completions"), said
         if kind == "text_completion":
-            return "POST", "/v1/completions"
+            return ("POST", "/v1/completions"), said
         if (kind in ("message_start", "message", "error") and media_type == SSE) or kind == "message":
-            return "POST", "/v1/messages"
+            return ("POST", "/v1/messages"), said
         if isinstance(kind, str) and kind.startswith("response"):
-            return "POST", "/v1/responses"
+            return ("POST", "/v1/responses"), said
         if kind == "list":
-            return "GET", "/v1/models"
+            return ("GET", "/v1/models"), said
     if "message" in first and "created_at" in first:
-        return "POST", "/api/chat"
+        return ("POST", "/api/chat"), 'fields "message" and "created_at"'
     if "response" in first and "created_at" in first:
-        return "POST", "/api/generate"
+        return ("POST", "/api/generate"), 'fields "response" and "created_at"'
     if "embeddings" in first:
-        return "POST", "/api/embed"
+        return ("POST", "/api/embed"), 'field "embeddings"'
     if "embedding" in first:
-        return "POST", "/api/embeddings"
+        return ("POST", "/api/embeddings"), 'field "embedding"'
     if "status" in first and ("digest" in first or first.get("status") in ("success", "pulling manifest")):
-        return "POST", "/api/pull"
+        return ("POST", "/api/pull"), 'a pull progress "status"'
     if "models" in first:
-        return "GET", "/api/tags"
+        return ("GET", "/api/tags"), 'field "models"'
     if set(first) == {"version"}:
-        return "GET", "/api/version"
+        return ("GET", "/api/version"), 'only the field "version"'
     return None
 
 
+def infer_endpoint(first: Any, media_type: str) -> tuple[str, str] | None:
+    """(method, path) a bare body answers, from its first item; None when the content does not say."""
+    found = infer_route(first, media_type)
+    return found[0] if found else None
+
+
+def _route(value: Any, media_type: str, endpoint: tuple[str, str] | None, what: str) -> tuple[tuple[str, str], str] | None:
+    if endpoint is not None:
+        return endpoint, "given with --endpoint"
+    found = infer_route(value, media_type)
+    return (found[0], f"{what} has {found[1]}") if found else None
+
+
+def _json_sequence(text: str) -> list[Any] | None:
+    """JSON values one after another, however laid out (pretty-printed NDJSON); None when the text is not that."""
+    decoder = json.JSONDecoder()
+    values, pos = [], 0
+    while True:
+        while pos < len(text) and text[pos].isspace():
+            pos += 1
+        if pos == len(text):
+            return values or None
+        try:
+            value, pos = decoder.raw_decode(text, pos)
+        except json.JSONDecodeError:
+            return None
+        values.append(value)
+
+
 def parse_body(text: str, rel: str, endpoint: tuple[str, str] | None = None) -> list[Exchange]:
-    """A bare response body (what a 200 sent): JSON, NDJSON lines or SSE events; the endpoint from `endpoint` or
-    inferred from the first item."""
+    """A bare response body (what a 200 sent): one JSON value (compact or pretty-printed: see parse_json_value),
+    NDJSON lines or SSE events; the endpoint from `endpoint` or inferred from the first item."""
     media_type = _infer_media_type(text)
+    if media_type == JSON:
+        try:
+            value = json.loads(text)
+        except json.JSONDecodeError as exc:
+            raise RecordingFormatError(f"{rel}: JSON body does not parse: {exc}") from exc
+        return parse_json_value(value, rel, endpoint)
     exchange = Exchange(recording=rel, index=0, fidelity="body-only", method="", path="", status=200,
                         content_type=media_type)  # fmt: skip
-    _fill_body(exchange, text)
-    if endpoint is None:
-        first = exchange.payloads[0].value if exchange.payloads else None
-        endpoint = infer_endpoint(first, media_type)
-        if endpoint is None:
-            raise RecordingFormatError(f"{rel}: a bare body whose endpoint cannot be told; give it with --endpoint")
-    exchange.method, exchange.path = endpoint
+    try:
+        _fill_body(exchange, text)
+    except RecordingFormatError:
+        values = _json_sequence(text) if media_type == NDJSON else None
+        if values is None:
+            raise
+        exchange.payloads = [Payload(v) for v in values]
+        exchange.notes.append("JSON values not one per line (pretty-printed): read one after another")
+    first = exchange.payloads[0].value if exchange.payloads else None
+    found = _route(first, media_type, endpoint, "its first item")
+    if found is None:
+        raise RecordingFormatError(f"{rel}: a bare body whose endpoint cannot be told; give it with --endpoint")
+    (exchange.method, exchange.path), exchange.route_reason = found
+    return [exchange]
+
+
+STREAM_START_TYPES = ("message_start", "response.created")
+
+
+def _is_stream(items: list[Any]) -> bool:
+    """A JSON array holding one stream's items (as a client collected them), not several bodies."""
+    if len(items) < 2 or not all(isinstance(x, dict) for x in items):
+        return False
+    first = items[0]
+    if first.get("object") == "chat.completion.chunk" or first.get("type") in STREAM_START_TYPES:
+        return True
+    done = [x.get("done") for x in items]
+    return all(d is not None for d in done) and done[-1] is True and not any(done[:-1])
+
+
+def _recognised(value: Any) -> bool:
+    """A value a top-level object of bodies may hold: an exchange object, a body, or an array of either."""
+    if isinstance(value, list):
+        return bool(value) and _recognised(value[0])
+    return isinstance(value, dict) and (("request" in value and "response" in value) or infer_route(value, JSON) is not None)
+
+
+def parse_json_value(value: Any, rel: str, endpoint: tuple[str, str] | None = None, label: str | None = None,
+                     index: int = 0) -> list[Exchange]:
+    """The exchanges in one JSON document that is no known container: a response body; an array of exchange
+    objects ({request, response}), of one stream's items, or of bodies; or a top-level object of bodies."""
+    where = f"{rel}#{label}" if label is not None else rel
+    if isinstance(value, list):
+        if not value:
+            raise RecordingFormatError(f"{where}: an empty JSON array")
+        if all(isinstance(x, dict) and "request" in x and "response" in x for x in value):
+            return [ex for i, x in enumerate(value) for ex in _object_exchange(x, rel, i, label)]
+        if _is_stream(value):
+            found = _route(value[0], JSON, endpoint, "its first item")
+            if found is None:
+                raise RecordingFormatError(f"{where}: a JSON array of stream items whose endpoint cannot be told; "
+                                           "give it with --endpoint")
+            route, why = found
+            native = route[1].startswith("/api/")
+            exchange = Exchange(recording=rel, index=index, fidelity="body-only", method=route[0], path=route[1],
+                                status=200, content_type=NDJSON if native else SSE, label=label,
+                                route_reason=f"{why}; a JSON array of {len(value)} stream items")  # fmt: skip
+            anthropic = route[1] == "/v1/messages"
+            exchange.payloads = [Payload(x, event=x.get("type") if anthropic else None) for x in value]
+            exchange.notes.append("stream items collected into a JSON array: the wire framing is not known")
+            return [exchange]
+        out = []
+        for i, item in enumerate(value):
+            out += parse_json_value(item, rel, endpoint, f"{label}[{i}]" if label is not None else str(i), i)
+        return out
+    if isinstance(value, dict):
+        if "request" in value and "response" in value:
+            return _object_exchange(value, rel, index, label)
+        found = _route(value, JSON, endpoint, "the body")
+        if found is not None:
+            (method, path), why = found
+            exchange = Exchange(recording=rel, index=index, fidelity="body-only", method=method, path=path,
+                                status=200, content_type=JSON, payloads=[Payload(value)], route_reason=why,
+                                label=label)  # fmt: skip
+            return [exchange]
+        bodies = {k: v for k, v in value.items() if _recognised(v)}
+        if bodies:  # a top-level object of bodies, e.g. fixtures by name
+            out = []
+            for i, (key, body) in enumerate(bodies.items()):
+                out += parse_json_value(body, rel, endpoint, f"{label}.{key}" if label is not None else str(key), i)
+            return out
+    raise RecordingFormatError(f"{where}: a JSON value whose endpoint cannot be told (no Ollama body, exchange or "
+                               "object of them); give it with --endpoint")
+
+
+def _status_of(response: dict[str, Any]) -> int:
+    status = response.get("status", response.get("status_code", 200))
+    if isinstance(status, dict):
+        status = status.get("code", 200)
+    try:
+        return int(status)
+    except (TypeError, ValueError) as exc:
+        raise RecordingFormatError(f"a response status {status!r} that is not a number") from exc
+
+
+def _object_exchange(item: dict[str, Any], rel: str, index: int, label: str | None) -> list[Exchange]:
+    """One {request, response} object (a test fixture's exchange, a llama-stack record); [] for another provider's."""
+    request, response = item["request"], item["response"]
+    if not isinstance(request, dict) or not isinstance(response, dict):
+        raise RecordingFormatError(f"{rel}: exchange {index}: request and response must be objects")
+    if "endpoint" in request or "is_streaming" in response or "is_exception" in response:
+        return _llamastack_exchange(item, rel, index)
+    url = str(request.get("url") or request.get("uri") or request.get("path") or "")
+    api_path = ollama_path(url) if "://" in url or url.startswith(OLLAMA_API_BASE) else urlsplit(url).path or None
+    if api_path is None:
+        return []
+    method = str(request.get("method") or ("GET" if api_path in GET_ENDPOINTS else "POST")).upper()
+    headers = response.get("headers")
+    if isinstance(headers, list):  # [{name, value}] (HAR-like)
+        headers = {str(h.get("name")): h.get("value") for h in headers if isinstance(h, dict)}
+    body = next((response[k] for k in ("body", "json", "content", "text", "data") if k in response), None)
+    request_body = next((request[k] for k in ("body", "json", "data") if k in request), None)
+    if isinstance(request_body, str):
+        request_body = _json_or_none(request_body)
+    exchange = Exchange(recording=rel, index=index, fidelity="body-only", method=method, path=api_path,
+                        status=_status_of(response), content_type=JSON, request_body=request_body, label=label,
+                        route_reason=f"the recorded request ({method} {url})")  # fmt: skip
+    if isinstance(body, dict) and ("string" in body or "base64_string" in body):
+        body = _body_text(body)
+    if isinstance(body, str):
+        exchange.content_type = _base(_header(headers, "Content-Type")) or _infer_media_type(body)
+        return [_fill_body(exchange, body)]
+    if isinstance(body, list) and _is_stream(body):
+        exchange.content_type = NDJSON if api_path.startswith("/api/") else SSE
+        exchange.payloads = [Payload(x, event=x.get("type") if api_path == "/v1/messages" else None) for x in body]
+        exchange.notes.append("stream items collected into a JSON array: the wire framing is not known")
+        return [exchange]
+    exchange.payloads = [Payload(body)]
     return [exchange]
 
 
@@ -535,7 +706,7 @@ def parse_file(path: Path, rel: str | None = None, endpoint: tuple[str, str] | N
     if not stripped:
         raise RecordingFormatError(f"{rel}: empty file")
     data: Any = None
-    if stripped.startswith("{"):
+    if stripped.startswith(("{", "[")):
         try:
             data = json.loads(text)
         except json.JSONDecodeError:
@@ -545,9 +716,8 @@ def parse_file(path: Path, rel: str | None = None, endpoint: tuple[str, str] | N
             return parse_har(data, rel)
         if "interactions" in data or "http_interactions" in data:
             return parse_cassette(path, rel)
-        if "request" in data and "response" in data:
-            return parse_llamastack(path, rel)
-        return parse_body(text, rel, endpoint)
+    if isinstance(data, dict | list):
+        return parse_json_value(data, rel, endpoint)
     if data is None and not stripped.startswith(("{", "[", "data:", "event:", ":")):
         try:
             loaded = yaml.load(text, Loader=_CassetteLoader)

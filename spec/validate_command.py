@@ -1,8 +1,12 @@
-"""`ollama-conformance validate FILE...`: check recorded Ollama traffic (VCR cassettes, HAR, httprr, bare
-JSON/NDJSON/SSE bodies) against the spec, as the Ollama version that answered it behaved.
+"""`ollama-conformance validate FILE|DIR...`: check recorded Ollama traffic (VCR cassettes, HAR, httprr, JSON
+bodies compact or pretty-printed, arrays of exchanges or of stream items, top-level objects of bodies, NDJSON/SSE
+bodies) against the spec, as the Ollama version that answered it behaved. Many files in one process: a folder is
+read recursively.
 
 Per exchange: `valid`, `invalid at $.path: reason`, or, when the version is unknown and the exchange fits an
-older Ollama only, `valid for <= X`. Exit 0 all valid, 1 any invalid, 2 bad usage or an unreadable file.
+older Ollama only, `valid for <= X`; then which route it was judged as and why. Per file: a verdict line, or one
+line saying why it is not a recording. Exit 0 all valid, 1 any invalid, 2 bad usage, or a file named on the
+command line that is not a recording (a single such file: one line on stderr).
 """
 
 from __future__ import annotations
@@ -16,7 +20,7 @@ HELP = "validate recorded Ollama traffic (VCR cassettes, HAR, httprr, JSON/NDJSO
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("files", nargs="+", metavar="FILE", help="recording files")
+    parser.add_argument("files", nargs="+", metavar="FILE", help="recording files, or folders (read recursively)")
     parser.add_argument(
         "--ollama-version",
         metavar="VERSION",
@@ -104,6 +108,25 @@ def _all_annotations() -> object:
     return [spec.document(surface) for surface in spec.SURFACES]
 
 
+def _files(names: list[str]) -> list[tuple[str, bool]]:
+    """(file, named on the command line) for every argument; a folder gives its files (recursively, sorted, no
+    hidden ones)."""
+    from ollama_conformance.errors import UsageError
+
+    out: list[tuple[str, bool]] = []
+    for name in names:
+        path = Path(name)
+        if path.is_dir():
+            found = sorted(p for p in path.rglob("*") if p.is_file()
+                           and not any(part.startswith(".") for part in p.relative_to(path).parts))
+            out += [(str(p), False) for p in found]
+        elif path.is_file():
+            out.append((name, True))
+        else:
+            raise UsageError(f"{name}: no such file")
+    return out
+
+
 def run(args: argparse.Namespace) -> int:
     from ollama_conformance.errors import UsageError
     from ollama_conformance.spec.recordings import RecordingFormatError, parse_file, shown_version
@@ -115,28 +138,49 @@ def run(args: argparse.Namespace) -> int:
         except VersionError as exc:
             raise UsageError(str(exc)) from exc
     endpoint = _endpoint(args.endpoint)
-    parsed = []
-    for name in args.files:
-        path = Path(name)
-        if not path.is_file():
-            raise UsageError(f"{name}: no such file")
+    files = _files(args.files)
+    if len(files) == 1 and files[0][1]:  # one file: a file that is no recording is a usage error, one line
         try:
-            parsed.append((name, parse_file(path, name, endpoint)))
+            parsed: list[tuple[str, bool, object]] = [(files[0][0], True, parse_file(Path(files[0][0]), files[0][0], endpoint))]
         except RecordingFormatError as exc:
             raise UsageError(str(exc)) from exc
-    invalid = 0
-    total = 0
-    for name, exchanges in parsed:
+    else:
+        parsed = []
+        for name, named in files:
+            try:
+                parsed.append((name, named, parse_file(Path(name), name, endpoint)))
+            except RecordingFormatError as exc:
+                parsed.append((name, named, exc))
+    invalid = total = 0
+    not_recordings = named_not_recordings = 0
+    for name, named, exchanges in parsed:
+        if isinstance(exchanges, RecordingFormatError):
+            reason = str(exchanges).removeprefix(f"{name}: ")
+            print(f"{name}: not a recording: {reason}")
+            not_recordings += 1
+            named_not_recordings += named
+            continue
+        assert isinstance(exchanges, list)
         version = args.ollama_version or shown_version(exchanges)
         explicit = version is not None
         if not exchanges:
-            print(f"{name}: no Ollama exchange found")
+            print(f"{name}: no Ollama exchange found (a recording of other servers only)")
             continue
+        bad = 0
         for exchange in exchanges:
             verdict = judge(exchange, version, explicit, args.grade)
-            total += 1
-            invalid += verdict.state == "invalid"
+            bad += verdict.state == "invalid"
             print(verdict.line())
-    print(f"{total} exchanges, {total - invalid} valid, {invalid} invalid", file=sys.stderr)
+            print(f"    judged as {exchange.method} {exchange.path}: {exchange.route_reason or 'the recording'}"
+                  + "".join(f"; {note}" for note in exchange.notes))
+        total += len(exchanges)
+        invalid += bad
+        count = f"{len(exchanges)} exchange{'s' if len(exchanges) != 1 else ''}"
+        print(f"{name}: {'invalid' if bad else 'valid'} ({count}{f', {bad} invalid' if bad else ''})")
+    files_text = f"{len(parsed)} file{'s' if len(parsed) != 1 else ''}"
+    print(f"{files_text}, {total} exchanges, {total - invalid} valid, {invalid} invalid"
+          + (f", {not_recordings} not recordings" if not_recordings else ""), file=sys.stderr)
     sys.stdout.flush()
-    return 1 if invalid else 0
+    if invalid:
+        return 1
+    return 2 if named_not_recordings else 0

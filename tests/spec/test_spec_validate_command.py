@@ -52,6 +52,11 @@ def _validate(*args: str | Path) -> subprocess.CompletedProcess[str]:
     return subprocess.CompletedProcess(args, code, out.getvalue(), err.getvalue())
 
 
+def _verdicts(stdout: str) -> list[str]:
+    """The exchange verdict lines ("FILE#N METHOD PATH STATUS: verdict"), without the route and file lines."""
+    return [line for line in stdout.splitlines() if "#" in line.split(" ", 1)[0] and not line.startswith(" ")]
+
+
 def _validate_subprocess(*args: str | Path) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, "-m", "ollama_conformance", "validate", *map(str, args)],
@@ -98,7 +103,7 @@ def test_har_exchanges_with_ollama_are_validated_and_others_ignored(tmp_path: Pa
     path.write_text(json.dumps(har))
     proc = _validate(path)
     assert proc.returncode == 0, proc.stdout + proc.stderr
-    lines = proc.stdout.splitlines()
+    lines = _verdicts(proc.stdout)
     assert len(lines) == 2, proc.stdout  # the api.openai.com entry is another provider's
     assert lines[0].endswith("#0 POST /api/chat 200: valid")
     assert lines[1].endswith("#2 POST /v1/chat/completions 200: valid")
@@ -110,7 +115,7 @@ def test_polly_recording_with_base64_bodies(tmp_path: Path) -> None:
     path.write_text(json.dumps({"log": {"_recordingName": "chat", "creator": {"name": "Polly.JS"}, "entries": [entry]}}))
     proc = _validate(path)
     assert proc.returncode == 0, proc.stdout + proc.stderr
-    assert proc.stdout.strip().endswith("POST /api/chat 200: valid")
+    assert _verdicts(proc.stdout)[-1].endswith("POST /api/chat 200: valid")
 
 
 @pytest.mark.parametrize("serializer", ["yaml", "json"])
@@ -120,7 +125,7 @@ def test_vcrpy_cassettes(tmp_path: Path, serializer: str) -> None:
     path.write_text(yaml.safe_dump(cassette) if serializer == "yaml" else json.dumps(cassette))
     proc = _validate(path)
     assert proc.returncode == 0, proc.stdout + proc.stderr
-    assert proc.stdout.strip().endswith("POST /api/chat 200: valid")
+    assert _verdicts(proc.stdout)[-1].endswith("POST /api/chat 200: valid")
 
 
 def test_ruby_vcr_json_cassette_with_a_base64_body(tmp_path: Path) -> None:
@@ -135,7 +140,7 @@ def test_ruby_vcr_json_cassette_with_a_base64_body(tmp_path: Path) -> None:
     path.write_text(json.dumps(cassette))
     proc = _validate(path)
     assert proc.returncode == 0, proc.stdout + proc.stderr
-    assert proc.stdout.strip().endswith("POST /v1/chat/completions 200: valid")
+    assert _verdicts(proc.stdout)[-1].endswith("POST /v1/chat/completions 200: valid")
 
 
 def test_httprr_trace(tmp_path: Path) -> None:
@@ -150,7 +155,7 @@ def test_httprr_trace(tmp_path: Path) -> None:
     path.write_bytes(b"httprr trace v1\n" + f"{len(request)} {len(response)}\n".encode() + request + response)
     proc = _validate(path)
     assert proc.returncode == 0, proc.stdout + proc.stderr
-    assert proc.stdout.strip().endswith("POST /api/chat 200: valid")
+    assert _verdicts(proc.stdout)[-1].endswith("POST /api/chat 200: valid")
 
 
 @pytest.mark.parametrize(
@@ -162,7 +167,7 @@ def test_bare_bodies_tell_their_endpoint(tmp_path: Path, name: str, body: str, e
     path.write_text(body)
     proc = _validate(path)
     assert proc.returncode == 0, proc.stdout + proc.stderr
-    assert proc.stdout.strip().endswith(f"{endpoint} 200: valid")
+    assert _verdicts(proc.stdout)[-1].endswith(f"{endpoint} 200: valid")
 
 
 def test_an_invalid_exchange_says_where_and_why_and_exits_1(tmp_path: Path) -> None:
@@ -178,9 +183,9 @@ def test_an_older_ollama_is_named_when_the_version_is_unknown(tmp_path: Path) ->
     path.write_text(json.dumps(OLD_TOOL_ANSWER))
     proc = _validate(path)
     assert proc.returncode == 0, proc.stdout + proc.stderr
-    assert proc.stdout.strip().endswith("POST /api/chat 200: valid for <= 0.12.5")
+    assert _verdicts(proc.stdout)[-1].endswith("POST /api/chat 200: valid for <= 0.12.5")
     # told the version, it judges by it
-    assert _validate("--ollama-version", "0.12.3", path).stdout.strip().endswith("valid (Ollama 0.12.3)")
+    assert _verdicts(_validate("--ollama-version", "0.12.3", path).stdout).pop().endswith("valid (Ollama 0.12.3)")
     pinned = _validate("--ollama-version", "0.33.0-rc2", path)
     assert pinned.returncode == 1
     assert "invalid at $.message.tool_calls[0].function (body): 'index' is a required property" in pinned.stdout
@@ -194,7 +199,7 @@ def test_the_version_a_file_shows_is_the_one_it_is_judged_by(tmp_path: Path) -> 
     path.write_text(json.dumps({"log": {"entries": [version, chat]}}))
     proc = _validate(path)
     assert proc.returncode == 0, proc.stdout + proc.stderr
-    assert proc.stdout.splitlines()[1].endswith("POST /api/chat 200: valid (Ollama 0.12.3)")
+    assert _verdicts(proc.stdout)[1].endswith("POST /api/chat 200: valid (Ollama 0.12.3)")
 
 
 @pytest.mark.parametrize(
@@ -261,7 +266,7 @@ def test_shared_recordings_are_valid_for_the_version_that_made_them(rel: str) ->
         assert proc.returncode == 1 and "invalid at" in proc.stdout, proc.stdout + proc.stderr
         return
     assert proc.returncode == 0, proc.stdout + proc.stderr
-    lines = proc.stdout.splitlines()
+    lines = _verdicts(proc.stdout)
     assert lines and all(line.split(": ")[-1].startswith("valid") for line in lines), proc.stdout
 
 
@@ -276,4 +281,126 @@ def test_vcrpy_binary_gzip_body(tmp_path: Path) -> None:
     assert "!!binary" in path.read_text()
     proc = _validate(path)
     assert proc.returncode == 0, proc.stdout + proc.stderr
-    assert proc.stdout.strip().endswith("POST /api/chat 200: valid")
+    assert _verdicts(proc.stdout)[-1].endswith("POST /api/chat 200: valid")
+
+
+# --- any JSON layout, many files in one process ------------------------------------------------------------
+
+
+def test_a_pretty_printed_body_is_one_json_value(tmp_path: Path) -> None:
+    path = tmp_path / "final.json"
+    path.write_text(json.dumps(FINAL, indent=2))
+    proc = _validate(path)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert _verdicts(proc.stdout) == [f"{path}#0 POST /api/chat 200: valid"]
+    assert f'    judged as POST /api/chat: the body has fields "message" and "created_at"' in proc.stdout
+
+
+def test_pretty_printed_ndjson_is_read_value_after_value(tmp_path: Path) -> None:
+    path = tmp_path / "stream.ndjson"
+    path.write_text(json.dumps(CHUNK, indent=2) + "\n" + json.dumps(FINAL, indent=2) + "\n")
+    proc = _validate(path)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "not one per line (pretty-printed)" in proc.stdout
+    broken = tmp_path / "broken.ndjson"  # a pretty stream that breaks the framing rule is still judged
+    broken.write_text(json.dumps(FINAL, indent=2) + "\n" + json.dumps(CHUNK, indent=2) + "\n")
+    proc = _validate(broken)
+    assert proc.returncode == 1 and "exactly one done:true chunk, last, expected" in proc.stdout, proc.stdout
+
+
+def test_an_array_of_stream_items_is_one_stream(tmp_path: Path) -> None:
+    path = tmp_path / "chunks.json"
+    path.write_text(json.dumps([CHUNK, FINAL], indent=1))
+    proc = _validate(path)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert _verdicts(proc.stdout) == [f"{path}#0 POST /api/chat 200: valid"]
+    assert "a JSON array of 2 stream items" in proc.stdout
+    reordered = tmp_path / "reordered.json"  # the final chunk first: a stream that breaks the rule, judged so
+    reordered.write_text(json.dumps([FINAL, CHUNK, FINAL]))
+    assert _validate(reordered).returncode == 1
+
+
+def test_an_array_of_exchanges_and_an_object_of_bodies(tmp_path: Path) -> None:
+    exchanges = [
+        {"request": {"method": "POST", "url": "http://localhost:11434/api/chat", "body": CHAT_REQUEST},
+         "response": {"status": 200, "headers": {"Content-Type": "application/x-ndjson"}, "body": NDJSON_BODY}},
+        {"request": {"method": "POST", "url": "https://api.openai.com/v1/chat/completions", "body": {}},
+         "response": {"status": 200, "body": {}}},  # another provider's: left out
+        {"request": {"method": "POST", "path": "/api/chat"}, "response": {"status_code": 200, "json": {**FINAL, "done_reason": 3}}},
+    ]  # fmt: skip
+    path = tmp_path / "exchanges.json"
+    path.write_text(json.dumps(exchanges, indent=2))
+    proc = _validate(path)
+    assert proc.returncode == 1, proc.stdout + proc.stderr
+    lines = _verdicts(proc.stdout)
+    assert lines[0] == f"{path}#0 POST /api/chat 200: valid" and len(lines) == 2, proc.stdout
+    assert lines[1].startswith(f"{path}#2 POST /api/chat 200: invalid at $.done_reason"), proc.stdout
+    assert "judged as POST /api/chat: the recorded request (POST /api/chat)" in proc.stdout
+    assert f"{path}: invalid (2 exchanges, 1 invalid)" in proc.stdout
+    bodies = tmp_path / "fixtures.json"
+    bodies.write_text(json.dumps({"chat": FINAL, "tags": {"models": []}, "version": {"version": "0.12.3"}, "comment": "x"}))
+    proc = _validate(bodies)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert _verdicts(proc.stdout) == [f"{bodies}#chat POST /api/chat 200: valid (Ollama 0.12.3)",
+                                      f"{bodies}#tags GET /api/tags 200: valid (Ollama 0.12.3)",
+                                      f"{bodies}#version GET /api/version 200: valid (Ollama 0.12.3)"], proc.stdout
+
+
+def test_a_folder_gives_every_file_a_verdict_or_a_reason(tmp_path: Path) -> None:
+    (tmp_path / "sub").mkdir()
+    (tmp_path / "sub" / "chat.ndjson").write_text(NDJSON_BODY)
+    (tmp_path / "pretty.json").write_text(json.dumps(FINAL, indent=4))
+    (tmp_path / "README.md").write_text("# fixtures\n")
+    (tmp_path / "odd.json").write_text(json.dumps({"a": 1}))
+    (tmp_path / ".hidden").write_text("x")
+    proc = _validate(tmp_path)
+    assert proc.returncode == 0, proc.stdout + proc.stderr  # files found in a folder that are no recordings: said
+    out = proc.stdout.splitlines()
+    assert f"{tmp_path / 'README.md'}: not a recording: not a recording this tool reads (VCR cassette, HAR, httprr, " \
+           "or a JSON/NDJSON/SSE body)" in out
+    assert any(line.startswith(f"{tmp_path / 'odd.json'}: not a recording: a JSON value whose endpoint cannot be told")
+               for line in out), out
+    assert f"{tmp_path / 'pretty.json'}: valid (1 exchange)" in out
+    assert f"{tmp_path / 'sub' / 'chat.ndjson'}: valid (1 exchange)" in out
+    assert not any(".hidden" in line for line in out)
+    assert "4 files, 2 exchanges, 2 valid, 0 invalid, 2 not recordings" in proc.stderr
+    # named on the command line, a file that is no recording is bad input (exit 2), the others still judged
+    proc = _validate(tmp_path / "README.md", tmp_path / "pretty.json")
+    assert proc.returncode == 2 and f"{tmp_path / 'pretty.json'}: valid (1 exchange)" in proc.stdout
+
+
+def _shared_json_files() -> list[object]:
+    from tests.conftest import recordings_dir
+
+    root = recordings_dir()
+    if not root.is_dir():
+        return [pytest.param("", id="recordings-missing")]
+    return [pytest.param(rel, id=rel) for rel in recording_files(root)
+            if rel.endswith(".json") and rel not in EXPECTED_FAILURES and rel not in CLIENT_FILTERED]
+
+
+@pytest.mark.parametrize("rel", _shared_json_files())
+def test_shared_json_recordings_get_the_same_verdict_compact_and_pretty(rel: str, tmp_path: Path) -> None:
+    """A pretty-printed copy (the most common fixture form) and a compact one, written here, judge as the original."""
+    root = require_recordings()
+    data = json.loads((root / rel).read_text(encoding="utf-8"))
+    args: list[str | Path] = []
+    version = RECORDED_VERSIONS.get(rel)
+    if version:
+        args += ["--ollama-version", version]
+    original = _verdicts(_validate(*args, root / rel).stdout)
+    for layout, text in (("pretty", json.dumps(data, indent=2)), ("compact", json.dumps(data, separators=(",", ":")))):
+        copy = tmp_path / f"{layout}.json"
+        copy.write_text(text)
+        proc = _validate(*args, copy)
+        assert proc.returncode == 0, proc.stdout + proc.stderr
+        got = [line.split(": ", 1)[1] for line in _verdicts(proc.stdout)]
+        assert got == [line.split(": ", 1)[1] for line in original], (layout, proc.stdout)
+
+
+def test_many_files_in_one_process_from_the_installed_command(tmp_path: Path) -> None:
+    for i in range(30):
+        (tmp_path / f"r{i}.json").write_text(json.dumps(FINAL, indent=2))
+    proc = _validate_subprocess(tmp_path)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "30 files, 30 exchanges, 30 valid, 0 invalid" in proc.stderr
