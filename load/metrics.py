@@ -154,6 +154,8 @@ def step_metrics(samples: Sequence[Mapping[str, Any]], warmup_s: float, slo: Slo
         "output_tokens": dist(s.get("output_tokens") for s in ok),
         # per request, the longest time bytes waited in the kernel before the client read them (client lag)
         "read_delay_max_ms": dist(s.get("read_delay_max_ms") for s in rows),
+        # streams the server decoded together, from the timing: overlap of [first output, last output] intervals
+        "parallelism": parallelism(ok),
         "tokens_per_output_chunk": dist(
             s["output_tokens"] / s["output_chunks"] for s in ok if s.get("output_chunks") and s.get("output_tokens")
         ),
@@ -161,6 +163,31 @@ def step_metrics(samples: Sequence[Mapping[str, Any]], warmup_s: float, slo: Slo
     return {"requests": counts, "window_s": window_s, "metrics": metrics,
             "output_tokens_source": token_sources(ok), "connections": connection_counts(rows),
             **({"slo": slo_counts} if slo_counts is not None else {})}
+
+
+def parallelism(ok: Iterable[Mapping[str, Any]]) -> dict[str, Any]:
+    """How many streams the server decoded at the same time, measured rather than configured: each request's
+    decode interval is [first output, last output] (perf_counter ns: one machine's clock); `max` is the most
+    intervals open at one instant, `mean` the time-weighted average while at least one is open. A server with one
+    decode slot queues the others, whose first output comes after the previous last: max 1 at any concurrency.
+    Requests with fewer than two outputs have no decode interval and are left out (`requests` counts the rest)."""
+    events: list[tuple[int, int]] = []
+    for s in ok:
+        first, last = s.get("first_output_ns"), s.get("last_output_ns")
+        if first is not None and last is not None and last > first:
+            events += [(int(first), 1), (int(last), -1)]
+    events.sort()  # at equal times the end (-1) sorts first: touching intervals do not overlap
+    open_now = peak = 0
+    busy_ns = weighted = 0
+    previous: int | None = None
+    for at, change in events:
+        if previous is not None and open_now > 0:
+            busy_ns += at - previous
+            weighted += (at - previous) * open_now
+        open_now += change
+        peak = max(peak, open_now)
+        previous = at
+    return {"max": peak, "mean": weighted / busy_ns if busy_ns else None, "requests": len(events) // 2}
 
 
 def token_sources(ok: Iterable[Mapping[str, Any]]) -> dict[str, int]:

@@ -28,9 +28,9 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-DEFAULT_CHAT_MODEL = "gemma3:270m"  # conformance.warmup.DEFAULT_CHAT_MODEL (not imported here: httpx, at --help)
 from ollama_conformance.errors import TargetError, UsageError
 
+DEFAULT_CHAT_MODEL = "gemma3:270m"  # conformance.warmup.DEFAULT_CHAT_MODEL (not imported here: httpx, at --help)
 HELP = "Check and benchmark a server (default: the bundled reference backend) and write every report to one folder."
 DEFAULT_RUNS_DIR = "ollama-conformance-runs"
 CHECK_FILE = "check.json"
@@ -44,6 +44,16 @@ BENCH_SEED = 1
 PROFILE_URLS = {"local": "http://localhost:11434", "cloud": "https://ollama.com"}
 PLAIN_INTERVAL_S = 10.0
 PROGRESS_FILE = "progress.jsonl"  # written by the suite's progress plugin (conformance/progress.py)
+PARTS_DIR = "check-parts"  # the cloud-mode and no-cloud runs' own results and logs, folded into check.json
+LOCAL_LABEL = "reference backend (throw-away store)"
+CLOUD_LABEL = "reference backend in cloud mode (serve --cloud, generated key)"
+NO_CLOUD_LABEL = "reference backend with OLLAMA_NO_CLOUD=1"
+# The embedded default's extra runs: which tests each selects (pytest -k), and which "not applicable" of the main
+# run it answers (the start of the reason the suite gives: conformance/suite/test_cloud.py)
+EXTRA_PARTS = {
+    "cloud": (CLOUD_LABEL, "test_cloud", "needs the cloud profile"),
+    "no-cloud": (NO_CLOUD_LABEL, "test_disabled_cloud", "cloud is enabled on the target"),
+}
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -57,6 +67,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="exit 1 when a check test at or above this level did not pass (default MUST; none: never)")
     parser.add_argument("--surface", metavar="LIST", default="", help="comma-separated surfaces to check: native,openai,anthropic,cloud")
     parser.add_argument("--feature", metavar="GLOB", action="append", default=[], help="check only feature ids matching this glob (repeatable)")
+    parser.add_argument("--allow-mutations", action="store_true",
+                        help="with --target: allow tests that create, copy and delete models on it (the embedded "
+                        "default always runs them, on a throw-away store)")
     parser.add_argument("--check-timeout", metavar="S", type=float, default=120.0, help="per-test timeout in seconds (default 120)")
     parser.add_argument("--skip-check", action="store_true", help="benchmark only")
     parser.add_argument("--skip-bench", action="store_true", help="conformance only")
@@ -192,20 +205,52 @@ def _progress(console: Any) -> Any:
     )
 
 
-def start_reference_backend(progress: Any) -> tuple[Any, str]:
-    from ollama_conformance.reference_backend.launcher import ReferenceBackend
+@dataclass
+class Embedded:
+    """A reference backend `run` started: its mode (launcher.embedded), URL and the key it accepts (cloud mode)."""
 
-    task = progress.add_task("reference backend", total=None, detail="starting (a first start converts the model)")
-    backend = ReferenceBackend(quiet=True)
-    url = backend.start()
-    progress.update(task, total=1, completed=1, detail=url)
-    return backend, url
+    mode: str
+    backend: Any
+    url: str = ""
+    key: str | None = None
+
+
+def start_reference_backends(progress: Any, modes: list[str], num_parallel: int, stack: ExitStack) -> tuple[dict[str, Embedded], list[str]]:
+    """The reference backends for `modes`, started together (each on its own throw-away store); stopped by `stack`.
+    The "local" one must start; another that fails is a problem reported, its tests stay not applicable."""
+    from ollama_conformance.reference_backend.launcher import embedded
+
+    task = progress.add_task("reference backend", total=len(modes),
+                             detail=f"starting {', '.join(modes)} (a first start converts the model)")
+    found: dict[str, Embedded] = {}
+    for mode in modes:
+        backend, key = embedded(mode, num_parallel=num_parallel if mode == "local" else 1)
+        stack.callback(backend.stop)
+        found[mode] = Embedded(mode=mode, backend=backend, key=key)
+    errors: dict[str, BaseException] = {}
+
+    def start(item: Embedded) -> None:
+        try:
+            item.url = item.backend.start()
+        except BaseException as exc:  # reported below, in the calling thread
+            errors[item.mode] = exc
+
+    threads = [threading.Thread(target=start, args=(item,), name=f"start-{item.mode}", daemon=True) for item in found.values()]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    if "local" in errors:
+        raise errors["local"]
+    problems = [f"the reference backend ({mode}) did not start: {exc}" for mode, exc in errors.items()]
+    started = {mode: item for mode, item in found.items() if mode not in errors}
+    progress.update(task, completed=len(modes), detail=" ".join(f"{m} {e.url}" for m, e in started.items()))
+    return started, problems
 
 
 def warm_up(url: str, chat_model: str, progress: Any) -> str:
     """Load the reference backend's models before the suite runs (conformance.warmup), with a progress line."""
     from ollama_conformance.conformance.warmup import warm_up as send_warm_up
-
     from ollama_conformance.conformance.warmup import warm_up_requests
 
     total = len(warm_up_requests(chat_model))
@@ -221,33 +266,55 @@ def warm_up(url: str, chat_model: str, progress: Any) -> str:
     return problem
 
 
-def run_check_phase(plan: RunPlan, args: argparse.Namespace, url: str, progress: Any) -> tuple[Path | None, str]:
+@dataclass(frozen=True)
+class CheckPart:
+    """One pytest run of the suite within `run`: against which server, with which selection, into which files."""
+
+    name: str  # "" for the main run (check.json, check.log), else a suffix (check-cloud.json, ...)
+    url: str
+    profile: str | None
+    label: str = ""  # the target the rows name in a folded run ("" with --target)
+    allow_mutations: bool = False
+    api_key_env: str | None = None
+    env: dict[str, str] = field(default_factory=dict)
+    pytest_args: tuple[str, ...] = ()
+
+    def file(self, base: str, suffix: str) -> str:
+        return f"{base}-{self.name}{suffix}" if self.name else f"{base}{suffix}"
+
+
+def run_check_phase(plan: RunPlan, args: argparse.Namespace, part: CheckPart, progress: Any) -> tuple[Path | None, str]:
     """The conformance suite in a child pytest; progress follows its per-test lines, the full output goes to check.log."""
     from ollama_conformance.conformance.runner import CheckOptions, pytest_command
 
+    folder = plan.out if not part.name else plan.out / PARTS_DIR
+    folder.mkdir(parents=True, exist_ok=True)
     options = CheckOptions(
-        target=url,
-        profile=plan.profile or ("reference" if plan.target is None else None),
-        api_key_env=args.api_key_env,
+        target=part.url,
+        profile=part.profile,
+        api_key_env=part.api_key_env or args.api_key_env,
         model=args.model,
         surfaces=[s.strip() for s in args.surface.split(",") if s.strip()],
         level=args.level,
         features=list(args.feature),
-        junit=(plan.out / JUNIT_FILE).resolve(),
+        allow_mutations=part.allow_mutations or getattr(args, "allow_mutations", False),
+        junit=(folder / part.file("junit", ".xml")).resolve(),
         timeout_s=args.check_timeout,
         gate=getattr(args, "gate", "MUST"),
+        pytest_args=list(part.pytest_args),
     )
     options.validate()
-    json_path = (plan.out / CHECK_FILE).resolve()
-    task = progress.add_task("conformance", total=100, detail="collecting")
+    json_path = (folder / part.file("check", ".json")).resolve()
+    task = progress.add_task(f"conformance{f' ({part.label})' if part.name else ''}", total=100, detail="collecting")
     tail: deque[str] = deque(maxlen=15)
-    with (plan.out / CHECK_LOG).open("w", encoding="utf-8") as log, tempfile.TemporaryDirectory(prefix="ollama-conformance-") as scratch:
+    with (folder / part.file("check", ".log")).open("w", encoding="utf-8") as log, \
+            tempfile.TemporaryDirectory(prefix="ollama-conformance-") as scratch:
         events_path = Path(scratch) / PROGRESS_FILE
         events_path.touch()
         cmd = [*pytest_command(options, json_path), "-p", "ollama_conformance.conformance.progress",
                "--ollama-progress", str(events_path)]
         proc = subprocess.Popen(cmd, cwd=scratch, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                                env={**os.environ, "PYTHONUNBUFFERED": "1"})
+                                env={**os.environ, "PYTHONUNBUFFERED": "1", **part.env})
         assert proc.stdout is not None
         follower = SuiteProgress(events_path, progress, task)
         reader = threading.Thread(target=_copy_output, args=(proc.stdout, log, tail), name="check-log", daemon=True)
@@ -269,9 +336,69 @@ def run_check_phase(plan: RunPlan, args: argparse.Namespace, url: str, progress:
                     proc.wait(timeout=20)
     if not json_path.exists():
         progress.update(task, detail=f"[red]no results (pytest exit {status})")
-        return None, "the conformance suite wrote no results (pytest exit status {}); last lines:\n{}".format(status, "\n".join(tail))
+        return None, "the conformance suite{} wrote no results (pytest exit status {}); last lines:\n{}".format(
+            f" ({part.label})" if part.name else "", status, "\n".join(tail))
     progress.update(task, completed=100)
     return json_path, ""
+
+
+def run_checks(plan: RunPlan, args: argparse.Namespace, url: str, backends: dict[str, Embedded], progress: Any) -> tuple[Path | None, list[str]]:
+    """The check phase. With --target: the suite against it. On the embedded default: the whole suite with the
+    lifecycle tests (the backend's store is thrown away) and, at the same time, the cloud-profile tests on the
+    cloud-mode backend and the refusal tests on the OLLAMA_NO_CLOUD=1 one, folded into one check.json."""
+    from ollama_conformance.reference_backend.launcher import CLOUD_KEY_ENV
+
+    if plan.target is not None:
+        path, problem = run_check_phase(plan, args, CheckPart("", url, plan.profile), progress)
+        return path, [problem] if problem else []
+    main = CheckPart("", url, "reference", LOCAL_LABEL, allow_mutations=True)
+    extras = []
+    for mode, (label, selector, _answers) in EXTRA_PARTS.items():
+        item = backends.get(mode)
+        if item is None:
+            continue
+        cloud = mode == "cloud"
+        extras.append(CheckPart(mode, item.url, "cloud" if cloud else "reference", label,
+                                api_key_env=CLOUD_KEY_ENV if cloud else None,
+                                env={CLOUD_KEY_ENV: item.key or ""} if cloud else {}, pytest_args=("-k", selector)))
+    done: dict[str, tuple[Path | None, str]] = {}
+
+    def run_extras() -> None:
+        for part in extras:
+            try:
+                done[part.name] = run_check_phase(plan, args, part, progress)
+            except Exception as exc:  # reported below; the main run's results stand
+                done[part.name] = (None, f"the conformance suite ({part.label}) could not run: {exc}")
+
+    worker = threading.Thread(target=run_extras, name="check-extras", daemon=True)
+    worker.start()
+    try:
+        path, problem = run_check_phase(plan, args, main, progress)
+    finally:
+        worker.join()
+    problems = [problem] if problem else []
+    problems += [p for _, p in done.values() if p]
+    if path is None:
+        return None, problems
+    fold_parts(path, main, [(part, done[part.name][0]) for part in extras if done.get(part.name, (None, ""))[0]])
+    return path, problems
+
+
+def fold_parts(path: Path, main: CheckPart, extras: list[tuple[CheckPart, Path | None]]) -> None:
+    """check.json rewritten with the extra runs' answers (ollama_conformance.check_parts), and junit.xml to match."""
+    from ollama_conformance.check_parts import Part, fold
+    from ollama_conformance.conformance.junit import align_junit
+    from ollama_conformance.conformance.results import write_results
+
+    def read(p: Path) -> dict[str, Any]:
+        return json.loads(p.read_text(encoding="utf-8"))
+
+    parts = [Part(part.label, EXTRA_PARTS[part.name][2], read(extra)) for part, extra in extras if extra is not None]
+    folded = fold(Part(main.label, "", read(path)), parts)
+    write_results(path, folded)
+    junit = path.parent / JUNIT_FILE
+    if junit.exists():
+        align_junit(junit, {test["id"]: test for test in folded["tests"]})
 
 
 def _copy_output(stream: Any, log: Any, tail: deque[str]) -> None:
@@ -401,7 +528,8 @@ def print_summary(console: Any, summary: dict[str, Any], written: Any, plan: Run
             continue
         for failure in check["failures"][:10]:
             message = " ".join(str(failure.get("message") or "").split())[:140]
-            console.print(f"  [red]{failure['status']}[/] {failure['level']} {failure['feature']}: {message}")
+            on = f" (on the {failure['target']})" if failure.get("target") else ""
+            console.print(f"  [red]{failure['status']}[/] {failure['level']} {failure['feature']}{on}: {message}")
         if len(check["failures"]) > 10:
             console.print(f"  … {len(check['failures']) - 10} more in the report")
     for bench in summary["performance"]:
@@ -421,6 +549,8 @@ def print_summary(console: Any, summary: dict[str, Any], written: Any, plan: Run
                 num(lat["e2e_ms"]["p50"], 0), num(step["output_tokens_per_s"]),
             )
         console.print(table)
+        if bench.get("parallelism"):
+            console.print(bench["parallelism"], markup=False)
     for problem in problems:
         console.print(f"[yellow]warning:[/] {problem}")
     console.print(f"reports in [bold]{plan.out}[/] ({elapsed_s:.0f} s):")
@@ -460,21 +590,26 @@ def _run(args: argparse.Namespace, plan: RunPlan) -> int:
     with ExitStack() as stack:
         progress = stack.enter_context(_progress(console))
         server_pid = None
+        backends: dict[str, Embedded] = {}
         if plan.target is None:
-            backend, url = start_reference_backend(progress)
-            stack.callback(backend.stop)
-            server_pid = backend.process.pid if backend.process is not None else None
+            modes = ["local", *([] if args.skip_check else EXTRA_PARTS)]
+            backends, start_problems = start_reference_backends(progress, modes, max(plan.concurrency), stack)
+            problems += start_problems
+            url = backends["local"].url
+            server_pid = backends["local"].backend.pid
             problem = warm_up(url, args.model or DEFAULT_CHAT_MODEL, progress)
             if problem:
                 problems.append(problem)
         else:
             url = plan.target
         if not args.skip_check:
-            check_path, problem = run_check_phase(plan, args, url, progress)
+            check_path, check_problems = run_checks(plan, args, url, backends, progress)
+            problems += check_problems
             if check_path:
                 result_paths.append(check_path)
-            else:
-                problems.append(problem)
+            for mode, item in backends.items():  # the cloud and no-cloud backends are done: free their memory
+                if mode != "local":
+                    item.backend.stop()
         target_error = _target_error(result_paths)
         if target_error:
             problems.append(f"the target could not be used: {target_error}")

@@ -73,17 +73,23 @@ def _matrix(check: dict[str, Any]) -> str:
             features.append((f["level"], f["feature"]))
     out = ["<table class=matrix><tr><th>Level</th><th>Feature</th>"]
     out += [f"<th>{escape(s)}</th>" for s in surfaces]
+    folded = any(f.get("targets") for f in check["features"])  # several servers: each row names its own
+    out.append("<th>Ran on</th>" if folded else "")
     out.append("<th>Reason</th></tr>")
     for level, feature in features:
         out.append(f"<tr><td>{escape(level)}</td><td><code>{escape(feature)}</code></td>")
         reasons = []
+        ran_on: list[str] = []
         for surface in surfaces:
             row = cells.get((feature, surface))
             if row is None:
                 out.append("<td class=none></td>")
                 continue
             c = row["counts"]
+            ran_on += [t for t in row.get("targets") or [] if t not in ran_on]
             tip = f"{feature} on {surface}: {c['pass']} pass, {c['fail']} fail, {c['error']} error, {c['not_applicable']} n/a"
+            if row.get("targets"):  # a folded run: the server(s) its tests ran on
+                tip += f"\nran on: {', '.join(row['targets'])}"
             if row["reason"]:
                 tip += f"\n{row['reason']}"
                 if row["status"] != "pass":
@@ -94,9 +100,24 @@ def _matrix(check: dict[str, Any]) -> str:
                 reasons.append(f"{surface} (exact): {row.get('exact_reason') or exact}")
             mark = STATUS_MARK.get(row["status"], row["status"]) + (" ≠" if exact != row["status"] else "")
             out.append(f'<td class="{row["status"]}" title="{escape(tip)}">{mark}</td>')
+        out.append(f"<td class=msg>{escape(', '.join(ran_on))}</td>" if folded else "")
         out.append(f"<td class=msg>{escape(' · '.join(reasons))}</td></tr>")
     out.append("</table>")
     return "".join(out)
+
+
+def _targets_html(targets: list[dict[str, Any]]) -> str:
+    """The servers a folded run checked (`run` on the reference backend), each with its test count."""
+    if not targets:
+        return ""
+    items = "".join(
+        f"<li><b>{escape(str(t.get('label')))}</b> <code>{escape(str(t.get('url')))}</code>, profile "
+        f"{escape(str(t.get('profile')))}: {t.get('tests', 0)} tests"
+        + (f" (those the first found not applicable with “{escape(str(t['answers']))}…”)" if t.get("answers") else "")
+        + "</li>"
+        for t in targets
+    )
+    return f"<p class=meta>Checked on:</p><ul class=targets>{items}</ul>"
 
 
 def _clients_html(clients: list[dict[str, Any]]) -> str:
@@ -123,6 +144,7 @@ def conformance_html(check: dict[str, Any]) -> str:
         f"<p>{badge_svg(rates, exact=exact)}</p>",
         f"<p class=warn>target error: {escape(str(target['error']))}</p>" if target.get("error") else "",
         _surfaces_html(check.get("surfaces") or {}),
+        _targets_html(check.get("targets") or []),
         _clients_html(check.get("clients") or []),
         "<p class=meta>Pass rate = pass / (pass + fail + inconclusive + error); not-applicable tests are left out. "
         "Compatible grade: what official clients need; exact grade: the same as Ollama (≠ in the matrix).</p>",
@@ -134,12 +156,15 @@ def conformance_html(check: dict[str, Any]) -> str:
         f"<h3>Failures and errors ({len(check['failures'])})</h3>",
     ]
     if check["failures"]:
-        parts.append("<table><tr><th>Level</th><th>Feature</th><th>Surface</th><th>Status</th><th>Test</th><th>Message</th></tr>")
+        on = any(f.get("target") for f in check["failures"])
+        parts.append("<table><tr><th>Level</th><th>Feature</th><th>Surface</th><th>Status</th><th>Test</th>"
+                     + ("<th>Target</th>" if on else "") + "<th>Message</th></tr>")
         for f in check["failures"]:
+            target = f"<td>{escape(str(f.get('target') or ''))}</td>" if on else ""
             parts.append(
                 f"<tr><td>{escape(str(f['level']))}</td><td><code>{escape(str(f['feature']))}</code></td><td>{escape(str(f['surface']))}</td>"
                 f'<td class="{escape(str(f["status"]))}">{escape(str(f["status"]))}</td><td><code>{escape(str(f["id"]))}</code></td>'
-                f"<td class=msg>{escape(str(f.get('message') or ''))}</td></tr>"
+                f"{target}<td class=msg>{escape(str(f.get('message') or ''))}</td></tr>"
             )
         parts.append("</table>")
     else:
@@ -334,6 +359,7 @@ def performance_html(summary: dict[str, Any], bench: BenchResults) -> str:
         f"{escape(str(hw.get('cpu') or '?'))}, {escape(str(hw.get('cores') or '?'))} cores, {escape(str(hw.get('memory_gb') or '?'))} GB; "
         f"run {escape(str(summary.get('started_at') or '?'))}.</p>",
         _steps_table(summary),
+        f"<p class=parallelism>{escape(str(summary.get('parallelism') or ''))}</p>",
         _capacity_html(bench.raw.get("capacity")),
     ]
     if not gpu["available"]:

@@ -45,6 +45,18 @@ def _surface_lines(surfaces: dict[str, Any]) -> list[str]:
     return [*lines, ""]
 
 
+def _targets_lines(targets: list[dict[str, Any]]) -> list[str]:
+    """The servers a folded run checked, each with the tests that ran on it."""
+    if not targets:
+        return []
+    lines = ["Checked on:"]
+    for t in targets:
+        answers = f" (those the first found not applicable with “{cell(t['answers'])}…”)" if t.get("answers") else ""
+        lines.append(f"- **{cell(t.get('label'))}** `{cell(t.get('url'))}`, profile {cell(t.get('profile'))}: "
+                     f"{t.get('tests', 0)} tests{answers}")
+    return [*lines, ""]
+
+
 def client_lines(clients: list[dict[str, Any]]) -> list[str]:
     """Official clients: one line each, then each failed scenario with the client call and exception."""
     lines = []
@@ -66,6 +78,7 @@ def conformance_section(check: dict[str, Any]) -> list[str]:
         "",
         *([f"> target error: {cell(check['target']['error'])}", ""] if check["target"].get("error") else []),
         *_surface_lines(check.get("surfaces") or {}),
+        *_targets_lines(check.get("targets") or []),
         *client_lines(check.get("clients") or []),
         f"| Level | pass | fail | error | inconclusive | n/a | pass rate |{' exact |' if exact else ''}",
         f"|---|---:|---:|---:|---:|---:|---:|{'---:|' if exact else ''}",
@@ -82,14 +95,17 @@ def conformance_section(check: dict[str, Any]) -> list[str]:
     if not failures:
         lines.append("None.")
     else:
-        lines += ["| Level | Feature | Surface | Status | Test | Message |", "|---|---|---|---|---|---|"]
+        on = any(f.get("target") for f in failures)
+        lines += [f"| Level | Feature | Surface | Status | Test |{' Target |' if on else ''} Message |",
+                  f"|---|---|---|---|---|{'---|' if on else ''}---|"]
         for f in failures[:MAX_FAILURES]:
             message = str(f.get("message") or "")
             if len(message) > MAX_MESSAGE:
                 message = message[: MAX_MESSAGE - 1] + "…"
+            target = f" {cell(f.get('target'))} |" if on else ""
             lines.append(
                 f"| {cell(f['level'])} | `{cell(f['feature'])}` | {cell(f['surface'])} | {cell(f['status'])} "
-                f"| `{cell(f['id'])}` | {cell(message)} |"
+                f"| `{cell(f['id'])}` |{target} {cell(message)} |"
             )
         if len(failures) > MAX_FAILURES:
             lines.append(f"\n… and {len(failures) - MAX_FAILURES} more (see the HTML or JSON report).")
@@ -121,6 +137,8 @@ def performance_section(bench: dict[str, Any]) -> list[str]:
             f"| {ttft} | {itl} | {e2e} | {fmt_num(step['output_tokens_per_s'])} | {fmt_num(step['requests_per_s'], 2)} |"
         )
     lines.append("")
+    if bench.get("parallelism"):
+        lines += [cell(bench["parallelism"]), ""]
     gpu = bench["gpu"]
     if gpu["available"]:
         lines.append("GPU telemetry: sampled (see the HTML report).")

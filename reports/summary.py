@@ -75,6 +75,8 @@ def features(tests: list[dict[str, Any]]) -> list[dict[str, Any]]:
                 "counts": counts(members),
                 "reason": reason,
                 "tests": [str(t.get("id")) for t in members],
+                # the servers its tests ran on, when the results fold several (`run` on the reference backend)
+                "targets": sorted({str(t["target"]) for t in members if t.get("target")}),
             }
         )
     rows.sort(key=lambda r: (_level_order(r["level"]), r["feature"], r["surface"]))
@@ -101,7 +103,7 @@ def check_summary(check: CheckResults) -> dict[str, Any]:
             c = exact_counts([t for t in tests if t.get("level") == level])
             exact_by_level[level] = {**c, "rate": pass_rate(c)}
     failures = [
-        {k: t.get(k) for k in ("id", "feature", "level", "surface", "status", "message", "curl")}
+        {k: t.get(k) for k in ("id", "feature", "level", "surface", "status", "message", "curl", "target")}
         for t in tests
         if t.get("status") in NOT_PASSED
     ]
@@ -112,6 +114,7 @@ def check_summary(check: CheckResults) -> dict[str, Any]:
         "duration_s": check.raw.get("duration_s"),
         "spec_version": check.raw.get("spec_version"),
         "target": check.target,
+        "targets": list(check.raw.get("targets") or []),  # the servers a folded run checked (check_parts.fold)
         "total": {**total, "rate": pass_rate(total)},
         "by_level": by_level,
         "by_surface": by_surface,
@@ -151,6 +154,7 @@ def bench_summary(bench: BenchResults) -> dict[str, Any]:
                 # where N_out came from (eval_count / usage / chunks), and connection retries (load harness)
                 "output_tokens_source": dict(step.get("output_tokens_source") or {}),
                 "connections": dict(step.get("connections") or {}),
+                "parallelism": _parallelism(bench, step, metrics),
             }
         )
     telemetry = dict(bench.raw.get("telemetry") or {})
@@ -169,7 +173,41 @@ def bench_summary(bench: BenchResults) -> dict[str, Any]:
         "gpu": {"available": bool(gpu.get("available")), "reason": gpu.get("reason")},
         "rss_peak_bytes": max(rss_values) if rss_values else None,
         "warnings": list((bench.raw.get("harness") or {}).get("warnings") or []),
+        "parallelism": parallelism_statement(steps),
     }
+
+
+def _parallelism(bench: BenchResults, step: dict[str, Any], metrics: dict[str, Any]) -> dict[str, Any] | None:
+    """Streams decoded together in one step (load.metrics.parallelism): from the results, or, for results written
+    before it was measured, from the step's raw samples; None when neither is there."""
+    found = metrics.get("parallelism")
+    if isinstance(found, dict) and found.get("max") is not None:
+        return dict(found)
+    samples = bench.step_samples(str(step.get("name")))
+    if not samples:
+        return None
+    from ollama_conformance.load.metrics import parallelism
+
+    return parallelism(samples)
+
+
+def parallelism_statement(steps: list[dict[str, Any]]) -> str:
+    """One sentence: the server's parallelism as measured, and where it was below the concurrency offered."""
+    measured = [(s, s["parallelism"]) for s in steps if s.get("parallelism") and s["parallelism"].get("requests")]
+    if not measured:
+        return "Parallelism: not measured (no request produced two outputs)."
+    peak = max(p["max"] for _, p in measured)
+    per_step = "; ".join(
+        f"{s['name']}: max {p['max']}" + (f", mean {p['mean']:.2f}" if p.get("mean") is not None else "")
+        for s, p in measured
+    )
+    text = (f"Parallelism (measured from the timing, overlapping [first output, last output] of the requests): the "
+            f"server decoded at most {peak} stream{'s' if peak != 1 else ''} together ({per_step}).")
+    queued = [s for s, p in measured if s.get("mode") == "concurrency" and s.get("value") and p["max"] < s["value"]]
+    if queued:
+        names = ", ".join(str(s["name"]) for s in queued)
+        text += f" At {names} more requests were in flight than it decoded: the others waited in its queue."
+    return text
 
 
 def build_summary(results: ResultSet) -> dict[str, Any]:

@@ -11,7 +11,6 @@ import json
 import subprocess
 import sys
 import time
-from pathlib import Path
 
 import pytest
 
@@ -67,7 +66,7 @@ def test_help_lines_kept_in_the_dispatcher_are_the_modules_own() -> None:
     import importlib
 
     for name, (module, help_line) in SUBCOMMANDS.items():
-        assert importlib.import_module(module).HELP == help_line, name
+        assert help_line == importlib.import_module(module).HELP, name
 
 
 def _seconds(argv: list[str], repeat: int = 3) -> float:

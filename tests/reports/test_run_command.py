@@ -14,6 +14,9 @@ import pytest
 
 from ollama_conformance.cli import main
 
+LOCAL = "reference backend (throw-away store)"
+CLOUD = "reference backend in cloud mode (serve --cloud, generated key)"
+NO_CLOUD = "reference backend with OLLAMA_NO_CLOUD=1"
 ARTEFACTS = ("check.json", "junit.xml", "check.log", "bench/results.json", "bench/samples.jsonl",
              "report.md", "report.html", "summary.json", "badge.svg")
 
@@ -87,12 +90,47 @@ def test_run_end_to_end_on_the_reference_backend(tmp_path: Path, private_history
     assert (bench.get("model") or {}).get("name") == "gemma3:270m"
     assert str(out / "report.html") in proc.stdout  # the summary says where the reports are
     assert "Conformance" in proc.stdout and "Performance" in proc.stdout
+    assert {t["label"] for t in check["targets"]} == {LOCAL, CLOUD, NO_CLOUD}
+    # measured, not configured: the backend run starts has 2 decode slots for concurrency 2, and says what it did
+    assert bench["parallelism"].startswith("Parallelism (measured from the timing")
+    assert bench["parallelism"] in (out / "report.md").read_text() and "Parallelism (measured" in proc.stdout
+    assert all(s["parallelism"]["max"] >= 1 for s in bench["steps"])
     memory = re.search(r"reference backend memory: RSS (\d+) MB at the end .* peak (\d+) MB during the run", proc.stdout)
     assert memory and 0 < int(memory[1]) <= int(memory[2]), proc.stdout[-2000:]
     badge = (out / "badge.svg").read_text()
     assert f"MUST {int(must['rate'] * 100 + 1e-9)}%" in badge
     with sqlite3.connect(private_history) as conn:
         assert conn.execute("SELECT count(*) FROM runs").fetchone()[0] == 2
+
+
+@pytest.mark.slow
+def test_run_covers_lifecycle_cloud_and_no_cloud(tmp_path: Path, private_history: Path) -> None:
+    """The embedded default checks what the bundled backend serves: the lifecycle on a throw-away store, the cloud
+    profile on a cloud-mode backend, the refusals on an OLLAMA_NO_CLOUD=1 one; one result, each row its target."""
+    out = tmp_path / "run"
+    features = ["copy.basic", "delete.basic", "create.from", "pull.stream", "cloud.auth.*", "cloud.tags",
+                "cloud.disabled", "cloud.errors.shape"]
+    scratch = tmp_path / "tmp"  # the run's temporary folders (the throw-away stores among them) go here
+    scratch.mkdir()
+    proc = _run(["--out", str(out), "--skip-bench", "--no-history", *[a for f in features for a in ("--feature", f)]],
+                {"TMPDIR": str(scratch)}, timeout_s=900)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    check = json.loads((out / "check.json").read_text())
+    ran_on: dict[str, set[str]] = {}
+    for test in check["tests"]:
+        assert test["status"] == "pass", (test["id"], test["status"], test["message"])
+        ran_on.setdefault(test["feature"], set()).add(test["target"])
+    assert ran_on["copy.basic"] == ran_on["create.from"] == ran_on["pull.stream"] == {LOCAL}
+    assert ran_on["cloud.auth.missing"] == ran_on["cloud.tags"] == {CLOUD}
+    assert ran_on["cloud.disabled"] == ran_on["cloud.errors.shape"] == {NO_CLOUD}
+    assert [t["label"] for t in check["targets"]] == [LOCAL, CLOUD, NO_CLOUD]
+    assert (out / "check-parts" / "check-cloud.json").is_file() and (out / "check-parts" / "check-no-cloud.json").is_file()
+    report = (out / "report.md").read_text()
+    assert f"**{CLOUD}**" in report and f"**{NO_CLOUD}**" in report
+    junit = (out / "junit.xml").read_text()
+    assert "<skipped" not in junit  # the JUnit file says what check.json says
+    # the throw-away stores are gone with the run
+    assert not list(scratch.glob("ollama-conformance-store-*")), list(scratch.iterdir())
 
 
 def test_plain_progress_prints_lines_for_logs() -> None:
@@ -143,3 +181,39 @@ def test_suite_progress_follows_the_plugin_events(tmp_path: Path) -> None:
         handle.write('st", "nodeid": "x", "outcome": "passed"}\n')
     follower.poll()
     assert follower.done == 4
+
+
+def test_fold_replaces_only_the_rows_an_extra_run_answers(results_dir: Path) -> None:
+    """check_parts.fold: the main run's rows that were not applicable for the stated reason take the extra run's
+    result (a pass, and a fail: folding must not hide one); other rows stay, every row names its target, the
+    counts follow, and the document still matches the results schema."""
+    import copy
+
+    from ollama_conformance.check_parts import Part, fold
+    from ollama_conformance.conformance.results import validate_results
+
+    main = json.loads((results_dir / "check_graded.json").read_text())
+    main["schema_version"] = 2
+    by_id = {t["id"]: t for t in main["tests"]}
+    cloud_ids = ["conformance/tests/test_chat.py::test_thinking", "conformance/tests/test_chat.py::test_vision"]
+    for test_id in cloud_ids:
+        by_id[test_id]["message"] = "needs the cloud profile: --profile cloud with the key in OLLAMA_API_KEY"
+    extra = copy.deepcopy(main)
+    for test in extra["tests"]:
+        test["status"] = test["exact_status"] = "pass"
+        test["message"] = ""
+    extra_by_id = {t["id"]: t for t in extra["tests"]}
+    extra_by_id[cloud_ids[1]].update(status="fail", exact_status="fail", message="401 expected")
+    folded = fold(Part("local", "", main), [Part("cloud mode", "needs the cloud profile", extra)])
+    got = {t["id"]: t for t in folded["tests"]}
+    assert got[cloud_ids[0]]["status"] == "pass" and got[cloud_ids[0]]["target"] == "cloud mode"
+    assert got[cloud_ids[1]]["status"] == "fail" and got[cloud_ids[1]]["target"] == "cloud mode"
+    failed = "conformance/tests/test_errors.py::test_unknown_model_message"  # the extra run's pass does not replace it
+    assert got[failed]["status"] == "fail" and got[failed]["target"] == "local"
+    assert folded["summary"]["total"]["not_applicable"] == 0
+    assert folded["summary"]["total"]["fail"] == main["summary"]["total"]["fail"] + 1
+    assert [(t["label"], t["tests"]) for t in folded["targets"]] == [("local", 14), ("cloud mode", 2)]
+    assert all(t["target"] for t in folded["tests"])
+    assert validate_results(folded) == []
+    other_reason = fold(Part("local", "", main), [Part("no-cloud", "cloud is enabled on the target", extra)])
+    assert {t["id"]: t["status"] for t in other_reason["tests"]} == {t["id"]: t["status"] for t in main["tests"]}

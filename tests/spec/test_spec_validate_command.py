@@ -293,7 +293,7 @@ def test_a_pretty_printed_body_is_one_json_value(tmp_path: Path) -> None:
     proc = _validate(path)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert _verdicts(proc.stdout) == [f"{path}#0 POST /api/chat 200: valid"]
-    assert f'    judged as POST /api/chat: the body has fields "message" and "created_at"' in proc.stdout
+    assert '    judged as POST /api/chat: the body has fields "message" and "created_at"' in proc.stdout
 
 
 def test_pretty_printed_ndjson_is_read_value_after_value(tmp_path: Path) -> None:
