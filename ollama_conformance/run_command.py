@@ -51,9 +51,14 @@ NO_CLOUD_LABEL = "reference backend with OLLAMA_NO_CLOUD=1"
 # The embedded default's extra runs: which tests each selects (pytest -k), and which "not applicable" of the main
 # run it answers (the start of the reason the suite gives: conformance/suite/test_cloud.py)
 EXTRA_PARTS = {
-    "cloud": (CLOUD_LABEL, "test_cloud", "needs the cloud profile"),
-    "no-cloud": (NO_CLOUD_LABEL, "test_disabled_cloud", "cloud is enabled on the target"),
+    "cloud": (CLOUD_LABEL, "test_cloud", ("needs the cloud profile",)),
+    # the refusals, and the tools refusal, which needs a chat model without the tools capability: the bundled
+    # gemma3 has it, so NO_TOOLS_MODEL is created from it there with a template that has no .Tools (as in Ollama,
+    # the capability follows the template)
+    "no-cloud": (NO_CLOUD_LABEL, "test_disabled_cloud or test_tools_refused_without_capability",
+                 ("cloud is enabled on the target", "supports tools: the refusal does not apply")),
 }
+NO_TOOLS_MODEL = "conformance-no-tools:latest"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -274,6 +279,7 @@ class CheckPart:
     url: str
     profile: str | None
     label: str = ""  # the target the rows name in a folded run ("" with --target)
+    model: str | None = None  # the chat model, when not the run's
     allow_mutations: bool = False
     api_key_env: str | None = None
     env: dict[str, str] = field(default_factory=dict)
@@ -293,7 +299,7 @@ def run_check_phase(plan: RunPlan, args: argparse.Namespace, part: CheckPart, pr
         target=part.url,
         profile=part.profile,
         api_key_env=part.api_key_env or args.api_key_env,
-        model=args.model,
+        model=part.model or args.model,
         surfaces=[s.strip() for s in args.surface.split(",") if s.strip()],
         level=args.level,
         features=list(args.feature),
@@ -353,12 +359,19 @@ def run_checks(plan: RunPlan, args: argparse.Namespace, url: str, backends: dict
         return path, [problem] if problem else []
     main = CheckPart("", url, "reference", LOCAL_LABEL, allow_mutations=True)
     extras = []
+    setup_problems: list[str] = []
     for mode, (label, selector, _answers) in EXTRA_PARTS.items():
         item = backends.get(mode)
         if item is None:
             continue
         cloud = mode == "cloud"
-        extras.append(CheckPart(mode, item.url, "cloud" if cloud else "reference", label,
+        model = None
+        if mode == "no-cloud" and not args.model:
+            problem = create_no_tools_model(item.url)
+            model = None if problem else NO_TOOLS_MODEL
+            if problem:
+                setup_problems.append(problem)
+        extras.append(CheckPart(mode, item.url, "cloud" if cloud else "reference", label, model=model,
                                 api_key_env=CLOUD_KEY_ENV if cloud else None,
                                 env={CLOUD_KEY_ENV: item.key or ""} if cloud else {}, pytest_args=("-k", selector)))
     done: dict[str, tuple[Path | None, str]] = {}
@@ -376,12 +389,26 @@ def run_checks(plan: RunPlan, args: argparse.Namespace, url: str, backends: dict
         path, problem = run_check_phase(plan, args, main, progress)
     finally:
         worker.join()
-    problems = [problem] if problem else []
+    problems = setup_problems + ([problem] if problem else [])
     problems += [p for _, p in done.values() if p]
     if path is None:
         return None, problems
     fold_parts(path, main, [(part, done[part.name][0]) for part in extras if done.get(part.name, (None, ""))[0]])
     return path, problems
+
+
+def create_no_tools_model(url: str) -> str:
+    """NO_TOOLS_MODEL on a backend `run` owns: gemma3:270m with a template that has no .Tools; "" or the problem."""
+    import httpx
+
+    body = {"model": NO_TOOLS_MODEL, "from": DEFAULT_CHAT_MODEL, "template": "{{ .Prompt }}", "stream": False}
+    try:
+        answer = httpx.post(f"{url}/api/create", json=body, timeout=120.0)
+    except httpx.HTTPError as exc:
+        return f"could not create {NO_TOOLS_MODEL} for the tools refusal test: {exc}"
+    if answer.status_code != 200:
+        return f"could not create {NO_TOOLS_MODEL} for the tools refusal test: {answer.status_code} {answer.text[:200]}"
+    return ""
 
 
 def fold_parts(path: Path, main: CheckPart, extras: list[tuple[CheckPart, Path | None]]) -> None:
@@ -394,7 +421,7 @@ def fold_parts(path: Path, main: CheckPart, extras: list[tuple[CheckPart, Path |
         return json.loads(p.read_text(encoding="utf-8"))
 
     parts = [Part(part.label, EXTRA_PARTS[part.name][2], read(extra)) for part, extra in extras if extra is not None]
-    folded = fold(Part(main.label, "", read(path)), parts)
+    folded = fold(Part(main.label, (), read(path)), parts)
     write_results(path, folded)
     junit = path.parent / JUNIT_FILE
     if junit.exists():

@@ -8,7 +8,7 @@ from typing import Any
 from ollama_conformance.reports.badge import badge_svg, badge_text, percent
 from ollama_conformance.reports.clients import client_failures, client_headline
 from ollama_conformance.reports.results import BenchResults, ResultSet, finite
-from ollama_conformance.reports.summary import badge_rates
+from ollama_conformance.reports.summary import badge_rates, quoted
 from ollama_conformance.reports.svgplot import Band, Chart, Series, cdf_points, histogram_points, pareto_front, render
 from ollama_conformance.vocabulary import LEVELS
 
@@ -113,7 +113,7 @@ def _targets_html(targets: list[dict[str, Any]]) -> str:
     items = "".join(
         f"<li><b>{escape(str(t.get('label')))}</b> <code>{escape(str(t.get('url')))}</code>, profile "
         f"{escape(str(t.get('profile')))}: {t.get('tests', 0)} tests"
-        + (f" (those the first found not applicable with “{escape(str(t['answers']))}…”)" if t.get("answers") else "")
+        + (f" (those the first found not applicable with {escape(quoted(t['answers']))})" if t.get("answers") else "")
         + "</li>"
         for t in targets
     )

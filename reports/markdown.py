@@ -6,6 +6,7 @@ from typing import Any
 
 from ollama_conformance.reports.badge import badge_text, percent
 from ollama_conformance.reports.clients import client_failures, client_headline
+from ollama_conformance.reports.summary import quoted
 from ollama_conformance.vocabulary import LEVELS
 
 MAX_MESSAGE = 240
@@ -51,7 +52,7 @@ def _targets_lines(targets: list[dict[str, Any]]) -> list[str]:
         return []
     lines = ["Checked on:"]
     for t in targets:
-        answers = f" (those the first found not applicable with “{cell(t['answers'])}…”)" if t.get("answers") else ""
+        answers = f" (those the first found not applicable with {cell(quoted(t['answers']))})" if t.get("answers") else ""
         lines.append(f"- **{cell(t.get('label'))}** `{cell(t.get('url'))}`, profile {cell(t.get('profile'))}: "
                      f"{t.get('tests', 0)} tests{answers}")
     return [*lines, ""]

@@ -191,6 +191,11 @@ def _parallelism(bench: BenchResults, step: dict[str, Any], metrics: dict[str, A
     return parallelism(samples)
 
 
+def quoted(answers: list[str] | str) -> str:
+    """The not-applicable reasons a folded run's part answers, quoted: “needs the cloud profile” or “…”."""
+    return " or ".join(f"“{a}”" for a in ([answers] if isinstance(answers, str) else answers))
+
+
 def parallelism_statement(steps: list[dict[str, Any]]) -> str:
     """One sentence: the server's parallelism as measured, and where it was below the concurrency offered."""
     measured = [(s, s["parallelism"]) for s in steps if s.get("parallelism") and s["parallelism"].get("requests")]

@@ -26,7 +26,7 @@ def _features() -> dict[str, Feature]:
     import yaml  # here: `ollama-conformance spec --help` imports this package, not the catalogue
 
     with (SPEC_DIR / "features.yaml").open(encoding="utf-8") as fh:
-        raw = yaml.safe_load(fh)
+        raw = yaml.load(fh, Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))  # libyaml: 9x faster
     out: dict[str, Feature] = {}
     for entry in raw["features"]:
         feature = Feature(

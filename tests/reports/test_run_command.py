@@ -109,7 +109,7 @@ def test_run_covers_lifecycle_cloud_and_no_cloud(tmp_path: Path, private_history
     profile on a cloud-mode backend, the refusals on an OLLAMA_NO_CLOUD=1 one; one result, each row its target."""
     out = tmp_path / "run"
     features = ["copy.basic", "delete.basic", "create.from", "pull.stream", "cloud.auth.*", "cloud.tags",
-                "cloud.disabled", "cloud.errors.shape"]
+                "cloud.disabled", "cloud.errors.shape", "chat.tools.refused"]
     scratch = tmp_path / "tmp"  # the run's temporary folders (the throw-away stores among them) go here
     scratch.mkdir()
     proc = _run(["--out", str(out), "--skip-bench", "--no-history", *[a for f in features for a in ("--feature", f)]],
@@ -123,6 +123,7 @@ def test_run_covers_lifecycle_cloud_and_no_cloud(tmp_path: Path, private_history
     assert ran_on["copy.basic"] == ran_on["create.from"] == ran_on["pull.stream"] == {LOCAL}
     assert ran_on["cloud.auth.missing"] == ran_on["cloud.tags"] == {CLOUD}
     assert ran_on["cloud.disabled"] == ran_on["cloud.errors.shape"] == {NO_CLOUD}
+    assert ran_on["chat.tools.refused"] == {NO_CLOUD}  # on a model created there without the tools capability
     assert [t["label"] for t in check["targets"]] == [LOCAL, CLOUD, NO_CLOUD]
     assert (out / "check-parts" / "check-cloud.json").is_file() and (out / "check-parts" / "check-no-cloud.json").is_file()
     report = (out / "report.md").read_text()
@@ -204,7 +205,7 @@ def test_fold_replaces_only_the_rows_an_extra_run_answers(results_dir: Path) -> 
         test["message"] = ""
     extra_by_id = {t["id"]: t for t in extra["tests"]}
     extra_by_id[cloud_ids[1]].update(status="fail", exact_status="fail", message="401 expected")
-    folded = fold(Part("local", "", main), [Part("cloud mode", "needs the cloud profile", extra)])
+    folded = fold(Part("local", (), main), [Part("cloud mode", ("needs the cloud profile",), extra)])
     got = {t["id"]: t for t in folded["tests"]}
     assert got[cloud_ids[0]]["status"] == "pass" and got[cloud_ids[0]]["target"] == "cloud mode"
     assert got[cloud_ids[1]]["status"] == "fail" and got[cloud_ids[1]]["target"] == "cloud mode"
@@ -215,5 +216,5 @@ def test_fold_replaces_only_the_rows_an_extra_run_answers(results_dir: Path) -> 
     assert [(t["label"], t["tests"]) for t in folded["targets"]] == [("local", 14), ("cloud mode", 2)]
     assert all(t["target"] for t in folded["tests"])
     assert validate_results(folded) == []
-    other_reason = fold(Part("local", "", main), [Part("no-cloud", "cloud is enabled on the target", extra)])
+    other_reason = fold(Part("local", (), main), [Part("no-cloud", ("cloud is enabled on the target",), extra)])
     assert {t["id"]: t["status"] for t in other_reason["tests"]} == {t["id"]: t["status"] for t in main["tests"]}
