@@ -41,7 +41,7 @@ class Payload:
 class Exchange:
     recording: str  # path relative to the recordings folder
     index: int  # position of the exchange in the file
-    fidelity: str  # raw-wire | cassette | body-only | client-object | raw-json
+    fidelity: str  # raw-wire | cassette | body-only | stream-item | client-object | raw-json
     method: str
     path: str
     status: int
@@ -568,6 +568,12 @@ def parse_body(text: str, rel: str, endpoint: tuple[str, str] | None = None) -> 
     if found is None:
         raise RecordingFormatError(f"{rel}: a bare body whose endpoint cannot be told; give it with --endpoint")
     (exchange.method, exchange.path), exchange.route_reason = found
+    if media_type == NDJSON and exchange.path.startswith("/v1/"):  # /v1 streams are SSE: its data, one per line
+        exchange.content_type = SSE
+        if exchange.path == "/v1/messages":
+            for payload in exchange.payloads:
+                payload.event = payload.value.get("type") if isinstance(payload.value, dict) else None
+        exchange.notes.append("SSE data payloads one per line, without the data: framing")
     return [exchange]
 
 
@@ -629,6 +635,11 @@ def parse_json_value(value: Any, rel: str, endpoint: tuple[str, str] | None = No
             exchange = Exchange(recording=rel, index=index, fidelity="body-only", method=method, path=path,
                                 status=200, content_type=JSON, payloads=[Payload(value)], route_reason=why,
                                 label=label)  # fmt: skip
+            if value.get("done") is False or value.get("object") == "chat.completion.chunk":
+                # one item of a stream (a fixture of a chunk): judged as an item; a whole stream's rules do not apply
+                exchange.fidelity = "stream-item"
+                exchange.content_type = NDJSON if path.startswith("/api/") else SSE
+                exchange.notes.append("one stream item, judged as an item of a stream (not as a whole stream)")
             return [exchange]
         bodies = {k: v for k, v in value.items() if _recognised(v)}
         if bodies:  # a top-level object of bodies, e.g. fixtures by name
@@ -752,6 +763,8 @@ def _framing_problems(exchange: Exchange, media: dict[str, Any]) -> list[str]:
     """Stream-level invariants the per-item schemas cannot express."""
     items = [p.value for p in exchange.payloads]
     problems: list[str] = []
+    if exchange.fidelity == "stream-item":  # one item on its own: no stream to frame
+        return problems
     if not items:
         return ["stream has no items"]
     if media.get("x-stream") == "ndjson" and exchange.path in ("/api/chat", "/api/generate"):

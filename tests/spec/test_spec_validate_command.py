@@ -315,9 +315,10 @@ def test_an_array_of_stream_items_is_one_stream(tmp_path: Path) -> None:
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert _verdicts(proc.stdout) == [f"{path}#0 POST /api/chat 200: valid"]
     assert "a JSON array of 2 stream items" in proc.stdout
-    reordered = tmp_path / "reordered.json"  # the final chunk first: a stream that breaks the rule, judged so
-    reordered.write_text(json.dumps([FINAL, CHUNK, FINAL]))
-    assert _validate(reordered).returncode == 1
+    broken = tmp_path / "broken.json"  # a stream whose final item breaks the schema: judged as that stream, invalid
+    broken.write_text(json.dumps([CHUNK, {**FINAL, "done_reason": 3}]))
+    proc = _validate(broken)
+    assert proc.returncode == 1 and "invalid at $.done_reason (item 1)" in proc.stdout, proc.stdout
 
 
 def test_an_array_of_exchanges_and_an_object_of_bodies(tmp_path: Path) -> None:
@@ -404,3 +405,21 @@ def test_many_files_in_one_process_from_the_installed_command(tmp_path: Path) ->
     proc = _validate_subprocess(tmp_path)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert "30 files, 30 exchanges, 30 valid, 0 invalid" in proc.stderr
+
+
+def test_one_stream_item_and_sse_data_lines_without_framing(tmp_path: Path) -> None:
+    item = tmp_path / "chunk.json"
+    item.write_text(json.dumps(CHUNK, indent=2))
+    proc = _validate(item)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "one stream item, judged as an item of a stream" in proc.stdout
+    item.write_text(json.dumps({**CHUNK, "message": {"role": "assistant"}}, indent=2))  # content is never left out
+    assert _validate(item).returncode == 1
+    lines = tmp_path / "chat-chunks.txt"  # SSE data payloads one per line, as fixture files keep them
+    lines.write_text(json.dumps(SSE_CHUNK) + "\n" + json.dumps(SSE_FINISH) + "\n")
+    proc = _validate(lines)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert _verdicts(proc.stdout) == [f"{lines}#0 POST /v1/chat/completions 200: valid"]
+    assert "without the data: framing" in proc.stdout
+    lines.write_text(json.dumps(SSE_CHUNK) + "\n" + json.dumps({**SSE_FINISH, "object": 1}) + "\n")
+    assert _validate(lines).returncode == 1
