@@ -289,7 +289,8 @@ class CheckPart:
         return f"{base}-{self.name}{suffix}" if self.name else f"{base}{suffix}"
 
 
-def run_check_phase(plan: RunPlan, args: argparse.Namespace, part: CheckPart, progress: Any) -> tuple[Path | None, str]:
+def run_check_phase(plan: RunPlan, args: argparse.Namespace, part: CheckPart, progress: Any,
+                    stop: threading.Event | None = None) -> tuple[Path | None, str]:
     """The conformance suite in a child pytest; progress follows its per-test lines, the full output goes to check.log."""
     from ollama_conformance.conformance.runner import CheckOptions, pytest_command
 
@@ -327,6 +328,8 @@ def run_check_phase(plan: RunPlan, args: argparse.Namespace, part: CheckPart, pr
         reader.start()
         try:
             while proc.poll() is None:
+                if stop is not None and stop.is_set():  # the run was interrupted in another thread
+                    raise KeyboardInterrupt
                 follower.poll()
                 time.sleep(0.2)
             status = proc.wait()
@@ -375,20 +378,30 @@ def run_checks(plan: RunPlan, args: argparse.Namespace, url: str, backends: dict
                                 api_key_env=CLOUD_KEY_ENV if cloud else None,
                                 env={CLOUD_KEY_ENV: item.key or ""} if cloud else {}, pytest_args=("-k", selector)))
     done: dict[str, tuple[Path | None, str]] = {}
+    stop = threading.Event()
 
     def run_extras() -> None:
         for part in extras:
+            if stop.is_set():
+                return
             try:
-                done[part.name] = run_check_phase(plan, args, part, progress)
+                done[part.name] = run_check_phase(plan, args, part, progress, stop)
+            except KeyboardInterrupt:  # stopped: the run itself was interrupted (its suite was terminated)
+                return
             except Exception as exc:  # reported below; the main run's results stand
                 done[part.name] = (None, f"the conformance suite ({part.label}) could not run: {exc}")
+            finally:  # its backend has served its tests: free its memory and CPU for the main run
+                backends[part.name].backend.stop()
 
     worker = threading.Thread(target=run_extras, name="check-extras", daemon=True)
     worker.start()
     try:
         path, problem = run_check_phase(plan, args, main, progress)
-    finally:
-        worker.join()
+    except BaseException:  # interrupted: the extra suites are stopped too, nothing outlives the run
+        stop.set()
+        worker.join(timeout=30)
+        raise
+    worker.join()
     problems = setup_problems + ([problem] if problem else [])
     problems += [p for _, p in done.values() if p]
     if path is None:
