@@ -17,6 +17,7 @@ status, a declared media type, and a body (or every stream item) valid against t
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Callable
 from typing import Any
 
@@ -254,7 +255,8 @@ def check_served(got: Captured) -> None:
         body = json.loads(got.text)
     except ValueError:
         body = None
-    if isinstance(body, dict) and ("error" in body or body.get("type") == "error"):
+    native = got.path.startswith("/api/")
+    if isinstance(body, dict) and (isinstance(body.get("error"), str) if native else ("error" in body or body.get("type") == "error")):
         return
     text = " ".join(got.text.split())[:60]
     fail(f"{got.method} {got.path.split('?', 1)[0]} not served: {got.status} {text!r}")
@@ -269,10 +271,16 @@ def asks_stream(path: str, body: Any) -> bool:
 
 
 def check_stream_media_type(got: Captured) -> None:
-    """Ollama's stream Content-Types carry no parameter (a client reads the type and ignores the parameter)."""
+    """The wire of a stream, exact grade: Ollama's stream Content-Types carry no parameter (a client reads the
+    type and ignores the parameter), and Ollama writes and flushes each item whole, so no item arrives split
+    across network reads (clients reassemble split items: legal, but not Ollama's chunk boundaries)."""
     header = got.headers.get("content-type", "")
     exact(header.strip().lower() == got.media_type,
           f"Content-Type {header!r}, Ollama sends {got.media_type!r} (no parameters)")
+    ends = {match.end() for match in re.finditer(rb"\n\n|\r\n\r\n" if got.media_type == SSE else rb"\n", got.raw)}
+    split = [received for _, received in got.reads[:-1] if received not in ends]
+    exact(not split, "a network read ended inside a stream item: the items were written in pieces, Ollama writes "
+                     "each item whole")
 
 
 def _shown(body: dict[str, Any], key: str) -> str:

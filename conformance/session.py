@@ -337,7 +337,7 @@ class ConformanceSession:
             target = self.target
             with httpx.Client(base_url=target.url, headers=target.headers(), timeout=target.timeout_s) as client:
                 answer = _ask(client, key[0], path)
-            self._routes[key] = answer.evidence.short() if _route_absent(answer) else None
+            self._routes[key] = answer.evidence.short() if _route_absent(answer, native=path.startswith("/api/")) else None
         return self._routes[key]
 
     def capability_probe(self, model: str, capability: str) -> tuple[bool, str]:

@@ -240,8 +240,10 @@ def refuses_capability(evidence: Evidence, capability: str) -> bool:
     return 400 <= status < 500 or (capability == "embedding" and status == 500)
 
 
-def _route_absent(answer: Answer, *, anthropic: bool = False) -> bool:
-    """No HTTP answer, or a router's "no such route" (404/405/501 without an error object of the surface)."""
+def _route_absent(answer: Answer, *, anthropic: bool = False, native: bool = False) -> bool:
+    """No HTTP answer, or a router's "no such route" (404/405/501 without an error object of the surface: a
+    native error is `{"error": "<message>"}`, so llama-server's `{"error": {"message": "File Not Found"}}` on an
+    /api route is its router's, not the route's)."""
     status = answer.evidence.status
     if status is None:
         return True
@@ -250,6 +252,8 @@ def _route_absent(answer: Answer, *, anthropic: bool = False) -> bool:
     body = answer.body if isinstance(answer.body, dict) else {}
     if anthropic:
         return body.get("type") != "error"
+    if native:
+        return not isinstance(body.get("error"), str)
     return "error" not in body  # {"error": ...} is an answer of the route (e.g. model not found)
 
 
@@ -303,7 +307,7 @@ def _discover_native(client: httpx.Client, target: Target, chat_model: str | Non
         chat = _ask(client, "POST", "/api/chat", {"model": chat_model or PROBE_MODEL, "messages": PROBE_MESSAGES,
                                                    "stream": False, "options": _ONE_TOKEN})
         answers.append(chat)
-        if chat.evidence.status is not None and not _route_absent(chat):
+        if chat.evidence.status is not None and not _route_absent(chat, native=True):
             present, evidence = True, chat.evidence
     target.surfaces["native"] = SurfaceProbe(present, version.evidence if not present else evidence)
     if not present:

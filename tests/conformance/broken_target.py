@@ -538,6 +538,8 @@ LEGAL_VARIANTS = ("sse_comments_crlf", "sse_data_no_space", "anthropic_pings", "
 # items split across reads; `linger_after_done`: the whole stream, then the connection held open 30 s.
 STREAM_DEFECTS = ("drop_connection", "stall_mid_stream", "split_writes", "linger_after_done")
 LINGER_S = 30.0
+# Dodges of issue 21 run by test_conformance_dodges.py (with the findings they reproduce).
+DODGES = ("final_repeats_text", "linger_after_done")
 STALL_S = 600.0
 DEFECTS = ("none", *REQUEST_DEFECTS, *ANSWER_DEFECTS, *STREAM_DEFECTS)
 
