@@ -17,6 +17,7 @@ status, a declared media type, and a body (or every stream item) valid against t
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Callable
 from typing import Any
 
@@ -81,7 +82,14 @@ class Api:
         elif body is not None:
             kwargs["json"] = body
         idle_s = max(MIN_IDLE_S, self.target.timeout_s * IDLE_FRACTION)
-        got = capture(self.client, method, path, deadline_s=self.target.timeout_s * 0.9, idle_s=idle_s, **kwargs)
+        try:
+            got = capture(self.client, method, path, deadline_s=self.target.timeout_s * 0.9, idle_s=idle_s, **kwargs)
+        except AssertionError:  # a stream that stalled or did not close: this exchange is the one that failed
+            session.record_judged(session.exchange_count() - 1)
+            raise
+        got.request_body = body
+        got.method, got.path = method, path
+        got.exchange_index = session.exchange_count() - 1
         session.record_body(got.text)
         return got
 
@@ -96,6 +104,8 @@ class Api:
     def contract(self, method: str, path: str, got: Captured) -> list[Any]:
         """Assert status, media type and schema per spec/; return the body items (one for JSON, n for streams)."""
         where = f"{method} {path}"
+        session.record_judged(got.exchange_index)
+        check_served(got)
         declared = spec.declared_statuses(method, path)
         status = str(got.status)
         assert status in declared or f"{status[0]}XX" in declared or "default" in declared, (
@@ -105,19 +115,24 @@ class Api:
         if not media_types:
             assert got.text == "", f"{where}: status {got.status} has no body in the spec, got {got.text[:120]!r}"
             return []
+        stream = got.media_type in (NDJSON, SSE)
+        if stream and not asks_stream(path, got.request_body):
+            fail(f"{where}: a request with stream false was answered with a {got.media_type} stream: clients "
+                 f"parse it as one JSON document and fail")
         assert got.media_type in media_types, (
             f"{where}: Content-Type {got.headers.get('content-type')!r} is not one the spec declares {media_types}"
         )
+        if stream:
+            check_stream_media_type(got)
         schema = spec.response_schema(method, path, got.status, got.media_type)
         items = self.items(got)
-        stream = got.media_type in (NDJSON, SSE)
         like_ollama = True
         if schema is not None:
             for index, item in enumerate(items):
                 label = f"item {index}" if stream else "body"
                 problems = spec.validate(item, schema, grade="compatible")
                 assert not problems, f"{where}: {label} does not match the spec: " + "; ".join(problems[:5])
-                exact_problems = spec.validate(item, schema, grade="exact")
+                exact_problems = spec.validate(item, schema, grade="exact", closed=True)
                 like_ollama = like_ollama and not exact_problems
                 exact(not exact_problems, f"{where}: {label} differs from Ollama: " + "; ".join(exact_problems[:3]))
         problems = clients.sdk_problems(method, _template(method, path), got, stream=stream)
@@ -140,7 +155,11 @@ class Api:
             assert not stream.problems, "NDJSON framing: " + "; ".join(stream.problems[:5])
             return stream.objects
         if got.media_type == SSE:
-            return [json.loads(e.data) for e in self.sse(got) if e.data != "[DONE]"]
+            events = self.sse(got)
+            pings = [e for e in events if e.event == "ping"]
+            # the anthropic SDK skips `ping` events (keep-alives): a legal difference from Ollama, which sends none
+            exact(not pings, f"{len(pings)} `event: ping` keep-alive(s) in the stream, Ollama sends none")
+            return [json.loads(e.data) for e in events if e.data != "[DONE]" and e.event != "ping"]
         if got.media_type.startswith("text/"):
             return [got.text]
         try:
@@ -152,25 +171,38 @@ class Api:
 
     def ndjson(self, got: Captured, *, allow_error_end: bool = False) -> list[dict[str, Any]]:
         """A native stream: 200, application/x-ndjson, framing and grammar correct. Returns the objects."""
+        session.record_judged(got.exchange_index)
+        check_served(got)
         assert got.status == 200, f"status {got.status}, expected 200; body {got.text[:200]!r}"
         assert got.media_type == NDJSON, f"Content-Type {got.headers.get('content-type')!r}, expected {NDJSON}"
         stream = parse_ndjson(got.text)
         assert not stream.problems, "NDJSON framing: " + "; ".join(stream.problems[:5])
+        check_stream_media_type(got)
         problems = check_ndjson_grammar(stream.objects, allow_error_end=allow_error_end)
         assert not problems, "NDJSON stream grammar: " + "; ".join(problems[:5])
         record_chunk_times(got)
         return stream.objects
 
     def sse(self, got: Captured) -> list[SseEvent]:
+        session.record_judged(got.exchange_index)
+        check_served(got)
         assert got.status == 200, f"status {got.status}, expected 200; body {got.text[:200]!r}"
         assert got.media_type == SSE, f"Content-Type {got.headers.get('content-type')!r}, expected {SSE}"
         stream = parse_sse(got.text)
         assert not stream.problems, "SSE framing: " + "; ".join(stream.problems[:5])
+        for difference in stream.wire:
+            exact(False, f"SSE framing: {difference}")
+        check_stream_media_type(got)
         record_chunk_times(got)
         return stream.events
 
     def single(self, got: Captured) -> dict[str, Any]:
         """A non-stream answer: 200, application/json, one JSON object."""
+        session.record_judged(got.exchange_index)
+        check_served(got)
+        if got.media_type in (NDJSON, SSE) and not asks_stream(got.path, got.request_body):
+            fail(f"{got.method} {got.path}: a request with stream false was answered with a {got.media_type} stream: "
+                 "clients parse it as one JSON document and fail")
         assert got.status == 200, f"status {got.status}, expected 200; body {got.text[:200]!r}"
         assert got.media_type == "application/json", (
             f"Content-Type {got.headers.get('content-type')!r}, expected application/json"
@@ -210,6 +242,47 @@ class Api:
         return error["message"]
 
 
+# Routes whose requests stream unless they say `stream: false` (the /v1 ones stream only when asked).
+STREAM_BY_DEFAULT = ("/api/generate", "/api/chat", "/api/pull", "/api/push", "/api/create")
+
+
+def check_served(got: Captured) -> None:
+    """One rule for a route the target does not serve, checked before anything else about the answer: a 404 or
+    405 without an error object of the route's surface (a router's "no such route", not "model not found")."""
+    if got.status not in (404, 405):
+        return
+    try:
+        body = json.loads(got.text)
+    except ValueError:
+        body = None
+    native = got.path.startswith("/api/")
+    if isinstance(body, dict) and (isinstance(body.get("error"), str) if native else ("error" in body or body.get("type") == "error")):
+        return
+    text = " ".join(got.text.split())[:60]
+    fail(f"{got.method} {got.path.split('?', 1)[0]} not served: {got.status} {text!r}")
+
+
+def asks_stream(path: str, body: Any) -> bool:
+    """Whether the request asked for a streamed answer."""
+    default = path.split("?", 1)[0] in STREAM_BY_DEFAULT
+    if isinstance(body, dict) and isinstance(body.get("stream"), bool):
+        return body["stream"]
+    return default
+
+
+def check_stream_media_type(got: Captured) -> None:
+    """The wire of a stream, exact grade: Ollama's stream Content-Types carry no parameter (a client reads the
+    type and ignores the parameter), and Ollama writes and flushes each item whole, so no item arrives split
+    across network reads (clients reassemble split items: legal, but not Ollama's chunk boundaries)."""
+    header = got.headers.get("content-type", "")
+    exact(header.strip().lower() == got.media_type,
+          f"Content-Type {header!r}, Ollama sends {got.media_type!r} (no parameters)")
+    ends = {match.end() for match in re.finditer(rb"\n\n|\r\n\r\n" if got.media_type == SSE else rb"\n", got.raw)}
+    split = [received for _, received in got.reads[:-1] if received not in ends]
+    exact(not split, "a network read ended inside a stream item: the items were written in pieces, Ollama writes "
+                     "each item whole")
+
+
 def _shown(body: dict[str, Any], key: str) -> str:
     return repr(body[key]) if key in body else "missing"
 
@@ -223,6 +296,8 @@ def _template(method: str, path: str) -> str:
 def _error_object(got: Captured, status: int | tuple[int, ...]) -> dict[str, Any]:
     """An error answer of every surface: the expected status, application/json, a JSON object."""
     statuses = (status,) if isinstance(status, int) else status
+    session.record_judged(got.exchange_index)
+    check_served(got)
     assert got.status in statuses, f"status {got.status}, expected {' or '.join(map(str, statuses))}; body {got.text[:200]!r}"
     assert got.media_type == "application/json", (
         f"error Content-Type {got.headers.get('content-type')!r}, expected application/json"
@@ -258,50 +333,71 @@ def generated_text(objects: list[dict[str, Any]], key: str = "response") -> str:
 
 # --- output budgets (num_predict, max_tokens): judged from the output, not from the server's counts ------------
 
-BUDGET = 6
-WIDER_BUDGET = 14
+# A small budget and a wide one, on a prompt a model continues at length (BUDGET_PROMPT): the wide run shows
+# that the server can go past the small budget with this prompt before the small run's cut is judged.
+BUDGET = 3
+WIDER_BUDGET = 16
+BUDGET_PROMPT = "Count from 1 to 30, separated by commas."
+
+
+def least_tokens(text: str, chunks: int = 0) -> int:
+    """A lower bound of the tokens an output took: each whitespace-separated word is at least one token (no
+    tokenizer of a served model joins two words into one token), each streamed chunk with output too."""
+    return max(len(text.split()), chunks)
 
 
 def judge_budget(limit: int, wider: int, cut_text: str, full_text: str, *, reason: Any, count: Any,
-                 length_reason: str, stop_reasons: tuple[str, ...], count_name: str, reason_name: str) -> None:
-    """One greedy request run with budget `limit` and again with `wider`: the short output must be a prefix of the
-    long one; it was cut exactly when the long one goes on, and then the reason says length and the count equals
-    the budget. The server's own count never decides what is expected."""
+                 length_reason: str, stop_reasons: tuple[str, ...], count_name: str, reason_name: str,
+                 wide_reason: Any = None, cut_chunks: int = 0) -> None:
+    """One greedy request run with budget `limit` and again with `wider`, judged in this order:
+    1. the output of the small run holds no more tokens than its budget (counted from the text, at least);
+    2. it is a prefix of the wide run's output (the budget cuts the generation itself);
+    3. the wide run goes on past it: only then does this prompt show a cut (else Inconclusive, or a failure when
+       both runs claim `length`: one text cannot have been cut by two different budgets);
+    4. the cut output says `length_reason` and a count equal to the budget.
+    The server's own count never decides what is expected."""
+    shortest = least_tokens(cut_text, cut_chunks)
+    assert shortest <= limit, (
+        f"the budget {limit} was not applied: the output has at least {shortest} tokens "
+        f"({len(cut_text.split())} words, {cut_chunks} chunks): {cut_text[:120]!r}"
+    )
     assert full_text.startswith(cut_text), (
         f"the greedy output with a budget of {limit} ({cut_text!r}) is not a prefix of the same request's output "
-        f"with {wider} ({full_text!r}): the budget is not applied to the generation itself"
+        f"with {wider} ({full_text[:200]!r}): the budget is not applied to the generation itself"
     )
     assert isinstance(count, int) and not isinstance(count, bool), f"{count_name} is {count!r}, expected an integer"
     assert count <= limit, f"{count_name} {count} > the budget {limit}"
     if cut_text:
         assert count >= 1, f"{count_name} {count} for the non-empty output {cut_text!r}"
-    if len(full_text) > len(cut_text):  # the wider budget went on: this output was cut by the budget
-        assert reason == length_reason, (
-            f"the output {cut_text!r} was cut by the budget {limit} (with {wider} it goes on: {full_text!r}), but "
-            f"{reason_name} is {reason!r}, expected {length_reason!r}"
+    if len(full_text) == len(cut_text):
+        assert not (reason == length_reason and wide_reason == length_reason), (
+            f"the output {cut_text!r} is the same with a budget of {limit} and of {wider}, so it ended by itself, "
+            f"but {reason_name} is {length_reason!r} both times"
         )
-        assert count == limit, f"the output was cut by the budget {limit}, but {count_name} is {count}"
-    else:  # the model ended by itself within the budget (at exactly `limit` tokens either reason is right)
-        allowed = (*stop_reasons, length_reason) if count == limit else stop_reasons
-        assert reason in allowed, (
-            f"the output {cut_text!r} ended before the budget {limit} (the same with {wider}), but {reason_name} "
-            f"is {reason!r}, expected one of {allowed}"
-        )
+        assert reason in (*stop_reasons, length_reason), f"{reason_name} is {reason!r}, expected one of {(*stop_reasons, length_reason)}"
+        raise Inconclusive(f"the output {cut_text!r} ended by itself within the budget {limit} (the same with "
+                           f"{wider}): this prompt shows no cut to judge")
+    assert reason == length_reason, (
+        f"the output {cut_text!r} was cut by the budget {limit} (with {wider} it goes on: {full_text[:120]!r}), "
+        f"but {reason_name} is {reason!r}, expected {length_reason!r}"
+    )
+    assert count == limit, f"the output was cut by the budget {limit}, but {count_name} is {count}"
 
 
 def check_native_budget(api: Api, send: Callable[[dict[str, Any], bool], Captured], key: str, *, stream: bool) -> None:
-    """num_predict on /api/generate or /api/chat (`send(options, stream)` makes the request)."""
+    """num_predict on /api/generate or /api/chat (`send(options, stream)` makes the request). The wide run comes
+    first and the small one last, so the exchange a failure shows is the request it judged."""
     options = {"temperature": 0, "seed": 1}
+    wide = api.single(send({**options, "num_predict": WIDER_BUDGET}, False))
     got = send({**options, "num_predict": BUDGET}, stream)
     objects = api.ndjson(got) if stream else [api.single(got)]
-    wide = api.single(send({**options, "num_predict": WIDER_BUDGET}, False))
     last = final(objects)
+    with_text = [o for o in objects if output_of(o, key)] if stream else []
     judge_budget(BUDGET, WIDER_BUDGET, generated_text(objects, key), output_of(wide, key), reason=last.get("done_reason"),
                  count=last.get("eval_count"), length_reason="length", stop_reasons=("stop",),
-                 count_name="eval_count", reason_name="done_reason")
+                 count_name="eval_count", reason_name="done_reason", wide_reason=wide.get("done_reason"),
+                 cut_chunks=len(with_text))
     if stream:
-        with_text = [o for o in objects if output_of(o, key)]
-        assert len(with_text) <= BUDGET, f"{len(with_text)} chunks with output for num_predict {BUDGET}"
         assert last["eval_count"] >= len(with_text), (
             f"eval_count {last['eval_count']} < the {len(with_text)} chunks that carried output (each is ≥ 1 token)"
         )
@@ -358,8 +454,8 @@ def check_incremental_delivery(got: Captured, is_output: Callable[[str], bool]) 
                            "to judge delivery over time")
     span = times[-1] - times[0]
     assert span >= BURST_WINDOW_S, (
-        f"buffered, not streamed: all {len(times)} outputs arrived within {span * 1000:.1f} ms, "
-        f"{times[0]:.2f} s after the request (in {len(got.reads)} network reads)"
+        f"buffered, not streamed: all {len(times)} outputs arrived within {BURST_WINDOW_S * 1000:g} ms of each "
+        "other (their arrival times are in the results' chunk_times_ms)"
     )
 
 

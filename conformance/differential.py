@@ -23,6 +23,8 @@ from typing import Any
 
 import httpx
 
+from ollama_conformance.conformance.streams import parse_sse
+
 KIND = "ollama-conformance.differential"
 SCHEMA_VERSION = 1
 SEED = 42
@@ -199,21 +201,15 @@ def parse_events(media_type: str, text: str) -> list[Event]:
                 data = _loads(line)
                 events.append(Event(_native_kind(data), data))
     elif media_type == "text/event-stream":
-        for block in re.split(r"\r?\n\r?\n", text):
-            name, data_lines = None, []
-            for line in block.splitlines():
-                if line.startswith("event:"):
-                    name = line[6:].strip()
-                elif line.startswith("data:"):
-                    data_lines.append(line[5:].lstrip())
-            if not data_lines and name is None:
+        # one SSE reader for the whole suite (WHATWG rules: comments, CR/LF, `data:` with or without the space)
+        for sse in parse_sse(text).events:
+            if sse.event == "ping":  # Anthropic keep-alives: the SDK skips them, so does the comparison
                 continue
-            raw = "\n".join(data_lines)
-            if raw == "[DONE]":
+            if sse.data == "[DONE]":
                 events.append(Event("[DONE]", None))
                 continue
-            data = _loads(raw)
-            events.append(Event(name or _openai_kind(data), data))
+            data = _loads(sse.data)
+            events.append(Event(sse.event or _openai_kind(data), data))
     return events
 
 

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import fnmatch
 import json
+import re
 import shlex
 import time
 import traceback
@@ -103,6 +104,7 @@ class TestRecord:
     exact: list[str] = field(default_factory=list)
     exchanges: list[dict[str, Any]] = field(default_factory=list)
     chunk_times_ms: list[float] | None = None  # arrival times of the last stream read (conformance.checks)
+    judged: int | None = None  # index in `exchanges` of the answer the test judged last (conformance.checks)
 
 
 CURRENT = TestRecord()
@@ -149,6 +151,16 @@ def _exchange_of(request: httpx.Request, status: int | None) -> dict[str, Any]:
         "_auth": "authorization" in {k.lower() for k in request.headers},
         "_request": request,
     }
+
+
+def exchange_count() -> int:
+    return len(CURRENT.exchanges)
+
+
+def record_judged(index: int | None) -> None:
+    """The exchange a check is judging now: a failure shows it (and its curl line), not merely the last one sent."""
+    if index is not None and 0 <= index < len(CURRENT.exchanges):
+        CURRENT.judged = index
 
 
 def record_body(text: str) -> None:
@@ -325,7 +337,7 @@ class ConformanceSession:
             target = self.target
             with httpx.Client(base_url=target.url, headers=target.headers(), timeout=target.timeout_s) as client:
                 answer = _ask(client, key[0], path)
-            self._routes[key] = answer.evidence.short() if _route_absent(answer) else None
+            self._routes[key] = answer.evidence.short() if _route_absent(answer, native=path.startswith("/api/")) else None
         return self._routes[key]
 
     def capability_probe(self, model: str, capability: str) -> tuple[bool, str]:
@@ -428,6 +440,7 @@ class ConformanceSession:
         CURRENT.exact.clear()
         CURRENT.exchanges.clear()
         CURRENT.chunk_times_ms = None
+        CURRENT.judged = None
 
     @pytest.hookimpl(wrapper=True)
     def pytest_runtest_makereport(self, item: pytest.Item, call: pytest.CallInfo[None]) -> Any:
@@ -447,14 +460,16 @@ class ConformanceSession:
                 props.append(("conformance_dropped", dropped))
             elif names & TRANSPORT_ERROR_NAMES:
                 props.append(("conformance_error", f"{type(exc).__name__}: {exc}"[:500]))
+        if exc is not None and report.failed and isinstance(exc, AssertionError):
+            props.append(("conformance_message", clean_message(str(exc))))
         if call.when == "call" and CURRENT.exact:
-            props.append(("exact_difference", CURRENT.exact[0][:MESSAGE_CHARS]))
+            props.append(("exact_difference", clean_message(CURRENT.exact[0])))
         if call.when == "call" and CURRENT.chunk_times_ms is not None:
             props.append(("chunk_times_ms", CURRENT.chunk_times_ms[:500]))
         if report.when == "setup" and report.failed and {"conformance_absent", "conformance_dropped"} & set(dict(props)):
             report.when = "call"  # an absent surface's test *fails* (pytest and JUnit would say error for a setup failure)
         if (report.failed or "Inconclusive" in names) and CURRENT.exchanges and "conformance_absent" not in dict(props):
-            last = CURRENT.exchanges[-1]
+            last = CURRENT.exchanges[CURRENT.judged if CURRENT.judged is not None and not dropped_now(props) else -1]
             props.append(("curl", curl_line(last, self.option("api_key_env") or "OLLAMA_API_KEY")))
             props.append(("exchange", json.dumps(public_exchange(last))))
         return report
@@ -592,6 +607,11 @@ class ConformanceSession:
         return True
 
 
+def dropped_now(props: list[tuple[str, Any]]) -> bool:
+    """A dropped connection names the request it broke off (the last one), whatever was judged before."""
+    return "conformance_dropped" in dict(props)
+
+
 def _unserved_route(exchange: dict[str, Any] | None) -> str | None:
     """"POST /api/chat not served: 404 ..." when a test's last exchange hit a route the target does not have."""
     if not exchange or exchange.get("status") not in (404, 405, 501):
@@ -623,8 +643,8 @@ def _status_of(report: pytest.TestReport, props: dict[str, Any]) -> tuple[str, s
         return "fail", props["conformance_dropped"]
     error = props.get("conformance_error")
     if report.when != "call" or error:
-        return "error", error or _short(report)
-    return "fail", _short(report)
+        return "error", error or props.get("conformance_message") or _short(report)
+    return "fail", props.get("conformance_message") or _short(report)
 
 
 def _connection_dropped(exc: BaseException) -> str | None:
@@ -654,6 +674,19 @@ def _leaves(exc: BaseException) -> list[BaseException]:
 
 def _names(exc: BaseException) -> set[str]:
     return {cls.__name__ for cls in type(exc).__mro__}
+
+
+_ADDRESS = re.compile(r" at 0x[0-9a-fA-F]+")
+
+
+def clean_message(text: str) -> str:
+    """A failure's message as the suite wrote it: pytest's assertion introspection (the `assert ...` explanation
+    it appends, with reprs of bound methods and their addresses) cut off, so the same fault reads the same in
+    every run."""
+    head, _, _ = text.partition("\nassert ")
+    if not head.strip():  # a bare `assert` without a message: its first line only
+        head = text.splitlines()[0] if text else ""
+    return _ADDRESS.sub("", head).strip()[:MESSAGE_CHARS]
 
 
 def _short(report: pytest.TestReport) -> str:

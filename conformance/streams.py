@@ -7,8 +7,12 @@ the project's own tests run them over recordings of real Ollama traffic.
 
 from __future__ import annotations
 
+import contextlib
 import json
+import queue
 import re
+import socket
+import threading
 import time
 from dataclasses import dataclass, field
 from typing import Any
@@ -43,6 +47,10 @@ class Captured:
     elapsed_s: float
     reads: list[tuple[float, int]] = field(default_factory=list)
     raw: bytes = b""
+    request_body: Any = None  # the JSON request body that was sent, when there was one
+    method: str = ""
+    path: str = ""
+    exchange_index: int | None = None  # where the suite's session recorded this exchange
 
     @property
     def media_type(self) -> str:
@@ -83,13 +91,24 @@ class Captured:
         return out
 
 
+# After a stream's last item (done:true, [DONE], message_stop, response.completed) the body must end: a client
+# iterating the stream (`for part in ollama.chat(..., stream=True)`) waits for the close, not for the item.
+CLOSE_WAIT_S = 2.0
+
+
+class StreamNotClosed(AssertionError):
+    """The stream's final item came, but the connection kept the body open past CLOSE_WAIT_S."""
+
+
 def capture(client: httpx.Client, method: str, path: str, *, deadline_s: float, idle_s: float | None = None,
             **kwargs: Any) -> Captured:
     """Send one request and read the body read by read, noting when each piece arrived.
 
-    Gives up with StreamStalled once `deadline_s` has passed, and with StreamIdle when, after the headers, the
-    body sends nothing for `idle_s` (Ollama sends its headers with the first item, so the wait for a model load
-    comes before them and keeps the client's own read timeout)."""
+    Gives up with StreamStalled once `deadline_s` has passed, with StreamIdle when, after the headers, the body
+    sends nothing for `idle_s` (Ollama sends its headers with the first item, so the wait for a model load comes
+    before them and keeps the client's own read timeout), and with StreamNotClosed when a stream's final item
+    came but the body did not end within CLOSE_WAIT_S. The body is read in a thread so that those waits are
+    bounded by this function, not by the socket's read timeout."""
     start = time.monotonic()
     pieces: list[bytes] = []
     reads: list[tuple[float, int]] = []
@@ -98,25 +117,88 @@ def capture(client: httpx.Client, method: str, path: str, *, deadline_s: float, 
         if idle_s is not None:
             # httpcore takes the read timeout when the body iteration starts: every body read waits at most idle_s.
             _set_read_timeout(response, idle_s)
+        media_type = response.headers.get("content-type", "").split(";")[0].strip().lower()
+        arrivals: queue.Queue[bytes | BaseException | None] = queue.Queue()
+        reader = threading.Thread(target=_read_body, args=(response, arrivals), name="capture-body", daemon=True)
+        reader.start()
+        final_at: float | None = None
         try:
-            for piece in response.iter_bytes():
+            while True:
+                wait = deadline_s - (time.monotonic() - start)
+                if final_at is not None:
+                    wait = min(wait, CLOSE_WAIT_S - (time.monotonic() - final_at))
+                try:
+                    piece = arrivals.get(timeout=max(wait, 0.0))
+                except queue.Empty:
+                    if final_at is not None:
+                        raise StreamNotClosed(
+                            f"{method} {path}: the stream's final item came but the connection did not end the body "
+                            f"within {CLOSE_WAIT_S:.0f} s: a client iterating the stream hangs until it closes"
+                        ) from None
+                    raise StreamStalled(f"{method} {path}: the body was still arriving after {deadline_s:.0f} s") from None
+                if piece is None:
+                    break
+                if isinstance(piece, httpx.ReadTimeout) and idle_s is not None:
+                    raise StreamIdle(
+                        f"{method} {path}: the answer went silent: no byte for {idle_s:.0f} s after the headers and "
+                        f"{received} body bytes"
+                    ) from piece
+                if isinstance(piece, BaseException):
+                    raise piece
                 pieces.append(piece)
                 received += len(piece)
                 reads.append((time.monotonic() - start, received))
                 if time.monotonic() - start > deadline_s:
                     raise StreamStalled(f"{method} {path}: the body was still arriving after {deadline_s:.0f} s")
-        except httpx.ReadTimeout as exc:
-            if idle_s is None:
-                raise
-            last = f", the last at {reads[-1][0]:.2f} s" if reads else ""
-            raise StreamIdle(
-                f"{method} {path}: the answer went silent: no byte for {idle_s:.0f} s after the headers and "
-                f"{received} body bytes ({len(reads)} reads{last})"
-            ) from exc
+                if final_at is None and ends_with_final_item(media_type, b"".join(pieces)):
+                    final_at = time.monotonic()
+        finally:
+            if reader.is_alive():
+                _hang_up(response)
+                reader.join(timeout=5)
         raw = b"".join(pieces)
         encoding = response.encoding or "utf-8"
         return Captured(response.status_code, response.headers, raw.decode(encoding, errors="replace"),
                         time.monotonic() - start, reads, raw)
+
+
+def _read_body(response: httpx.Response, arrivals: queue.Queue[bytes | BaseException | None]) -> None:
+    try:
+        for piece in response.iter_bytes():
+            arrivals.put(piece)
+        arrivals.put(None)
+    except BaseException as exc:  # handed to the reading function, which raises it
+        arrivals.put(exc)
+
+
+def _hang_up(response: httpx.Response) -> None:
+    """Shut the connection's socket so that the reader thread's blocked read returns."""
+    stream = response.extensions.get("network_stream")
+    sock = stream.get_extra_info("socket") if stream is not None else None
+    if sock is not None:
+        with contextlib.suppress(OSError):
+            sock.shutdown(socket.SHUT_RDWR)
+
+
+def ends_with_final_item(media_type: str, raw: bytes) -> bool:
+    """Whether the body read so far ends with a stream's final item: a native done:true (or error) object, an
+    OpenAI `[DONE]`, an Anthropic message_stop, a Responses response.completed."""
+    if media_type == NDJSON:
+        if not raw.endswith(b"\n"):
+            return False
+        lines = raw.rstrip(b"\n").rsplit(b"\n", 1)
+        try:
+            last = json.loads(lines[-1])
+        except ValueError:
+            return False
+        return isinstance(last, dict) and (last.get("done") is True or "error" in last)
+    if media_type == SSE:
+        events = parse_sse(raw.decode("utf-8", errors="replace")).events
+        if not events or not raw.endswith((b"\n\n", b"\r\n\r\n", b"\r\r")):
+            return False
+        last = events[-1]
+        return last.data == "[DONE]" or last.event in ("message_stop", "response.completed")
+    return False
 
 
 def _set_read_timeout(response: httpx.Response, seconds: float) -> None:
@@ -194,7 +276,30 @@ def check_ndjson_grammar(objects: list[dict[str, Any]], *, allow_error_end: bool
                     problems.append(f"the final object lacks metrics {missing}")
         elif "done_reason" in obj:
             problems.append(f"object {index} has done:false and a done_reason")
+    problems.extend(final_repeats_output(objects))
     return problems
+
+
+def _native_output(obj: dict[str, Any]) -> tuple[str, str]:
+    """(field name, output) of one native object: generate's `response` or chat's `message.content`."""
+    if isinstance(obj.get("message"), dict):
+        content = obj["message"].get("content")
+        return "message.content", content if isinstance(content, str) else ""
+    response = obj.get("response")
+    return "response", response if isinstance(response, str) else ""
+
+
+def final_repeats_output(objects: list[dict[str, Any]]) -> list[str]:
+    """A final done:true object that carries the whole output again (clients that join the chunks show it twice).
+    Ollama's final object carries no output; one last token there is fine, all the earlier ones are not."""
+    if len(objects) < 3 or objects[-1].get("done") is not True:
+        return []
+    name, last = _native_output(objects[-1])
+    earlier = [_native_output(o)[1] for o in objects[:-1]]
+    if last and len([e for e in earlier if e]) >= 2 and last == "".join(earlier):
+        return [f"the final done:true object repeats the whole output in `{name}` ({len(last)} characters): "
+                "clients that join the chunks show it twice"]
+    return []
 
 
 # --- SSE ----------------------------------------------------------------------------------------------------
@@ -209,37 +314,64 @@ class SseEvent:
 @dataclass
 class SseStream:
     events: list[SseEvent] = field(default_factory=list)
-    problems: list[str] = field(default_factory=list)
+    problems: list[str] = field(default_factory=list)  # what an official client breaks on or misreads
+    wire: list[str] = field(default_factory=list)  # legal framing Ollama does not use (the exact grade)
+
+
+_LINE_BREAK = re.compile(r"\r\n|\r|\n")
 
 
 def parse_sse(text: str) -> SseStream:
-    """Split a text/event-stream body into events (WHATWG framing: fields, blank-line separated)."""
+    """A text/event-stream body read as the WHATWG event-stream rules (and the openai/anthropic SDKs' decoder)
+    read it: lines end with CRLF, CR or LF; `:` starts a comment; `field: value` or `field:value` (one space
+    dropped); data lines of one event are joined with newlines; a blank line dispatches the event when it has
+    data; id, retry and unknown fields are ignored. Legal framing that Ollama does not send (it writes
+    `data: <json>` and, on /v1/messages, `event: <type>` before it, each event ended by a blank line) is listed
+    in `wire` for the exact grade."""
     out = SseStream()
-    text = text.replace("\r\n", "\n")
-    if text and not text.endswith("\n\n"):
+    wire: dict[str, None] = {}  # ordered, without repeats
+    if "\r" in text:
+        wire["lines end with CR or CRLF, Ollama ends them with LF"] = None
+    lines = _LINE_BREAK.split(text)
+    ended = lines[-1] == ""  # the body ends with a line break
+    lines = lines[:-1] if ended else lines
+    event: str | None = None
+    data: list[str] = []
+    fields_seen = False
+    for line in lines:
+        if line == "":
+            if data:
+                out.events.append(SseEvent(event, "\n".join(data)))
+                if len(data) > 1:
+                    wire["an event's data spans several `data:` lines, Ollama sends one"] = None
+            elif fields_seen:
+                # the SDKs dispatch it with empty data and then fail to parse "" as JSON
+                out.problems.append(f"an SSE event without data (event {event!r}): the official clients parse its "
+                                    "empty data as JSON and fail")
+            event, data, fields_seen = None, [], False
+            continue
+        if line.startswith(":"):
+            wire["comment lines (`:`), Ollama sends none"] = None
+            continue
+        name, colon, value = line.partition(":")
+        if colon and value.startswith(" "):
+            value = value[1:]
+        elif colon and name in ("data", "event"):
+            wire[f"`{name}:` without the space after the colon, Ollama writes `{name}: `"] = None
+        if name == "event":
+            event, fields_seen = value, True
+        elif name == "data":
+            data.append(value)
+        elif name in ("id", "retry"):
+            wire[f"`{name}:` fields, Ollama sends none"] = None
+        else:
+            wire[f"unknown field {name!r} (ignored by clients), Ollama sends none"] = None
+    if data or fields_seen or (lines and not ended):
+        out.problems.append("the SSE body does not end with a blank line: the last event is never dispatched "
+                            "(the official clients drop it)")
+    elif text and not text.endswith(("\n\n", "\r\n\r\n", "\r\r")):
         out.problems.append("the SSE body does not end with a blank line (last event not terminated)")
-    for block in text.split("\n\n"):
-        if not block.strip():
-            continue
-        event: str | None = None
-        data: list[str] = []
-        for line in block.split("\n"):
-            if line.startswith(":"):
-                continue  # a comment (keep-alive)
-            name, _, value = line.partition(":")
-            value = value[1:] if value.startswith(" ") else value
-            if name == "event":
-                event = value
-            elif name == "data":
-                data.append(value)
-            elif name in ("id", "retry"):
-                continue
-            else:
-                out.problems.append(f"unknown SSE field in line {line[:60]!r}")
-        if not data:
-            out.problems.append(f"an SSE event without data: {block[:60]!r}")
-            continue
-        out.events.append(SseEvent(event, "\n".join(data)))
+    out.wire = list(wire)
     return out
 
 
@@ -283,7 +415,8 @@ def check_chat_sse_grammar(events: list[SseEvent], *, include_usage: bool, objec
     usage_chunks = [c for c in chunks if c.get("usage")]
     if object_name == "chat.completion.chunk" and with_choices:
         first_delta = with_choices[0]["choices"][0].get("delta") or {}
-        if first_delta.get("role") != "assistant":
+        # the openai SDK types the delta's role Optional (ChoiceDelta.role): absent is Ollama-exact only
+        if first_delta.get("role") not in ("assistant", None):
             problems.append(f"the first chunk's delta has role {first_delta.get('role')!r}, expected 'assistant'")
     finishes = [i for i, c in enumerate(with_choices) if c["choices"][0].get("finish_reason") is not None]
     if len(finishes) != 1:
@@ -334,7 +467,8 @@ def check_messages_sse_grammar(events: list[SseEvent]) -> list[str]:
         elif name in ("content_block_delta", "content_block_stop"):
             if not open_block:
                 problems.append(f"{name} outside a content block")
-            open_block = name == "content_block_delta"
+            elif name == "content_block_stop":
+                open_block = False
         else:
             problems.append(f"unexpected event {name!r} between message_start and message_delta")
     if open_block:
@@ -382,11 +516,14 @@ def chat_sse_exact_differences(events: list[SseEvent]) -> list[str]:
             continue
         if isinstance(chunk, dict) and chunk.get("choices"):
             chunks.append(chunk)
+    out: list[str] = []
+    if chunks and (chunks[0]["choices"][0].get("delta") or {}).get("role") != "assistant":
+        out.append("the first chunk's delta has no role 'assistant', Ollama sends it")
     finishes = [c for c in chunks if c["choices"][0].get("finish_reason") is not None]
     if not finishes:
-        return []
+        return out
     delta = finishes[-1]["choices"][0].get("delta")
     if delta != {}:
-        return [f"the finish_reason came with delta {json.dumps(delta)[:120]}; Ollama sends it in a separate finish "
-                "chunk with delta {} (since 0.32.6)"]
-    return []
+        out.append(f"the finish_reason came with delta {json.dumps(delta)[:120]}; Ollama sends it in a separate finish "
+                   "chunk with delta {} (since 0.32.6)")
+    return out

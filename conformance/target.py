@@ -1,7 +1,9 @@
 """The server under test: where it is, how to authenticate, and what it offers (discovered, never assumed).
 
 Each surface is discovered on its own, so a server that implements only some of them is checked on those:
-- native: `GET /api/version` (then `/api/tags` and `/api/show` of each model, as the official clients do);
+- native: `GET /api/version` or `GET /api/tags` answering as Ollama does, else a `POST /api/chat` that reaches
+  its route (then `/api/show` of each model, as the official clients do); a missing /api/version is then the
+  failure of server.version alone;
 - openai: `GET /v1/models`; without it, a capped `POST /v1/chat/completions` (then `--model` names the model);
 - anthropic: a minimal capped `POST /v1/messages` (max_tokens 1);
 - cloud: the cloud profile, or the daemon-side cloud rules on a server with the native surface.
@@ -238,8 +240,10 @@ def refuses_capability(evidence: Evidence, capability: str) -> bool:
     return 400 <= status < 500 or (capability == "embedding" and status == 500)
 
 
-def _route_absent(answer: Answer, *, anthropic: bool = False) -> bool:
-    """No HTTP answer, or a router's "no such route" (404/405/501 without an error object of the surface)."""
+def _route_absent(answer: Answer, *, anthropic: bool = False, native: bool = False) -> bool:
+    """No HTTP answer, or a router's "no such route" (404/405/501 without an error object of the surface: a
+    native error is `{"error": "<message>"}`, so llama-server's `{"error": {"message": "File Not Found"}}` on an
+    /api route is its router's, not the route's)."""
     status = answer.evidence.status
     if status is None:
         return True
@@ -248,6 +252,8 @@ def _route_absent(answer: Answer, *, anthropic: bool = False) -> bool:
     body = answer.body if isinstance(answer.body, dict) else {}
     if anthropic:
         return body.get("type") != "error"
+    if native:
+        return not isinstance(body.get("error"), str)
     return "error" not in body  # {"error": ...} is an answer of the route (e.g. model not found)
 
 
@@ -289,12 +295,25 @@ def _discover_native(client: httpx.Client, target: Target, chat_model: str | Non
     """Probe /api/version, then list and show the models; returns the chat model (the cloud profile picks one)."""
     version = _ask(client, "GET", "/api/version")
     answers.append(version)
+    tags = _ask(client, "GET", "/api/tags")
+    answers.append(tags)
+    # present when any of its routes answers as the native surface: a server without /api/version (one failure
+    # of its own, server.version) is still checked on everything else it serves
+    evidence = version.evidence
     present = version.ok and isinstance(version.body, dict)
-    target.surfaces["native"] = SurfaceProbe(present, version.evidence)
+    if not present and tags.ok and isinstance(tags.body, dict) and isinstance(tags.body.get("models"), list):
+        present, evidence = True, tags.evidence
+    if not present:
+        chat = _ask(client, "POST", "/api/chat", {"model": chat_model or PROBE_MODEL, "messages": PROBE_MESSAGES,
+                                                   "stream": False, "options": _ONE_TOKEN})
+        answers.append(chat)
+        if chat.evidence.status is not None and not _route_absent(chat, native=True):
+            present, evidence = True, chat.evidence
+    target.surfaces["native"] = SurfaceProbe(present, version.evidence if not present else evidence)
     if not present:
         return chat_model
-    target.version = version.body.get("version") if isinstance(version.body.get("version"), str) else None
-    tags = _ask(client, "GET", "/api/tags")
+    if version.ok and isinstance(version.body, dict) and isinstance(version.body.get("version"), str):
+        target.version = version.body["version"]
     entries = tags.body.get("models") if tags.ok and isinstance(tags.body, dict) else None
     entries = [e for e in entries if isinstance(e, dict)] if isinstance(entries, list) else []
     names = [e.get("model") or e.get("name") for e in entries]

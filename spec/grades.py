@@ -18,19 +18,33 @@ EXACT_KEY = "x-exact"
 
 
 
-def exact_form(schema: Any) -> Any:
-    """`schema` with every `x-exact` subschema required as well (allOf); unchanged where there is none."""
-    return _fold(schema) if has_exact_rules(schema) else schema
+COMPOSITION = ("allOf", "anyOf", "oneOf")
 
 
-def _fold(node: Any) -> Any:
+def exact_form(schema: Any, *, closed: bool = False) -> Any:
+    """`schema` with every `x-exact` subschema required as well (allOf). `closed` (for what Ollama sends, not for
+    what clients send it) also closes the field set: an object carries no property its schema does not name
+    (Ollama sends none; clients ignore them, so the compatible grade allows them). An object schema that says
+    `additionalProperties` keeps its own rule."""
+    if not closed and not has_exact_rules(schema):
+        return schema
+    return _fold(schema, branch=False, closed=closed)
+
+
+def _fold(node: Any, *, branch: bool, closed: bool) -> Any:
     if isinstance(node, list):
-        return [_fold(item) for item in node]
+        return [_fold(item, branch=branch, closed=closed) for item in node]
     if not isinstance(node, dict):
         return node
-    out = {key: _fold(value) for key, value in node.items() if key != EXACT_KEY}
+    out = {key: _fold(value, branch=key in COMPOSITION, closed=closed) for key, value in node.items() if key != EXACT_KEY}
     if EXACT_KEY in node:
-        out["allOf"] = [*out.get("allOf", []), _fold(node[EXACT_KEY])]
+        out["allOf"] = [*out.get("allOf", []), _fold(node[EXACT_KEY], branch=True, closed=closed)]
+    if not closed:
+        return out
+    # closed where the object's whole schema is known: not in a branch of a composition, whose siblings and
+    # parent may name more properties (`unevaluatedProperties` sees the properties every applied branch names)
+    if not branch and "properties" in node and "additionalProperties" not in node and "unevaluatedProperties" not in node:
+        out["unevaluatedProperties"] = False
     return out
 
 

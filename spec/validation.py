@@ -52,19 +52,21 @@ def _explain(error: ValidationError) -> list[ValidationError]:
 
 
 def validate(
-    instance: object, schema: dict[str, Any], *, grade: Grade = "exact", ollama_version: str | None = None
+    instance: object, schema: dict[str, Any], *, grade: Grade = "exact", ollama_version: str | None = None,
+    closed: bool = False,
 ) -> list[str]:
     """[] when `instance` is valid; else one line per problem, 'at $.a.b[0]: message'.
 
     `grade` (spec/grades.py): "exact" (Ollama itself, the default) also applies the schema's `x-exact` rules;
     "compatible" only what the official clients rely on.
+    `closed` (exact grade, for what a server sends): no property the schema does not name (spec/grades.py).
     `ollama_version` (spec/versions.py): judge as that Ollama version behaved (its `x-ollama-since` /
     `x-ollama-until` fields); None: the schema as given (spec/ hands out the spec's version of each)."""
     if grade not in GRADES:
         raise ValueError(f"unknown grade {grade!r}; choose from {', '.join(GRADES)}")
     if ollama_version is not None:  # the schemas spec/ hands out are already the spec's version's
         schema = at_version(schema, ollama_version)
-    validator = Draft202012Validator(exact_form(schema) if grade == "exact" else schema)
+    validator = Draft202012Validator(exact_form(schema, closed=closed) if grade == "exact" else schema)
     lines: list[str] = []
     for error in validator.iter_errors(instance):
         for cause in _explain(error):

@@ -14,7 +14,7 @@ import uuid
 
 import pytest
 
-from ollama_conformance.conformance.checks import Api, Captured, Inconclusive
+from ollama_conformance.conformance.checks import Api, Captured
 
 SIGNIN_URL = re.compile(r"^https://ollama\.com/connect\?name=[^&]*&key=([A-Za-z0-9_-]+)$")
 
@@ -89,8 +89,8 @@ def test_deprecated_key_delete_answers_as_signout(api: Api) -> None:
 @pytest.mark.parametrize("path", ["/api/experimental/web_search", "/api/experimental/web_fetch"])
 def test_web_proxy_refuses_an_empty_body(api: Api, path: str) -> None:
     got = api.call("POST", path, raw=b"")
-    api.contract("POST", path, got)
     message = api.native_error(got, 400)
+    api.contract("POST", path, got)
     assert message == "missing request body", f"{path} with no body: {message!r}"
 
 
@@ -105,8 +105,8 @@ def test_model_recommendations(api: Api) -> None:
 @pytest.mark.feature("openai.audio.transcriptions.validation")
 def test_transcription_not_multipart_is_refused(api: Api) -> None:
     got = api.post("/v1/audio/transcriptions", {"model": "x"})
-    api.contract("POST", "/v1/audio/transcriptions", got)
     message = api.openai_error(got, 400, "invalid_request_error")
+    api.contract("POST", "/v1/audio/transcriptions", got)
     assert "multipart" in message, f"a JSON body answered {message!r}, expected a multipart parse error"
 
 
@@ -119,8 +119,8 @@ def test_transcription_form_is_checked(api: Api, chat_model: str, case: str, exp
     fields = {} if case == "no model" else {"model": chat_model}
     files = {} if case == "no file" else {"file": b"" if case == "empty file" else _wav()}
     got = _transcribe(api, fields, files)
-    api.contract("POST", "/v1/audio/transcriptions", got)
     message = api.openai_error(got, 400, "invalid_request_error")
+    api.contract("POST", "/v1/audio/transcriptions", got)
     assert message.startswith(expected), f"{case}: {message!r}, expected {expected!r}"
 
 
@@ -139,10 +139,13 @@ def test_transcription_needs_an_audio_model(api: Api, chat_model: str) -> None:
 @pytest.mark.feature("openai.audio.transcriptions")
 def test_transcription_of_an_audio_model(api: Api, chat_model: str) -> None:
     got = _transcribe(api, {"model": chat_model}, {"file": _wav()})
+    if api.target.capabilities(chat_model) is None and (400 <= got.status < 500 or got.status == 501):
+        # capabilities unknown and audio refused (a 4xx, or 501 "does not support audio input"): the model most
+        # likely has no audio, the precondition of this test, so it does not apply
+        text = " ".join(got.text.split())[:120]
+        pytest.skip(f"the target does not say whether {chat_model} has the 'audio' capability and refuses audio: "
+                    f"POST /v1/audio/transcriptions → {got.status} {text!r}")
     (body,) = api.contract("POST", "/v1/audio/transcriptions", got)
-    if api.target.capabilities(chat_model) is None and 400 <= got.status < 500:
-        # capabilities unknown: a refusal may be right (a model without audio), so it proves nothing either way
-        raise Inconclusive(f"{chat_model} refused audio ({got.status}) and the target does not say whether it has audio")
     assert got.status == 200, f"transcription answered {got.status}: {got.text[:200]!r}"
     assert isinstance(body["text"], str)
     text = _transcribe(api, {"model": chat_model, "response_format": "text"}, {"file": _wav()})

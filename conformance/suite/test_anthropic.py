@@ -8,6 +8,7 @@ import pytest
 
 from ollama_conformance.conformance.checks import (
     BUDGET,
+    BUDGET_PROMPT,
     WIDER_BUDGET,
     Api,
     Inconclusive,
@@ -56,11 +57,12 @@ def test_max_tokens(api: Api, chat_model: str) -> None:
     def text(body: dict) -> str:
         return "".join(block.get("text", "") for block in body.get("content") or [])
 
-    body = api.single(messages(api, chat_model, max_tokens=BUDGET, temperature=0))
-    wide = api.single(messages(api, chat_model, max_tokens=WIDER_BUDGET, temperature=0))
+    counting = [{"role": "user", "content": BUDGET_PROMPT}]
+    wide = api.single(messages(api, chat_model, max_tokens=WIDER_BUDGET, temperature=0, messages=counting))
+    body = api.single(messages(api, chat_model, max_tokens=BUDGET, temperature=0, messages=counting))
     judge_budget(BUDGET, WIDER_BUDGET, text(body), text(wide), reason=body["stop_reason"],
                  count=body["usage"]["output_tokens"], length_reason="max_tokens", stop_reasons=("end_turn",),
-                 count_name="usage.output_tokens", reason_name="stop_reason")
+                 count_name="usage.output_tokens", reason_name="stop_reason", wide_reason=wide["stop_reason"])
     # without max_tokens: a server that wrongly accepts would generate to its context's end, so the first probe
     # streams and hangs up once the status is known; only a refusal (immediate) is then fetched whole and judged
     request = {"model": chat_model, "messages": MESSAGES, "stream": True}

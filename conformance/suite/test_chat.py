@@ -8,6 +8,7 @@ import jsonschema
 import pytest
 
 from ollama_conformance.conformance.checks import (
+    BUDGET_PROMPT,
     Api,
     Inconclusive,
     call_left_in_text,
@@ -98,7 +99,8 @@ def test_stream_arrives_incrementally(api: Api, chat_model: str) -> None:
 @pytest.mark.feature("chat.num_predict")
 @pytest.mark.parametrize("stream", [True, False], ids=["stream", "nonstream"])
 def test_num_predict_bounds_output(api: Api, chat_model: str, stream: bool) -> None:
-    check_native_budget(api, lambda options, streamed: chat(api, chat_model, stream=streamed, options=options),
+    counting = [{"role": "user", "content": BUDGET_PROMPT}]
+    check_native_budget(api, lambda options, streamed: chat(api, chat_model, counting, stream=streamed, options=options),
                         "message", stream=stream)
 
 

@@ -29,8 +29,8 @@ INFERENCE = ["/api/chat", "/api/generate", "/api/embed", "/api/show"]
 @pytest.mark.parametrize(("path", "body"), NOT_FOUND, ids=[p for p, _ in NOT_FOUND])
 def test_unknown_model(api: Api, path: str, body: dict) -> None:
     got = api.post(path, body)
-    api.contract("POST", path, got)
     message = api.native_error(got, 404)
+    api.contract("POST", path, got)
     assert MISSING in message and "not found" in message, f"message {message!r}"
 
 
@@ -38,8 +38,8 @@ def test_unknown_model(api: Api, path: str, body: dict) -> None:
 @pytest.mark.parametrize(("path", "body", "status"), MODEL_REQUIRED, ids=[p for p, _, _ in MODEL_REQUIRED])
 def test_missing_model(api: Api, path: str, body: dict, status: int) -> None:
     got = api.post(path, body)
-    api.contract("POST", path, got)
     api.native_error(got, status)
+    api.contract("POST", path, got)
 
 
 @pytest.mark.feature("errors.empty_body")
@@ -54,8 +54,8 @@ def test_empty_body(api: Api, path: str) -> None:
 @pytest.mark.parametrize("path", INFERENCE)
 def test_malformed_json(api: Api, path: str) -> None:
     got = api.post(path, raw=b'{"model": "x", ', headers={"Content-Type": "application/json"})
-    api.contract("POST", path, got)
     api.native_error(got, 400)
+    api.contract("POST", path, got)
 
 
 @pytest.mark.feature("errors.wrong_type")

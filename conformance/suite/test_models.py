@@ -35,8 +35,19 @@ def test_tags_lists_models(api: Api, target: Target) -> None:
 def test_ps_lists_loaded_model(api: Api, chat_model: str) -> None:
     api.single(api.post("/api/generate", {"model": chat_model, "prompt": "", "keep_alive": "5m", "stream": False}))
     got = api.get("/api/ps")
-    (body,) = api.contract("GET", "/api/ps", got)
-    assert chat_model in [m["model"] for m in body["models"]], f"{chat_model} just loaded but missing from /api/ps"
+    body = api.single(got)
+    models = body.get("models")
+    assert isinstance(models, list), f"/api/ps has no `models` list: {got.text[:200]!r}"
+    names = [m.get("model") for m in models if isinstance(m, dict)]
+    assert chat_model in names, f"{chat_model} just loaded but missing from /api/ps"
+    repeated = sorted({str(name) for name in names if names.count(name) > 1})
+    assert not repeated, f"/api/ps lists {repeated[0]} {names.count(repeated[0])} times (one entry per loaded model)"
+    entry = next(m for m in models if isinstance(m, dict) and m.get("model") == chat_model)
+    expires = str(entry.get("expires_at") or "")
+    assert not expires or (expires[:4].isdigit() and int(expires[:4]) >= 2000), (
+        f"/api/ps gives {chat_model} expires_at {expires!r}, long past, right after a keep_alive 5m request"
+    )
+    api.contract("GET", "/api/ps", got)
 
 
 @pytest.mark.feature("show.details")
@@ -57,8 +68,8 @@ def test_show_capabilities(api: Api, chat_model: str) -> None:
 @pytest.mark.feature("show.not_found")
 def test_show_unknown_model(api: Api) -> None:
     got = api.post("/api/show", {"model": "no-such-model-xyz"})
-    api.contract("POST", "/api/show", got)
     message = api.native_error(got, 404)
+    api.contract("POST", "/api/show", got)
     assert "not found" in message, f"message {message!r}"
 
 
@@ -78,7 +89,12 @@ def test_generate_load_then_unload(api: Api, chat_model: str) -> None:
 def test_chat_load(api: Api, chat_model: str) -> None:
     loaded = api.single(api.post("/api/chat", {"model": chat_model, "messages": [], "stream": False}))
     assert loaded.get("done_reason") == "load", f"empty messages gave {loaded!r}"
-    assert loaded.get("message") == {"role": "assistant", "content": ""}, f"message {loaded.get('message')!r}"
+    message = loaded.get("message")
+    # ollama-python reads role and content; a field more is read by no client (the exact grade names it)
+    assert isinstance(message, dict) and message.get("role") == "assistant" and message.get("content") == "", (
+        f"message {message!r}, expected role 'assistant' and content ''"
+    )
+    exact(set(message) == {"role", "content"}, f"message carries {sorted(set(message) - {'role', 'content'})}, Ollama sends role and content only")
 
 
 @pytest.mark.unloads

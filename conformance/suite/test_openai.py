@@ -12,6 +12,7 @@ import pytest
 
 from ollama_conformance.conformance.checks import (
     BUDGET,
+    BUDGET_PROMPT,
     WIDER_BUDGET,
     Api,
     Inconclusive,
@@ -99,12 +100,15 @@ def test_chat_stream_usage_chunk(api: Api, chat_model: str) -> None:
 
 @pytest.mark.feature("v1.chat.max_tokens")
 def test_max_tokens_bounds_output(api: Api, chat_model: str) -> None:
-    body = api.single(chat(api, chat_model, max_tokens=BUDGET, temperature=0, seed=1))
-    wide = api.single(chat(api, chat_model, max_tokens=WIDER_BUDGET, temperature=0, seed=1))
+    counting = [{"role": "user", "content": BUDGET_PROMPT}]
+    # the wide run first: the exchange a failure shows is then the small run it judged
+    wide = api.single(chat(api, chat_model, messages=counting, max_tokens=WIDER_BUDGET, temperature=0, seed=1))
+    body = api.single(chat(api, chat_model, messages=counting, max_tokens=BUDGET, temperature=0, seed=1))
     judge_budget(BUDGET, WIDER_BUDGET, body["choices"][0]["message"]["content"] or "",
                  wide["choices"][0]["message"]["content"] or "", reason=body["choices"][0]["finish_reason"],
                  count=body["usage"]["completion_tokens"], length_reason="length", stop_reasons=("stop",),
-                 count_name="usage.completion_tokens", reason_name="finish_reason")
+                 count_name="usage.completion_tokens", reason_name="finish_reason",
+                 wide_reason=wide["choices"][0]["finish_reason"])
 
 
 @pytest.mark.feature("v1.chat.stop")
@@ -274,8 +278,8 @@ UNKNOWN_MODEL = [
 @pytest.mark.parametrize(("path", "body"), UNKNOWN_MODEL, ids=[p for p, _ in UNKNOWN_MODEL])
 def test_unknown_model(api: Api, path: str, body: dict) -> None:
     got = api.post(path, {"model": "no-such-model-xyz", **body})
-    api.contract("POST", path, got)
     api.openai_error(got, 404, "not_found_error")
+    api.contract("POST", path, got)
 
 
 @pytest.mark.feature("v1.errors.messages_empty")

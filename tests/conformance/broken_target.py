@@ -384,7 +384,125 @@ def other_ids(ex: Exchange) -> None:
         ex.text = "".join(b + "\n\n" for b in out)
 
 
+# --- legal variants: what the SSE spec, HTTP and the official clients' types allow, and Ollama does not send ----
+
+
+def _sse_events(text: str) -> list[list[str]]:
+    """The SSE body as events, each a list of its lines (Ollama's framing: LF, blank-line separated)."""
+    return [block.split("\n") for block in _sse_blocks(text)]
+
+
+def sse_comments_crlf(ex: Exchange) -> None:
+    """Comment lines (`: keep-alive`) before and between events, every line ended by CRLF."""
+    if ex.media_type == "text/event-stream":
+        out = ": keep-alive\r\n\r\n"
+        for lines in _sse_events(ex.text):
+            out += "\r\n".join([": tick", *lines]) + "\r\n\r\n"
+        ex.text = out
+
+
+def sse_data_no_space(ex: Exchange) -> None:
+    """`data:{...}` and `event:name`, no space after the colon (the SSE spec strips one space if there is one)."""
+    if ex.media_type == "text/event-stream":
+        events = [[line.replace(": ", ":", 1) if line.startswith(("data: ", "event: ")) else line for line in lines]
+                  for lines in _sse_events(ex.text)]
+        ex.text = "".join("\n".join(lines) + "\n\n" for lines in events)
+
+
+def anthropic_pings(ex: Exchange) -> None:
+    """`event: ping` keep-alives after message_start and between deltas, as Anthropic's API sends them."""
+    if ex.media_type == "text/event-stream" and ex.path == "v1/messages":
+        ping = 'event: ping\ndata: {"type": "ping"}'
+        out: list[str] = []
+        for block in _sse_blocks(ex.text):
+            out.append(block)
+            if "message_start" in block or "content_block_delta" in block:
+                out.append(ping)
+        ex.text = "".join(b + "\n\n" for b in out)
+
+
+def _with_extra(value: Any) -> Any:
+    """Every JSON object (nested ones too) with one field more."""
+    if isinstance(value, dict):
+        return {**{k: _with_extra(v) for k, v in value.items()}, "x_vendor": "extra"}
+    if isinstance(value, list):
+        return [_with_extra(v) for v in value]
+    return value
+
+
+def extra_fields(ex: Exchange) -> None:
+    """An unknown field on every object of every answer (clients ignore fields they do not know)."""
+    if ex.status != 200 or ex.media_type not in ("application/json", "application/x-ndjson", "text/event-stream"):
+        return
+    if ex.media_type == "application/json":
+        ex.text = json.dumps(_with_extra(json.loads(ex.text)))
+    elif ex.media_type == "application/x-ndjson":
+        ex.text = _ndjson([_with_extra(o) for o in _json_lines(ex.text)])
+    else:
+        out = []
+        for lines in _sse_events(ex.text):
+            out.append("\n".join("data: " + json.dumps(_with_extra(json.loads(line[6:])))
+                                 if line.startswith("data: {") else line for line in lines))
+        ex.text = "".join(b + "\n\n" for b in out)
+
+
+def media_type_params(ex: Exchange) -> None:
+    """`; charset=utf-8` on the stream media types (clients read the type before the `;`)."""
+    if ex.media_type in ("application/x-ndjson", "text/event-stream"):
+        ex.media_type += "; charset=utf-8"
+
+
+def optional_null(ex: Exchange) -> None:
+    """Fields the official clients type Optional, null or absent: /v1 `system_fingerprint: null`, the first chat
+    delta without `role`, /api/ps entries without `context_length`."""
+    if ex.status != 200:
+        return
+    if ex.path == "api/ps":
+        body = json.loads(ex.text)
+        for model in body.get("models") or []:
+            model.pop("context_length", None)
+        ex.text = json.dumps(body)
+        return
+    chunks = _chat_chunks(ex)
+    if chunks:
+        first = True
+        for chunk in chunks:
+            if isinstance(chunk, dict):
+                chunk["system_fingerprint"] = None
+                if first and chunk.get("choices"):
+                    chunk["choices"][0]["delta"].pop("role", None)
+                    first = False
+        _put_chunks(ex, chunks)
+    elif ex.path == "v1/chat/completions" and ex.media_type == "application/json":
+        body = json.loads(ex.text)
+        body["system_fingerprint"] = None
+        ex.text = json.dumps(body)
+
+
+# --- dodges of the checks (issue 21) ------------------------------------------------------------------------
+
+
+def final_repeats_text(ex: Exchange) -> None:
+    """The final done:true object carries the whole output again."""
+    if ex.media_type == "application/x-ndjson" and ex.path in ("api/chat", "api/generate"):
+        objects = _json_lines(ex.text)
+        whole = "".join(o.get("response") or (o.get("message") or {}).get("content") or "" for o in objects)
+        last = objects[-1]
+        if "message" in last:
+            last["message"]["content"] = whole
+        else:
+            last["response"] = whole
+        ex.text = _ndjson(objects)
+
+
 ANSWER_DEFECTS: dict[str, Callable[[Exchange], None]] = {
+    "sse_comments_crlf": sse_comments_crlf,
+    "sse_data_no_space": sse_data_no_space,
+    "anthropic_pings": anthropic_pings,
+    "extra_fields": extra_fields,
+    "media_type_params": media_type_params,
+    "optional_null": optional_null,
+    "final_repeats_text": final_repeats_text,
     "sse_no_done": sse_no_done,
     "sse_no_role": sse_no_role,
     "sse_two_finishes": sse_two_finishes,
@@ -412,8 +530,16 @@ ANSWER_DEFECTS: dict[str, Callable[[Exchange], None]] = {
     "other_ids": other_ids,
 }
 # Differences from Ollama that the official clients accept: caught at the exact grade only.
-COMPATIBLE_ONLY = ("finish_on_content_chunk", "content_null", "other_ids")
-STREAM_DEFECTS = ("drop_connection", "stall_mid_stream")
+COMPATIBLE_ONLY = ("finish_on_content_chunk", "content_null", "other_ids", "sse_no_role")
+# Legal variants (issue 21): each passes the compatible grade; the exact grade names its wire difference.
+LEGAL_VARIANTS = ("sse_comments_crlf", "sse_data_no_space", "anthropic_pings", "extra_fields", "media_type_params",
+                  "optional_null", "split_writes")
+# `split_writes`: the answer passed through as it arrives, cut into 5-byte writes (HTTP/1.1 chunked, kept alive):
+# items split across reads; `linger_after_done`: the whole stream, then the connection held open 30 s.
+STREAM_DEFECTS = ("drop_connection", "stall_mid_stream", "split_writes", "linger_after_done")
+LINGER_S = 30.0
+# Dodges of issue 21 run by test_conformance_dodges.py (with the findings they reproduce).
+DODGES = ("final_repeats_text", "linger_after_done")
 STALL_S = 600.0
 DEFECTS = ("none", *REQUEST_DEFECTS, *ANSWER_DEFECTS, *STREAM_DEFECTS)
 
@@ -451,6 +577,10 @@ def build_app(upstream: str) -> Starlette:
         ):
             return StreamingResponse(_stall_midway(answer), status_code=answer.status_code,
                                      media_type=answer.headers.get("content-type"))
+        if defect in ("split_writes", "linger_after_done"):
+            out_headers = {k: v for k, v in answer.headers.items() if k.lower() not in HOP_HEADERS}
+            body = _split_writes(answer) if defect == "split_writes" else _linger(answer)
+            return StreamingResponse(body, status_code=answer.status_code, headers=out_headers)
         if defect not in ANSWER_DEFECTS:  # the control and request defects: pass the answer through as it arrives
             out_headers = {k: v for k, v in answer.headers.items() if k.lower() not in HOP_HEADERS}
             return StreamingResponse(_pass_through(answer), status_code=answer.status_code, headers=out_headers)
@@ -473,6 +603,24 @@ def build_app(upstream: str) -> Starlette:
                 yield chunk
         finally:
             await answer.aclose()
+
+    async def _split_writes(answer: httpx.Response) -> AsyncIterator[bytes]:
+        try:
+            async for chunk in answer.aiter_bytes():
+                for start in range(0, len(chunk), 5):
+                    yield chunk[start:start + 5]
+                    await asyncio.sleep(0)
+        finally:
+            await answer.aclose()
+
+    async def _linger(answer: httpx.Response) -> AsyncIterator[bytes]:
+        try:
+            async for chunk in answer.aiter_bytes():
+                yield chunk
+        finally:
+            await answer.aclose()
+        if answer.headers.get("content-type", "").startswith(("application/x-ndjson", "text/event-stream")):
+            await asyncio.sleep(LINGER_S)
 
     async def _stall_midway(answer: httpx.Response) -> AsyncIterator[bytes]:
         """Sends the first piece of a stream, then nothing (the connection stays open): a silent stall."""

@@ -11,7 +11,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from broken_target import COMPATIBLE_ONLY, DEFECTS, BrokenTarget
+from broken_target import COMPATIBLE_ONLY, DEFECTS, DODGES, LEGAL_VARIANTS, BrokenTarget
 from suite_runs import run_suite, statuses
 
 pytestmark = pytest.mark.slow
@@ -27,7 +27,8 @@ CATCHES: dict[str, tuple[str, str, str]] = {
     "ignore_tools": ("test_chat.py::test_tool_call_shape", "fail", "fail"),
     "ignore_stream_false": ("test_generate.py::test_stream_false_is_one_json_object", "fail", "fail"),
     "sse_no_done": ("test_openai.py::test_chat_stream_grammar", "fail", "fail"),
-    "sse_no_role": ("test_openai.py::test_chat_stream_grammar", "fail", "fail"),
+    # openai-python types the delta's role Optional: a first delta without it is an exact-grade difference only
+    "sse_no_role": ("test_openai.py::test_chat_stream_grammar", "pass", "fail"),
     "sse_two_finishes": ("test_openai.py::test_chat_stream_grammar", "fail", "fail"),
     "sse_changing_id": ("test_openai.py::test_chat_stream_grammar", "fail", "fail"),
     "messages_no_stop": ("test_anthropic.py::test_stream_event_order", "fail", "fail"),
@@ -76,7 +77,8 @@ ALSO: list[tuple[str, str, str, str]] = [
 
 
 def test_every_defect_has_a_catching_test() -> None:
-    assert set(CATCHES) == set(DEFECTS) - {"none"}
+    # legal variants and the issue-21 dodges have their own modules (test_conformance_legal_variants/_dodges.py)
+    assert set(CATCHES) == set(DEFECTS) - {"none", *LEGAL_VARIANTS, *DODGES}
     assert all(CATCHES[d][1] == "pass" and CATCHES[d][2] == "fail" for d in COMPATIBLE_ONLY)
 
 

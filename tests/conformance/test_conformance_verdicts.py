@@ -10,17 +10,12 @@ that cannot be reached).
 
 from __future__ import annotations
 
-import json
-import socket
-import struct
-import threading
-import time
-from collections.abc import Callable, Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
+from scripted_target import Answer, ThirdPartyLike
 from suite_runs import run_suite, statuses
 
 MODEL = "m:1"
@@ -40,7 +35,6 @@ def llama_error(status: int, message: str, kind: str) -> tuple[int, str, Any]:
     return status, JSON, {"error": {"code": status, "message": message, "type": kind}}
 
 
-Answer = tuple[int, str, Any] | str  # (status, content type, JSON body or text), or an action: "reset", "close", ...
 
 # mode -> (method, path) -> answer. `lenient`: differences official clients accept (and dropped connections);
 # `breaking`: answers they break on, or accept what Ollama refuses.
@@ -90,80 +84,16 @@ DISCOVERY: dict[tuple[str, str], Answer] = {
 }
 
 
-class ThirdPartyLike:
-    """A loopback server answering per mode (`http://HOST:PORT/<mode>/api/...`); anything else 404 text/plain."""
-
-    def __init__(self) -> None:
-        find: Callable[[str, str], Answer | None] = self._find
-
-        class Handler(BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"
-
-            def _answer(self) -> None:
-                self.rfile.read(int(self.headers.get("content-length") or 0))
-                answer = find(self.command, self.path) or (404, "text/plain", "404 page not found")
-                if isinstance(answer, str):
-                    self._break(answer)
-                    return
-                status, media, body = answer
-                data = (body if isinstance(body, str) else json.dumps(body)).encode()
-                self.send_response(status)
-                self.send_header("content-type", media)
-                self.send_header("content-length", str(len(data)))
-                self.end_headers()
-                self.wfile.write(data)
-
-            def _break(self, how: str) -> None:
-                if how == "half-stream-reset":
-                    self.wfile.write(b"HTTP/1.1 200 OK\r\ncontent-type: application/x-ndjson\r\n"
-                                     b"transfer-encoding: chunked\r\n\r\n")
-                    line = json.dumps({"model": MODEL, "message": {"role": "assistant", "content": "Hi"}, "done": False})
-                    self.wfile.write(f"{len(line) + 1:x}\r\n{line}\n\r\n".encode())
-                    self.wfile.flush()
-                time.sleep(0.3)  # the client is waiting in a read when the connection goes
-                if how != "close":  # an RST rather than a FIN
-                    self.connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
-                self.close_connection = True
-                self.connection.close()
-
-            do_GET = do_POST = do_HEAD = do_DELETE = _answer
-
-            def log_message(self, *args: object) -> None:
-                return
-
-        class Server(ThreadingHTTPServer):
-            daemon_threads = True
-
-            def handle_error(self, request: Any, client_address: Any) -> None:
-                return  # the sockets this server breaks on purpose
-
-        self.server = Server(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
-
-    @staticmethod
-    def _find(method: str, path: str) -> Answer | None:
-        parts = path.split("?")[0].split("/", 2)  # "", mode, the route's path
-        if len(parts) < 3:
-            return None
-        mode, route = parts[1], (method, "/" + parts[2])
-        return DISCOVERY.get(route) or MODES.get(mode, {}).get(route)
-
-    def close(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
-
-
 @pytest.fixture(scope="module")
 def third_party() -> Iterator[ThirdPartyLike]:
-    server = ThirdPartyLike()
+    server = ThirdPartyLike(MODES, DISCOVERY)
     yield server
     server.close()
 
 
 LENIENT_TESTS = {
     # (compatible, exact), and what the exact difference (or the failure) must name
-    "test_openai.py::test_unknown_model[/v1/chat/completions]": ("pass", "fail", "'param' is a required property"),
+    "test_openai.py::test_unknown_model[/v1/chat/completions]": ("pass", "fail", "error.param is missing"),
     "test_openai.py::test_malformed_json_error_shape[/v1/completions]": ("pass", "fail", "error.param is missing"),
     "test_models.py::test_tags_lists_models": ("pass", "fail", "'parent_model' is a required property"),
     "test_models.py::test_show_model": ("pass", "fail", "'modified_at' is a required property"),

@@ -57,10 +57,10 @@ def test_stream_order_and_constants() -> None:
     finish = 'data: {"id":"x","choices":[{"delta":{},"finish_reason":"stop"}]}'
     events = diff.parse_events("text/event-stream", "\n\n".join([chunk, chunk, chunk, finish, "data: [DONE]"]) + "\n\n")
     assert diff.sequence(events) == ["delta+", "finish", "[DONE]"]
-    twice = diff.parse_events("text/event-stream", "\n\n".join([chunk, finish, finish, "data: [DONE]"]))
+    twice = diff.parse_events("text/event-stream", "\n\n".join([chunk, finish, finish, "data: [DONE]"]) + "\n\n")
     assert diff.sequence(twice) == ["delta+", "finish", "finish", "[DONE]"]
     assert diff.stream_constants(events) == {"id": "constant"}
-    varying = diff.parse_events("text/event-stream", "\n\n".join([chunk, finish.replace('"x"', '"y"')]))
+    varying = diff.parse_events("text/event-stream", "\n\n".join([chunk, finish.replace('"x"', '"y"')]) + "\n\n")
     assert diff.stream_constants(varying) == {"id": "varies"}
 
 
@@ -128,9 +128,11 @@ READ_TIMEOUT_S = {"stall_mid_stream": 60.0}
 
 def test_every_seeded_defect_is_classified() -> None:
     """A defect added to the proxy must be placed here: where it shows, or why it cannot (value-level)."""
-    from broken_target import DEFECTS
+    from broken_target import DEFECTS, DODGES, LEGAL_VARIANTS
 
-    assert set(SHOWS) == set(DEFECTS) - {"none"}
+    # the legal variants and issue 21's dodges are judged by the suite in their own modules
+    # (test_conformance_legal_variants.py, test_conformance_dodges.py), not by the differential
+    assert set(SHOWS) == set(DEFECTS) - {"none", *LEGAL_VARIANTS, *DODGES}
 
 
 @pytest.fixture(scope="module")
