@@ -22,6 +22,7 @@ from typing import Any
 from ollama_conformance.reference_backend.api import prompts
 from ollama_conformance.reference_backend.api.errors import ApiError
 from ollama_conformance.reference_backend.api.prompts import TemplateError
+from ollama_conformance.reference_backend.api.tokens import PromptTooLong, certainly_longer, tokenize_for_context
 from ollama_conformance.reference_backend.api.wire import canonical_keys, rfc3339_nano, unmarshal_type_error
 from ollama_conformance.reference_backend.durations import DurationError, parse_keep_alive
 from ollama_conformance.reference_backend.engine.generate import (
@@ -49,6 +50,10 @@ EMBED_FIELDS = ("model", "input", "truncate", "dimensions", "keep_alive", "optio
 EMBEDDINGS_FIELDS = ("model", "prompt", "keep_alive", "options")
 MESSAGE_FIELDS = ("role", "content", "thinking", "images", "tool_calls", "tool_name", "tool_call_id")
 
+PROMPT_TOO_LONG = (
+    "the prompt is longer than the context length currently available to the model; shorten the prompt, "
+    "adjust the context length in settings, or use a model with a longer context length"
+)
 BUSY_MESSAGE = "server busy, please try again.  maximum pending requests exceeded"
 THINK_LEVELS = ("high", "medium", "low", "max")
 
@@ -246,7 +251,7 @@ async def generate(state: Any, body: dict[str, Any]) -> AsyncIterator[dict[str, 
             bos = tokenizer.bos_token_id
             previous = context[1:] if bos is not None and context[:1] == [bos] else context
             text = tokenizer.decode(previous, skip_special_tokens=False) + text
-        tokens = tokenizer(text, add_special_tokens=True)["input_ids"]
+        tokens = _prompt_tokens(loaded, text, options, body)
         request = _generation_request(state, loaded, tokens, options, body, top_logprobs, fmt, None)
         output_tokens: list[int] = []
         async for item in _run(state, loaded, request):
@@ -373,10 +378,12 @@ async def chat(state: Any, body: dict[str, Any]) -> AsyncIterator[dict[str, Any]
                 "_debug_info": {"rendered_template": text},
             }
             return
-        tokens = tokenizer(text, add_special_tokens=True)["input_ids"]
-        num_ctx = _num_ctx(options)
-        if len(tokens) >= num_ctx and body.get("truncate", True):
-            tokens = _truncate_history(state, entry, messages, tools, think, tokenizer, num_ctx)
+        if body.get("truncate") is not False:
+            num_ctx = _context_of(loaded, options)
+            kept = _truncate_history(state, entry, messages, tools, think, tokenizer, num_ctx)
+            if kept is not messages:
+                text = _render_chat(state, entry, kept, tools, think)
+        tokens = _prompt_tokens(loaded, text, options, body)
         request = _generation_request(state, loaded, tokens, options, body, top_logprobs, fmt, tools)
         from ollama_conformance.reference_backend.engine.toolcalls import ToolCallParser
 
@@ -426,16 +433,20 @@ async def chat(state: Any, body: dict[str, Any]) -> AsyncIterator[dict[str, Any]
 
 def _truncate_history(
     state: Any, entry: ModelEntry, messages: list[dict[str, Any]], tools: Any, think: Any, tokenizer: Any, num_ctx: int
-) -> list[int]:
+) -> list[dict[str, Any]]:
     """chatPrompt's truncation: drop messages from the front (keeping the system messages among them) until the
-    prompt fits; the last message always stays."""
+    prompt fits; the last message always stays. A rendering surely too long is not tokenized."""
     last = len(messages) - 1
     for start in range(len(messages)):
         kept = [m for m in messages[:start] if m.get("role") == "system"] + messages[start:]
-        tokens = tokenizer(_render_chat(state, entry, kept, tools, think), add_special_tokens=True)["input_ids"]
-        if len(tokens) <= num_ctx or start == last:
-            return tokens
-    return []
+        text = _render_chat(state, entry, kept, tools, think)
+        if start == last:
+            return kept
+        if certainly_longer(tokenizer, text, num_ctx):
+            continue
+        if len(tokenizer(text, add_special_tokens=True)["input_ids"]) <= num_ctx:
+            return messages if start == 0 else kept
+    return messages
 
 
 def _model_template(state: Any, entry: ModelEntry) -> str:
@@ -515,13 +526,7 @@ def _generation_request(
     fmt: Any,
     tools: list[dict[str, Any]] | None,
 ) -> GenerationRequest:
-    num_ctx = _num_ctx(options)
-    if len(tokens) >= num_ctx:
-        raise ApiError(
-            400,
-            "the prompt is longer than the context length currently available to the model; shorten the prompt, "
-            "adjust the context length in settings, or use a model with a longer context length",
-        )
+    num_ctx = _context_of(loaded, options)
     factory = None
     if fmt is not None or tools:
         from ollama_conformance.reference_backend.engine import grammar
@@ -540,6 +545,24 @@ def _generation_request(
         constraint_factory=factory,
         shift=body.get("shift") is not False,
     )
+
+
+def _prompt_tokens(loaded: LoadedModel, text: str, options: Options, body: dict[str, Any]) -> list[int]:
+    """The prompt's tokens, truncated to the context as Ollama's runner does unless truncate/shift is false."""
+    may_truncate = body.get("truncate") is not False and body.get("shift") is not False
+    try:
+        return tokenize_for_context(
+            loaded.tokenizer, text, _context_of(loaded, options), options.num_keep, may_truncate
+        )
+    except PromptTooLong as exc:
+        raise ApiError(400, PROMPT_TOO_LONG) from exc
+
+
+def _context_of(loaded: LoadedModel, options: Options) -> int:
+    """num_ctx as the runner applies it: a static slot table holds at most its own context."""
+    num_ctx = _num_ctx(options)
+    static = getattr(loaded.runner, "static", None)
+    return min(num_ctx, static.context) if static is not None else num_ctx
 
 
 async def _run(
