@@ -23,9 +23,11 @@ def http(tmp_path_factory: pytest.TempPathFactory) -> Iterator[httpx.Client]:
     from ollama_conformance.reference_backend.launcher import ReferenceBackend
 
     models: Path = tmp_path_factory.mktemp("created") / "models"
-    with ReferenceBackend(args=["--models", str(models)], quiet=True) as backend:
-        with httpx.Client(base_url=backend.url, timeout=600) as client:
-            yield client
+    with (
+        ReferenceBackend(args=["--models", str(models)], quiet=True) as backend,
+        httpx.Client(base_url=backend.url, timeout=600) as client,
+    ):
+        yield client
 
 
 def create(http: httpx.Client, body: dict[str, Any]) -> None:
