@@ -17,9 +17,10 @@ class PromptTooLong(Exception):
 
 @functools.lru_cache(maxsize=4)
 def _max_token_chars(tokenizer: Any) -> int:
-    pieces = tokenizer.convert_ids_to_tokens(list(range(len(tokenizer))))
-    longest = max(len(tokenizer.convert_tokens_to_string([p])) for p in pieces if p is not None)
-    return max(longest, 1) + 1  # +1: a byte-fallback or normalizer edge never makes a token longer than this
+    # a vocabulary piece is never shorter than the text it decodes to (SentencePiece's "▁" is one space, a
+    # byte-level piece spells each byte with at least one character, "<0x0A>" is longer than its byte)
+    vocab = tokenizer.get_vocab()
+    return max(max(map(len, vocab), default=1), 1) + 1  # +1: room for a normalizer's edge
 
 
 def max_token_chars(tokenizer: Any) -> int:
