@@ -1112,7 +1112,10 @@ class Template:
         except (_Break, _Continue):  # pragma: no cover - the parser refuses them outside range
             pass
         except RecursionError as exc:
-            raise TemplateError("template: exceeded maximum template depth") from exc
+            raise TemplateError('template: executing "": exceeded maximum template depth') from exc
+        except TemplateError as exc:
+            # Go names the line, column and action too (`template: :1:3: executing "" at <.X>: ...`)
+            raise TemplateError(f'template: executing "": {exc}') from None
         return "".join(out)
 
     def identifiers(self) -> set[str]:
@@ -1245,9 +1248,9 @@ class Template:
         try:
             return FUNCS[name](*values)
         except TemplateError as exc:
-            raise TemplateError(f"template: error calling {name}: {exc}") from None
+            raise TemplateError(f"error calling {name}: {exc}") from None
         except TypeError:
-            raise TemplateError(f"template: wrong number of args for {name}: got {len(values)}") from None
+            raise TemplateError(f"wrong number of args for {name}: got {len(values)}") from None
 
     def _arg(self, node: Any, dot: Any, scope: list[tuple[str, Any]]) -> Any:
         if isinstance(node, _Dot):
