@@ -151,8 +151,6 @@ class _Lexer:
                 if text.startswith("-}}", end) and end > pos:
                     self.toks.append(_Tok("right", "}}", self._line(end)))
                     return end + 3, True
-                if "\n" in text[pos:end] and depth == 0 and not text.startswith("}}", end):
-                    pass
                 self.toks.append(_Tok("space", text[pos:end], self._line(pos)))
                 pos = end
                 continue
@@ -554,7 +552,7 @@ class _Parser:
 
 def _desc(tok: _Tok) -> str:
     if tok.kind == "right":
-        return "<}}>" if False else '"}}"'
+        return '"}}"'
     if tok.kind == "eof":
         return "EOF"
     if tok.kind == "keyword":
@@ -650,10 +648,8 @@ def format_float(value: float, json_style: bool = False) -> str:
     if x < low or x >= 21:
         mant = digit_str[0] + ("." + digit_str[1:] if len(digit_str) > 1 else "")
         e = f"{'-' if x < 0 else '+'}{abs(x):02d}"
-        if json_style and x < 0 and abs(x) < 10:
-            e = f"-{abs(x)}" if False else f"-0{abs(x)}"
-            e = f"-{abs(x):02d}"
-            e = e.replace("-0", "-", 1) if len(e) == 3 else e
+        if json_style and -10 < x < 0:
+            e = f"-{-x}"  # encoding/json writes e-7 where strconv writes e-07
         text = f"{mant}e{e}"
     elif point <= 0:
         text = "0." + "0" * (-point) + digit_str
