@@ -393,19 +393,21 @@ class TextRunner:
         """llama.cpp's context shift as Ollama's llama-server runs it: keep the first num_keep tokens (plus BOS),
         drop half of the rest of the cache, go on generating; any number of times. Positions change, so the kept
         tokens are prefilled again into a fresh cache."""
+        seq.shifted = True  # from here the slot's cache no longer holds history[:length], even if this fails
         keep = self._shift_keep(seq)
         cached = seq.history[:keep] + seq.history[keep + seq.evicted : seq.evicted + seq.length]
         discard = max(1, (len(cached) - keep) // 2)
         kept = cached[:keep] + cached[keep + discard :]
-        cache = self.model.new_cache(seq.request.num_ctx)
-        self.model.prefill(kept, cache)
+        # in inference mode: a slot table grown during a step holds inference tensors, updated in place here
+        with torch.inference_mode():
+            cache = self.model.new_cache(seq.request.num_ctx)
+            self.model.prefill(kept, cache)
+            if self.static is not None:
+                self.static.load(seq.slot, cache)
+            else:
+                seq.cache = cache
         seq.length = cache.length
         seq.evicted += discard
-        seq.shifted = True
-        if self.static is not None:
-            self.static.load(seq.slot, cache)
-        else:
-            seq.cache = cache
         log.info("context shift: kept %d of %d tokens", len(kept), len(cached))
 
     def _shift_keep(self, seq: Sequence) -> int:

@@ -1,6 +1,7 @@
 """Context shift and prompt truncation as Ollama's runner does them, on a server started with
-OLLAMA_CONTEXT_LENGTH=256: generations many times longer than the context complete (each shift keeps num_keep
-tokens and halves the rest), over-long prompts are truncated to fit, and truncate/shift false refuse them."""
+OLLAMA_CONTEXT_LENGTH=512 (its slot table starts at 256 positions and grows with use): generations many times
+longer than the context complete (each shift keeps num_keep tokens and halves the rest), over-long prompts are
+truncated to fit, and truncate/shift false refuse them."""
 
 from __future__ import annotations
 
@@ -13,7 +14,7 @@ import pytest
 from ollama_conformance.reference_backend.api.tokens import truncate_prompt
 
 GEMMA = "gemma3:270m"
-CONTEXT = 256
+CONTEXT = 512
 COUNTING = ", ".join(str(n) for n in range(1, 40)) + ","
 TOO_LONG = "Tell me a story. " + " ".join(f"word{n}" for n in range(2000))
 
@@ -35,8 +36,16 @@ def generate(http: httpx.Client, **fields: object) -> httpx.Response:
     return http.post("/api/generate", json={"model": GEMMA, "stream": False, **fields})
 
 
-@pytest.mark.parametrize("num_ctx", [CONTEXT, 128])
+def grow_the_slot_table(http: httpx.Client) -> None:
+    """A generation that passes the table's first 256 positions grows it during a decode step (in inference
+    mode): a later shift must still be able to update it in place."""
+    grown = generate(http, prompt=COUNTING, raw=True, options={"temperature": 0, "num_predict": 300})
+    assert grown.status_code == 200 and grown.json()["eval_count"] == 300, grown.text
+
+
+@pytest.mark.parametrize("num_ctx", [256, 128])
 def test_generation_many_times_the_context_completes(http: httpx.Client, num_ctx: int) -> None:
+    grow_the_slot_table(http)
     num_predict = 2 * num_ctx  # several shifts: the old shift kept more each time until nothing could go
     answer = generate(http, prompt=COUNTING, raw=True, options={"temperature": 0, "num_predict": num_predict,
                                                                  "num_ctx": num_ctx})  # fmt: skip
@@ -50,14 +59,14 @@ def test_streamed_generation_without_num_predict_reaches_a_shift(http: httpx.Cli
     """The issue's case: no num_predict; the stream must go past the context without an engine error."""
     seen = 0
     with http.stream("POST", "/api/generate", json={"model": GEMMA, "prompt": COUNTING, "raw": True,
-                                                    "options": {"temperature": 0}}) as response:  # fmt: skip
+                                                    "options": {"temperature": 0, "num_ctx": 128}}) as response:  # fmt: skip
         assert response.status_code == 200
         for line in response.iter_lines():
             assert '"error"' not in line, line
             seen += 1
-            if seen > 2 * CONTEXT:
+            if seen > 2 * 128:
                 break
-    assert seen > 2 * CONTEXT
+    assert seen > 2 * 128
 
 
 def test_over_long_prompt_is_truncated(http: httpx.Client) -> None:
