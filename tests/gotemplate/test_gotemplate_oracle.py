@@ -16,7 +16,9 @@ from ollama_conformance.reference_backend.api import prompts
 from tests.conftest import missing_outside_pypi
 
 HERE = Path(__file__).parent
-CORPUS = sorted((HERE / "corpus").glob("*.gotmpl"))
+# the corpus, and the template the backend ships for gemma3:270m (what /api/show gives and generation renders)
+BUNDLED = HERE.parents[1] / "reference_backend" / "store" / "templates" / "gemma3.gotmpl"
+CORPUS = [*sorted((HERE / "corpus").glob("*.gotmpl")), BUNDLED]
 INPUTS: dict[str, dict[str, Any]] = json.loads((HERE / "inputs.json").read_text())
 ERRORS: dict[str, str] = json.loads((HERE / "errors.json").read_text())
 # constructs.gotmpl indexes .Tools and tool calls: it runs over the input that has them
@@ -29,7 +31,8 @@ def _cases() -> list[dict[str, Any]]:
         for input_name, values in INPUTS.items():
             if path.stem in ONLY and input_name not in ONLY[path.stem]:
                 continue
-            cases.append({"name": f"{path.stem}/{input_name}", "template": path.read_text(), **values})
+            stem = "bundled_gemma3" if path == BUNDLED else path.stem
+            cases.append({"name": f"{stem}/{input_name}", "template": path.read_text(), **values})
     for name, template in ERRORS.items():
         cases.append({"name": f"error/{name}", "template": template, **INPUTS["single_user"]})
     return cases

@@ -175,7 +175,7 @@ def test_gemma_chat_template() -> None:
     continued = render(gemma, [{"role": "user", "content": "Hi"}, {"role": "assistant", "content": "Hel"}])
     assert continued.endswith("<start_of_turn>model\nHel")
     tools = [{"type": "function", "function": {"name": "f", "parameters": {"type": "object"}}}]
-    assert '"name":"f"' in render(gemma, [{"role": "user", "content": "x"}], tools)
+    assert '"name": "f"' in render(gemma, [{"role": "user", "content": "x"}], tools)
 
 
 def test_go_template_legacy_values() -> None:
