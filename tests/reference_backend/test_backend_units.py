@@ -8,7 +8,6 @@ import pytest
 
 from ollama_conformance.reference_backend.api.errors import ApiError, RequestError
 from ollama_conformance.reference_backend.api.prompts import TemplateError, render
-from ollama_conformance.reference_backend.store import bundled
 from ollama_conformance.reference_backend.api.sse import writer_json_response
 from ollama_conformance.reference_backend.api.wire import (
     BodyError,
@@ -27,6 +26,7 @@ from ollama_conformance.reference_backend.durations import (
 )
 from ollama_conformance.reference_backend.engine.options import OptionError, Options
 from ollama_conformance.reference_backend.engine.toolcalls import ToolCallParser
+from ollama_conformance.reference_backend.store import bundled
 from ollama_conformance.reference_backend.store.names import parse_name
 
 
