@@ -19,8 +19,10 @@ import time
 from collections.abc import AsyncIterator
 from typing import Any
 
+from ollama_conformance.reference_backend.api import prompts
 from ollama_conformance.reference_backend.api.errors import ApiError
-from ollama_conformance.reference_backend.api.prompts import TemplateError, render_chat, render_go_template
+from ollama_conformance.reference_backend.api.prompts import TemplateError
+from ollama_conformance.reference_backend.api.tokens import PromptTooLong, certainly_longer, tokenize_for_context
 from ollama_conformance.reference_backend.api.wire import canonical_keys, rfc3339_nano, unmarshal_type_error
 from ollama_conformance.reference_backend.durations import DurationError, parse_keep_alive
 from ollama_conformance.reference_backend.engine.generate import (
@@ -48,6 +50,10 @@ EMBED_FIELDS = ("model", "input", "truncate", "dimensions", "keep_alive", "optio
 EMBEDDINGS_FIELDS = ("model", "prompt", "keep_alive", "options")
 MESSAGE_FIELDS = ("role", "content", "thinking", "images", "tool_calls", "tool_name", "tool_call_id")
 
+PROMPT_TOO_LONG = (
+    "the prompt is longer than the context length currently available to the model; shorten the prompt, "
+    "adjust the context length in settings, or use a model with a longer context length"
+)
 BUSY_MESSAGE = "server busy, please try again.  maximum pending requests exceeded"
 THINK_LEVELS = ("high", "medium", "low", "max")
 
@@ -228,21 +234,7 @@ async def generate(state: Any, body: dict[str, Any]) -> AsyncIterator[dict[str, 
             yield _lifecycle_answer(model_name, "generate", "load")
             return
         tokenizer = loaded.tokenizer
-        if raw:
-            text = prompt
-        elif body.get("template"):
-            try:
-                text = render_go_template(
-                    body["template"], {"System": body.get("system") or "", "Prompt": prompt, "Response": ""}
-                )
-            except TemplateError as exc:
-                raise ApiError(400, str(exc)) from exc
-        else:
-            messages = []
-            if body.get("system"):
-                messages.append({"role": "system", "content": body["system"]})
-            messages.append({"role": "user", "content": prompt})
-            text = render_chat(messages, None)
+        text = prompt if raw else _render_generate(state, entry, body, prompt, images, think)
         if body.get("_debug_render_only"):
             # Ollama answers with a zero GenerateResponse plus the debug info (routes.go), as plain JSON
             yield {
@@ -259,7 +251,7 @@ async def generate(state: Any, body: dict[str, Any]) -> AsyncIterator[dict[str, 
             bos = tokenizer.bos_token_id
             previous = context[1:] if bos is not None and context[:1] == [bos] else context
             text = tokenizer.decode(previous, skip_special_tokens=False) + text
-        tokens = tokenizer(text, add_special_tokens=True)["input_ids"]
+        tokens = _prompt_tokens(loaded, text, options, body)
         request = _generation_request(state, loaded, tokens, options, body, top_logprobs, fmt, None)
         output_tokens: list[int] = []
         async for item in _run(state, loaded, request):
@@ -374,7 +366,8 @@ async def chat(state: Any, body: dict[str, Any]) -> AsyncIterator[dict[str, Any]
             yield _lifecycle_answer(model_name, "chat", "load")
             return
         tokenizer = loaded.tokenizer
-        text = render_chat(messages, tools)
+        messages = _with_model_history(state, entry, messages)
+        text = _render_chat(state, entry, messages, tools, think)
         if body.get("_debug_render_only"):
             # Ollama answers with a zero ChatResponse plus the debug info (routes.go), as plain JSON
             yield {
@@ -385,10 +378,12 @@ async def chat(state: Any, body: dict[str, Any]) -> AsyncIterator[dict[str, Any]
                 "_debug_info": {"rendered_template": text},
             }
             return
-        tokens = tokenizer(text, add_special_tokens=True)["input_ids"]
-        num_ctx = _num_ctx(options)
-        if len(tokens) >= num_ctx and body.get("truncate", True):
-            tokens = _truncate_history(messages, tools, tokenizer, num_ctx)
+        if body.get("truncate") is not False:
+            num_ctx = _context_of(loaded, options)
+            kept = _truncate_history(state, entry, messages, tools, think, tokenizer, num_ctx)
+            if kept is not messages:
+                text = _render_chat(state, entry, kept, tools, think)
+        tokens = _prompt_tokens(loaded, text, options, body)
         request = _generation_request(state, loaded, tokens, options, body, top_logprobs, fmt, tools)
         from ollama_conformance.reference_backend.engine.toolcalls import ToolCallParser
 
@@ -436,17 +431,73 @@ async def chat(state: Any, body: dict[str, Any]) -> AsyncIterator[dict[str, Any]
         state.scheduler.release(loaded, keep_alive)
 
 
-def _truncate_history(messages: list[dict[str, Any]], tools: Any, tokenizer: Any, num_ctx: int) -> list[int]:
-    """Ollama's truncate: drop the oldest non-system messages until the prompt fits (the last one always stays)."""
-    kept = list(messages)
-    while True:
-        tokens = tokenizer(render_chat(kept, tools), add_special_tokens=True)["input_ids"]
-        if len(tokens) < num_ctx:
-            return tokens
-        index = next((i for i, m in enumerate(kept[:-1]) if m.get("role") != "system"), None)
-        if index is None:
-            return tokens
-        del kept[index]
+def _truncate_history(
+    state: Any, entry: ModelEntry, messages: list[dict[str, Any]], tools: Any, think: Any, tokenizer: Any, num_ctx: int
+) -> list[dict[str, Any]]:
+    """chatPrompt's truncation: drop messages from the front (keeping the system messages among them) until the
+    prompt fits; the last message always stays. A rendering surely too long is not tokenized."""
+    last = len(messages) - 1
+    for start in range(len(messages)):
+        kept = [m for m in messages[:start] if m.get("role") == "system"] + messages[start:]
+        text = _render_chat(state, entry, kept, tools, think)
+        if start == last:
+            return kept
+        if certainly_longer(tokenizer, text, num_ctx):
+            continue
+        if len(tokenizer(text, add_special_tokens=True)["input_ids"]) <= num_ctx:
+            return messages if start == 0 else kept
+    return messages
+
+
+def _model_template(state: Any, entry: ModelEntry) -> str:
+    """The model's template layer; without one, Ollama's DefaultTemplate."""
+    return bundled.template_of(entry, state.store) or prompts.DEFAULT_TEMPLATE
+
+
+def _render(template: str, messages: list[dict[str, Any]], tools: Any, think: Any, **values: str) -> str:
+    try:
+        return prompts.render(template, messages, tools, think=think, **values)
+    except TemplateError as exc:
+        raise ApiError(500, str(exc)) from exc
+
+
+def _render_chat(state: Any, entry: ModelEntry, messages: list[dict[str, Any]], tools: Any, think: Any) -> str:
+    return _render(_model_template(state, entry), messages, tools, think)
+
+
+def _with_model_history(state: Any, entry: ModelEntry, messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """ChatHandler: the model's MESSAGE history first, its SYSTEM before all unless the request starts with one."""
+    out = bundled.messages_of(entry, state.store) + messages
+    system = bundled.system_of(entry, state.store)
+    if system and messages and messages[0].get("role") != "system":
+        out = [{"role": "system", "content": system}, *out]
+    return out
+
+
+def _render_generate(
+    state: Any, entry: ModelEntry, body: dict[str, Any], prompt: str, images: list[bytes], think: Any
+) -> str:
+    """GenerateHandler: the request's template or the model's, over the request's system (else the model's),
+    the model's MESSAGE history (not with `context`) and the prompt; with a suffix, .Prompt/.Suffix only."""
+    template = body.get("template") or _model_template(state, entry)
+    if body.get("template"):
+        try:
+            prompts.parse(template)
+        except TemplateError as exc:
+            raise ApiError(500, str(exc)) from exc
+    if body.get("suffix"):
+        return _render(template, [], None, think, prompt=prompt, suffix=body["suffix"])
+    messages: list[dict[str, Any]] = []
+    system = body.get("system") or bundled.system_of(entry, state.store)
+    if system:
+        messages.append({"role": "system", "content": system})
+    if body.get("context") is None:
+        messages.extend(bundled.messages_of(entry, state.store))
+    user: dict[str, Any] = {"role": "user", "content": prompt}
+    if images:
+        user["images"] = images
+    messages.append(user)
+    return _render(template, messages, None, think)
 
 
 # --- shared generation plumbing --------------------------------------------------------------------------------
@@ -475,13 +526,7 @@ def _generation_request(
     fmt: Any,
     tools: list[dict[str, Any]] | None,
 ) -> GenerationRequest:
-    num_ctx = _num_ctx(options)
-    if len(tokens) >= num_ctx:
-        raise ApiError(
-            400,
-            "the prompt is longer than the context length currently available to the model; shorten the prompt, "
-            "adjust the context length in settings, or use a model with a longer context length",
-        )
+    num_ctx = _context_of(loaded, options)
     factory = None
     if fmt is not None or tools:
         from ollama_conformance.reference_backend.engine import grammar
@@ -500,6 +545,24 @@ def _generation_request(
         constraint_factory=factory,
         shift=body.get("shift") is not False,
     )
+
+
+def _prompt_tokens(loaded: LoadedModel, text: str, options: Options, body: dict[str, Any]) -> list[int]:
+    """The prompt's tokens, truncated to the context as Ollama's runner does unless truncate/shift is false."""
+    may_truncate = body.get("truncate") is not False and body.get("shift") is not False
+    try:
+        return tokenize_for_context(
+            loaded.tokenizer, text, _context_of(loaded, options), options.num_keep, may_truncate
+        )
+    except PromptTooLong as exc:
+        raise ApiError(400, PROMPT_TOO_LONG) from exc
+
+
+def _context_of(loaded: LoadedModel, options: Options) -> int:
+    """num_ctx as the runner applies it: a static slot table holds at most its own context."""
+    num_ctx = _num_ctx(options)
+    static = getattr(loaded.runner, "static", None)
+    return min(num_ctx, static.context) if static is not None else num_ctx
 
 
 async def _run(

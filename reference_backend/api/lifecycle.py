@@ -22,6 +22,7 @@ from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
 from starlette.routing import Route
 
+from ollama_conformance.reference_backend.api import prompts
 from ollama_conformance.reference_backend.api.errors import ApiError
 from ollama_conformance.reference_backend.api.wire import BodyError, decode_body, decode_struct, go_json
 from ollama_conformance.reference_backend.store import bundled
@@ -36,6 +37,7 @@ from ollama_conformance.reference_backend.store.blobs import (
 )
 from ollama_conformance.reference_backend.store.local import (
     MEDIA_LICENSE,
+    MEDIA_MESSAGES,
     MEDIA_MODEL,
     MEDIA_PARAMS,
     MEDIA_SYSTEM,
@@ -51,8 +53,6 @@ log = logging.getLogger("ollama_conformance.reference_backend.lifecycle")
 JSON = "application/json"
 JSON_UTF8 = "application/json; charset=utf-8"
 INVALID_NAME = "invalid model name"  # errtypes.InvalidModelNameErrMsg
-MEDIA_MESSAGES = "application/vnd.ollama.image.messages"
-MEDIA_ADAPTER = "application/vnd.ollama.image.adapter"
 QUANT_TYPES = {"F32": "F32", "F16": "F16", "Q8_0": "Q8_0", "Q4_K_S": "Q4_K_S", "Q4_K_M": "Q4_K_M", "Q4_K": "Q4_K_M",
                "BF16": "BF16"}  # fmt: skip
 # GGUF general.file_type numbers as Ollama's FileType.String() names them
@@ -234,19 +234,12 @@ def valid_path(name: str) -> bool:
 
 
 def _go_template_error(template: str) -> str | None:
-    """The parse error text/template would report for an action left open, else None (the rest of Go's template
-    grammar is checked when the template is used)."""
-    line = 1
-    position = 0
-    while True:
-        start = template.find("{{", position)
-        if start < 0:
-            return None
-        end = template.find("}}", start + 2)
-        if end < 0:
-            line += template.count("\n", 0, start)
-            return f"template: :{line}: unclosed action"
-        position = end + 2
+    """The error Go's text/template (as Ollama's template.Parse sets it up) gives for this template, else None."""
+    try:
+        prompts.parse(template)
+    except prompts.TemplateError as exc:
+        return str(exc)
+    return None
 
 
 def human_number(count: int) -> str:

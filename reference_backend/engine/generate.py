@@ -144,6 +144,9 @@ class Sequence:
     slot: int = -1  # its slot in StaticSlots (static path)
     length: int = 0  # tokens in its KV cache
     shifted: bool = False  # a context shift rebuilt its cache (it no longer holds history[:length])
+    # context shifts drop tokens right after the kept head, so the cache holds history[:keep] +
+    # history[keep + evicted : evicted + length]: `evicted` counts the history tokens shifted out
+    evicted: int = 0
 
 
 class TextRunner:
@@ -387,21 +390,34 @@ class TextRunner:
         return True
 
     def _shift_context(self, seq: Sequence) -> None:
-        """Ollama's context shift: keep the first num_keep tokens, drop half of the rest, go on generating.
-        Positions change, so the kept tokens are prefilled again into a fresh cache."""
-        cached = seq.history[:-1]  # the last sampled token is not in the cache yet
-        keep = max(0, min(seq.request.options.num_keep, len(cached)))
+        """llama.cpp's context shift as Ollama's llama-server runs it: keep the first num_keep tokens (plus BOS),
+        drop half of the rest of the cache, go on generating; any number of times. Positions change, so the kept
+        tokens are prefilled again into a fresh cache."""
+        seq.shifted = True  # from here the slot's cache no longer holds history[:length], even if this fails
+        keep = self._shift_keep(seq)
+        cached = seq.history[:keep] + seq.history[keep + seq.evicted : seq.evicted + seq.length]
         discard = max(1, (len(cached) - keep) // 2)
         kept = cached[:keep] + cached[keep + discard :]
-        cache = self.model.new_cache(seq.request.num_ctx)
-        self.model.prefill(kept, cache)
+        # in inference mode: a slot table grown during a step holds inference tensors, updated in place here
+        with torch.inference_mode():
+            cache = self.model.new_cache(seq.request.num_ctx)
+            self.model.prefill(kept, cache)
+            if self.static is not None:
+                self.static.load(seq.slot, cache)
+            else:
+                seq.cache = cache
         seq.length = cache.length
-        seq.shifted = True
-        if self.static is not None:
-            self.static.load(seq.slot, cache)
-        else:
-            seq.cache = cache
+        seq.evicted += discard
         log.info("context shift: kept %d of %d tokens", len(kept), len(cached))
+
+    def _shift_keep(self, seq: Sequence) -> int:
+        """n_keep: num_keep (all the prompt when negative) plus the BOS token, leaving room to discard."""
+        num_keep = seq.request.options.num_keep
+        keep = len(seq.request.prompt_tokens) if num_keep < 0 else num_keep
+        bos = getattr(self.tokenizer, "bos_token_id", None)
+        if bos is not None and seq.history[:1] == [bos]:
+            keep += 1
+        return max(0, min(keep, seq.request.num_ctx - 2))
 
     def _logprob_entry(self, logits: torch.Tensor, token: int, top: int) -> dict[str, Any]:
         chosen, alternatives = log_softmax_top(logits, token, top)

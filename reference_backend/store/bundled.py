@@ -22,8 +22,10 @@ from typing import Any
 from ollama_conformance.reference_backend.store import model_cache
 from ollama_conformance.reference_backend.store.local import (
     MEDIA_LICENSE,
+    MEDIA_MESSAGES,
     MEDIA_MODEL,
     MEDIA_PARAMS,
+    MEDIA_SYSTEM,
     MEDIA_TEMPLATE,
     ModelEntry,
     Store,
@@ -40,7 +42,11 @@ GEMMA_STOP_TOKEN_IDS = frozenset({1, 106})  # <eos>, <end_of_turn>
 
 
 def template_text(name: str) -> str:
-    return resources.files("ollama_conformance.reference_backend.store").joinpath("templates", name).read_text(encoding="utf-8")
+    return (
+        resources.files("ollama_conformance.reference_backend.store")
+        .joinpath("templates", name)
+        .read_text(encoding="utf-8")
+    )
 
 
 def minilm_dir() -> Path:
@@ -178,6 +184,31 @@ def template_of(entry: ModelEntry, store: Store) -> str:
 def params_of(entry: ModelEntry, store: Store) -> dict[str, Any]:
     layer = entry.layer(MEDIA_PARAMS)
     return json.loads(store.read_blob(layer["digest"])) if layer else {}
+
+
+def system_of(entry: ModelEntry, store: Store) -> str:
+    layer = entry.layer(MEDIA_SYSTEM)
+    return store.read_blob(layer["digest"]).decode() if layer else ""
+
+
+def messages_of(entry: ModelEntry, store: Store) -> list[dict[str, Any]]:
+    """The MESSAGE history layer (role and content, as Ollama keeps them)."""
+    layer = entry.layer(MEDIA_MESSAGES)
+    if not layer:
+        return []
+    return [
+        {"role": m.get("role", ""), "content": m.get("content", "")}
+        for m in json.loads(store.read_blob(layer["digest"]))
+    ]
+
+
+def licenses_of(entry: ModelEntry, store: Store) -> list[str]:
+    """Every license layer's text, in manifest order (Ollama joins them with a newline in /api/show)."""
+    return [
+        store.read_blob(layer["digest"]).decode()
+        for layer in entry.manifest.get("layers", [])
+        if layer.get("mediaType") == MEDIA_LICENSE
+    ]
 
 
 def license_of(entry: ModelEntry, store: Store) -> str | None:

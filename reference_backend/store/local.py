@@ -34,6 +34,8 @@ MEDIA_TEMPLATE = "application/vnd.ollama.image.template"
 MEDIA_PARAMS = "application/vnd.ollama.image.params"
 MEDIA_SYSTEM = "application/vnd.ollama.image.system"
 MEDIA_LICENSE = "application/vnd.ollama.image.license"
+MEDIA_MESSAGES = "application/vnd.ollama.image.messages"
+MEDIA_ADAPTER = "application/vnd.ollama.image.adapter"
 
 
 @dataclass

@@ -55,7 +55,7 @@ def test_wheel_holds_one_top_level_package(wheel: Path) -> None:
         assert f"ollama_conformance/{part}/__init__.py" in names, part
     # data files travel with their packages
     assert "ollama_conformance/spec/native.yaml" in names
-    assert "ollama_conformance/reference_backend/store/templates/gemma3.jinja" in names
+    assert "ollama_conformance/reference_backend/store/templates/gemma3.gotmpl" in names
     assert any(n.startswith("ollama_conformance/fixtures/web_corpus/") and n.endswith(".md") for n in names)
 
 

@@ -7,7 +7,7 @@ import math
 import pytest
 
 from ollama_conformance.reference_backend.api.errors import ApiError, RequestError
-from ollama_conformance.reference_backend.api.prompts import TemplateError, render_chat, render_go_template
+from ollama_conformance.reference_backend.api.prompts import TemplateError, render
 from ollama_conformance.reference_backend.api.sse import writer_json_response
 from ollama_conformance.reference_backend.api.wire import (
     BodyError,
@@ -26,6 +26,7 @@ from ollama_conformance.reference_backend.durations import (
 )
 from ollama_conformance.reference_backend.engine.options import OptionError, Options
 from ollama_conformance.reference_backend.engine.toolcalls import ToolCallParser
+from ollama_conformance.reference_backend.store import bundled
 from ollama_conformance.reference_backend.store.names import parse_name
 
 
@@ -168,20 +169,22 @@ def test_keys_match_case_insensitively() -> None:
 
 
 def test_gemma_chat_template() -> None:
-    text = render_chat([{"role": "system", "content": "S"}, {"role": "user", "content": "Hi"}], None)
+    gemma = bundled.template_text("gemma3.gotmpl")
+    text = render(gemma, [{"role": "system", "content": "S"}, {"role": "user", "content": "Hi"}])
     assert text == "<start_of_turn>user\nS<end_of_turn>\n<start_of_turn>user\nHi<end_of_turn>\n<start_of_turn>model\n"
-    continued = render_chat([{"role": "user", "content": "Hi"}, {"role": "assistant", "content": "Hel"}], None)
+    continued = render(gemma, [{"role": "user", "content": "Hi"}, {"role": "assistant", "content": "Hel"}])
     assert continued.endswith("<start_of_turn>model\nHel")
     tools = [{"type": "function", "function": {"name": "f", "parameters": {"type": "object"}}}]
-    assert '"name": "f"' in render_chat([{"role": "user", "content": "x"}], tools)
+    assert '"name": "f"' in render(gemma, [{"role": "user", "content": "x"}], tools)
 
 
-def test_go_template_subset() -> None:
+def test_go_template_legacy_values() -> None:
     template = "{{ if .System }}S:{{ .System }} {{ end }}P:{{ .Prompt }}{{- /* c */ -}}  !"
-    assert render_go_template(template, {"System": "sys", "Prompt": "p"}) == "S:sys P:p!"
-    assert render_go_template(template, {"Prompt": "p"}) == "P:p!"
-    with pytest.raises(TemplateError):
-        render_go_template("{{ if .System }}x", {})
+    system_user = [{"role": "system", "content": "sys"}, {"role": "user", "content": "p"}]
+    assert render(template, system_user) == "S:sys P:p!"
+    assert render(template, [{"role": "user", "content": "p"}]) == "P:p!"
+    with pytest.raises(TemplateError, match="unexpected EOF"):
+        render("{{ if .System }}x", [])
 
 
 def test_tool_call_parser() -> None:

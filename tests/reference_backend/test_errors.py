@@ -123,7 +123,7 @@ CASES = [
         400,
         "json: cannot unmarshal number into Go struct field GenerateRequest.prompt of type string",
     ),
-    ("/api/generate", {"model": GEMMA, "prompt": "word " * 40, "options": {"num_ctx": 16}}, 400, LONG_PROMPT_ERROR),
+    ("/api/generate", {"model": GEMMA, "prompt": "word " * 40, "shift": False, "options": {"num_ctx": 16}}, 400, LONG_PROMPT_ERROR),
     (
         "/api/generate",
         {"model": GEMMA, "prompt": "x", "options": "hot"},

@@ -51,6 +51,7 @@ ALLOWED_500 = [
     ("", re.compile(r"^invalid format: ")),
     ("", re.compile(r"^model runner has unexpectedly stopped")),
     ("", re.compile(r"this model does not support embeddings")),
+    ("/api/generate", re.compile(r"^template: ")),  # a request template Go refuses or cannot execute
     ("/api/pull", re.compile(r"^(pull model manifest: |insecure protocol http|max retries exceeded|digest mismatch)")),
     ("/api/create", re.compile(r"^(pull model manifest: |insecure protocol http|invalid digest format|open .*: no such "
                                r"file or directory|unsupported quantization type|quantiz|converting safetensors|"
