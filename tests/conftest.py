@@ -57,11 +57,14 @@ WHOLE_PACKAGE_UNITS = ("tests/cloud/",)  # package-scoped backends (tests/cloud/
 EACH_TEST_A_UNIT = (  # modules of long tests that share no module-scoped fixture: their tests run side by side
     "tests/reports/test_run_command.py",
 )
-LONGEST_FIRST = (  # measured --durations: started first so that no worker is left alone with a long one at the end
+LONGEST_FIRST = (  # measured --durations (notes/tests-time.md), longest first: no worker is left alone with one at the end
+    "tests/reference_backend/test_gemma3_engine.py",  # in-process engine comparisons, > 5 min on the loaded machine
     "tests/reports/test_run_command.py::test_run_covers_lifecycle_cloud_and_no_cloud",
     "tests/reports/test_run_command.py::test_run_end_to_end_on_the_reference_backend",
+    "tests/reference_backend/test_fuzz.py",
     "tests/packaging/test_wheel.py",
     "tests/conformance/test_conformance_reference.py",
+    "tests/reference_backend/test_bench.py",
 )
 
 
