@@ -49,3 +49,46 @@ def reference_url() -> Iterator[str]:
 
     with ReferenceBackend() as backend:
         yield backend.url
+
+
+# Run in parallel with `-n 2 --dist loadscope` (the README's and CI's command): the suite mostly waits on servers.
+# Scheduling only decides where and when a test runs, never whether or how: the same tests, the same assertions.
+WHOLE_PACKAGE_UNITS = ("tests/cloud/",)  # package-scoped backends (tests/cloud/conftest.py): one worker, one start
+EACH_TEST_A_UNIT = (  # modules of long tests that share no module-scoped fixture: their tests run side by side
+    "tests/reports/test_run_command.py",
+)
+LONGEST_FIRST = (  # measured --durations (notes/tests-time.md), longest first: no worker is left alone with one at the end
+    "tests/reference_backend/test_gemma3_engine.py",  # in-process engine comparisons, > 5 min on the loaded machine
+    "tests/reports/test_run_command.py::test_run_covers_lifecycle_cloud_and_no_cloud",
+    "tests/reports/test_run_command.py::test_run_end_to_end_on_the_reference_backend",
+    "tests/reference_backend/test_fuzz.py",
+    "tests/packaging/test_wheel.py",
+    "tests/conformance/test_conformance_reference.py",
+    "tests/reference_backend/test_bench.py",
+)
+
+
+def pytest_xdist_make_scheduler(config: pytest.Config, log: object) -> object | None:
+    """Under `--dist loadscope`: a module's tests stay on one worker (module-scoped backends start once), so do all of
+    tests/cloud (package-scoped); the long tests of EACH_TEST_A_UNIT are split, and the longest units are handed out
+    first. Other --dist modes: xdist's own."""
+    if config.getvalue("dist") != "loadscope":
+        return None
+    from xdist.scheduler import LoadScopeScheduling
+
+    class Scheduling(LoadScopeScheduling):
+        def _split_scope(self, nodeid: str) -> str:
+            for package in WHOLE_PACKAGE_UNITS:
+                if nodeid.startswith(package):
+                    return package
+            if nodeid.startswith(EACH_TEST_A_UNIT):
+                return nodeid
+            return nodeid.split("::", 1)[0]  # the module: a class's tests share its module-scoped fixtures too
+
+        def _assign_work_unit(self, node: object) -> None:
+            for scope in reversed(LONGEST_FIRST):
+                if scope in self.workqueue:
+                    self.workqueue.move_to_end(scope, last=False)
+            super()._assign_work_unit(node)
+
+    return Scheduling(config, log)
