@@ -470,7 +470,7 @@ class Gemma3:
         for file in sorted(path.glob("*.safetensors")):
             if file.name not in (HEAD_FILE, QUANTIZED_FILE):
                 state.update(load_file(str(file)))
-        tensors = load_file(str(path / QUANTIZED_FILE)) if quantized else None
+        stored = load_file(str(path / QUANTIZED_FILE)) if quantized else None
         int8_head = int8 if int8_head is None else int8_head
         head = None
         if int8_head and (path / HEAD_FILE).exists():
@@ -485,7 +485,7 @@ class Gemma3:
             int8_head=int8_head,
             head=head,
             rescored_head=rescored_head,
-            quantized=tensors,
+            quantized=stored,
         )
 
     def new_cache(self, capacity: int) -> KVCache:

@@ -40,7 +40,11 @@ GEMMA_STOP_TOKEN_IDS = frozenset({1, 106})  # <eos>, <end_of_turn>
 
 
 def template_text(name: str) -> str:
-    return resources.files("ollama_conformance.reference_backend.store").joinpath("templates", name).read_text(encoding="utf-8")
+    return (
+        resources.files("ollama_conformance.reference_backend.store")
+        .joinpath("templates", name)
+        .read_text(encoding="utf-8")
+    )
 
 
 def minilm_dir() -> Path:
