@@ -357,7 +357,7 @@ def run_versus(args: argparse.Namespace) -> int:
 
 ENGINE_VARIANTS = {  # name -> Gemma3.from_hf_dir keyword arguments (CPU)
     "fp32": {"int8": False},
-    "gguf (default: weights as stored)": {"int8": False, "quantized": True},
+    "gguf (default, weights as stored)": {"int8": False, "quantized": True},
     "rescored (fp32, int8 head rescored)": {"int8": False, "rescored_head": True},
     "int8 (every linear, fbgemm)": {"int8": True},
 }
@@ -417,7 +417,7 @@ def run_engine_steps(args: argparse.Namespace) -> int:
                 f"  {streams} stream(s), {name}: {step_ms:.1f} ms/step, {streams * 1000 / step_ms:.1f} tok/s "
                 f"({ratio:.2f}x the {baseline})"
             )
-    default = "gguf (default: weights as stored)"
+    default = "gguf (default, weights as stored)"
     for streams in args.streams:
         print(
             f"  profile of the default's step, {streams} stream(s): " + profile_step(models[default], streams, prompt)
