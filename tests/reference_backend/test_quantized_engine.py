@@ -149,7 +149,7 @@ def test_faithfulness_against_fp32(folder: Path, fp32_model: Gemma3, gguf_model:
     """Teacher-forced over >= 2,000 tokens of the shipped text: mean KL <= 0.01 (issue 22's bound) and top-1
     agreement >= 97 % (the figures `python -m ollama_conformance.reference_backend.faithfulness` prints). Issue 22
     asks 99 %; measured here: 98.34 % over these 2,048 positions (97.7-98.4 % over 256-512), mean KL 0.0016: the
-    34 disagreements are near-ties of the fp32 distribution (the command prints their top-2 gaps, half under 0.03
+    34 disagreements are near-ties of the fp32 distribution (the command prints their top-2 gaps, 12 of them under 0.025
     nats), moved by the bf16 activations the kernels need (compensating the input's rounding, or keeping Q6_K in
     fp32, did not change them)."""
     from transformers import AutoTokenizer
