@@ -13,8 +13,9 @@ both (tokens counted from the stream's usage): TTFT to the first content chunk, 
 aggregate tokens over the window. It also prints both servers' resident memory (ours with both models loaded:
 steady VmRSS and its peak VmHWM since start) and the load average before and after.
 
-`--engine-steps` times the engine alone (no HTTP): the decode step of each CPU variant (fp32 head, the default's
-rescored int8 head, int8 everywhere) loaded in one process, alternating, with each one's ratio to the fp32 head.
+`--engine-steps` times the engine alone (no HTTP): the decode step of each CPU variant (fp32, the default's GGUF
+weights as stored, the rescored int8 head, int8 everywhere) loaded in one process, alternating, with each one's
+ratio to fp32, and a profile of the default's step (weights, head, attention, the rest).
 """
 
 from __future__ import annotations
@@ -354,10 +355,11 @@ def run_versus(args: argparse.Namespace) -> int:
     return 0
 
 
-ENGINE_VARIANTS = {  # name -> Gemma3.from_hf_dir keyword arguments (CPU, fp32 activations)
-    "fp32 head": {"int8": False},
-    "auto (rescored int8 head)": {"int8": False, "rescored_head": True},
-    "int8 (every linear)": {"int8": True},
+ENGINE_VARIANTS = {  # name -> Gemma3.from_hf_dir keyword arguments (CPU)
+    "fp32": {"int8": False},
+    "gguf (default, weights as stored)": {"int8": False, "quantized": True},
+    "rescored (fp32, int8 head rescored)": {"int8": False, "rescored_head": True},
+    "int8 (every linear, fbgemm)": {"int8": True},
 }
 
 
@@ -374,9 +376,9 @@ def run_engine_steps(args: argparse.Namespace) -> int:
 
     if args.threads:
         torch.set_num_threads(args.threads)
-    folder = model_cache.ensure_engine_layout(
-        model_cache.ensure_converted(model_cache.gemma_gguf_path(), package.EXPECTED_SHA256)
-    )
+    gguf = model_cache.gemma_gguf_path()
+    folder = model_cache.ensure_engine_layout(model_cache.ensure_converted(gguf, package.EXPECTED_SHA256))
+    model_cache.ensure_quantized_layout(folder, gguf)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         models = {
@@ -415,7 +417,56 @@ def run_engine_steps(args: argparse.Namespace) -> int:
                 f"  {streams} stream(s), {name}: {step_ms:.1f} ms/step, {streams * 1000 / step_ms:.1f} tok/s "
                 f"({ratio:.2f}x the {baseline})"
             )
+    default = "gguf (default, weights as stored)"
+    for streams in args.streams:
+        print(
+            f"  profile of the default's step, {streams} stream(s): " + profile_step(models[default], streams, prompt)
+        )
     return 0
+
+
+WEIGHT_KERNELS = ("aten::_weight_int4pack_mm_for_cpu", "aten::_weight_int8pack_mm", "aten::linear", "aten::mm")
+ATTENTION_OPS = ("aten::matmul", "aten::bmm", "aten::_softmax", "aten::masked_fill", "aten::index_put_")
+
+
+def profile_step(model: object, streams: int, prompt: list[int], steps: int = 16) -> str:
+    """Where a decode step's time goes (torch profiler, self CPU time): the weights' matmuls, the LM head (the
+    kernel call whose output is the vocabulary), attention (its matmuls, softmax, masking and cache writes), and
+    the rest (norms, rotary, activations, Python and dispatch: the step's wall time minus the three)."""
+    import torch
+    from torch.profiler import ProfilerActivity, profile
+
+    from ollama_conformance.reference_backend.engine.model import StaticSlots
+
+    slots = StaticSlots(model, streams, len(prompt) + steps + 8, use_cuda_graph=False)  # type: ignore[arg-type]
+    with torch.inference_mode():
+        for slot in range(streams):
+            cache = slots.cache_of(slot, 0, room=len(prompt) + 1)
+            model.prefill(prompt, cache)  # type: ignore[attr-defined]
+            slots.set_length(slot, cache.length)
+        slots.decode(dict.fromkeys(range(streams), 5))
+        started = time.perf_counter()
+        with profile(activities=[ProfilerActivity.CPU], record_shapes=True) as prof:
+            for _ in range(steps):
+                slots.decode(dict.fromkeys(range(streams), 5))
+        wall_ms = (time.perf_counter() - started) * 1000 / steps
+    vocab = model.cfg.vocab_size  # type: ignore[attr-defined]
+    weights = head = attention = 0.0
+    for event in prof.key_averages(group_by_input_shape=True):
+        ms = event.self_cpu_time_total / 1000 / steps
+        if event.key in WEIGHT_KERNELS:
+            shapes = event.input_shapes or []
+            if any(vocab in shape for shape in shapes if isinstance(shape, list)):
+                head += ms
+            else:
+                weights += ms
+        elif event.key in ATTENTION_OPS:
+            attention += ms
+    rest = max(wall_ms - weights - head - attention, 0.0)
+    return (
+        f"{wall_ms:.1f} ms (profiled) = weights {weights:.1f} + head {head:.1f} + attention {attention:.1f} "
+        f"+ rest {rest:.1f}"
+    )
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -425,7 +476,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--num-predict", type=int, default=64, help="tokens per request (default 64)")
     parser.add_argument("--repeat", type=int, default=3, help="single-stream runs (median reported)")
     parser.add_argument("--streams", type=int, nargs="+", default=[1, 2, 4], help="concurrency levels")
-    parser.add_argument("--precision", default="auto", choices=["auto", "fp32", "bf16", "int8"])
+    parser.add_argument("--precision", default="auto", choices=["auto", "gguf", "rescored", "fp32", "bf16", "int8"])
     parser.add_argument("--threads", type=int, default=0)
     parser.add_argument("--cold", action="store_true", help="start with an empty cache (includes the conversion)")
     parser.add_argument("--json", type=Path, help="also write the figures to this file")
@@ -438,7 +489,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--engine-steps",
         action="store_true",
-        help="time the decode step of each CPU engine variant in this process (no server): fp32 head, auto, int8",
+        help="time the decode step of each CPU engine variant in this process (no server): fp32, gguf (the "
+        "default), rescored, int8; and profile the default's step",
     )
     args = parser.parse_args(argv)
     if args.num_predict < 1 or args.repeat < 1 or args.rounds < 1 or any(s < 1 for s in args.streams):

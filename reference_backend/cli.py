@@ -30,10 +30,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto")
     parser.add_argument(
         "--precision",
-        choices=["auto", "fp32", "bf16", "int8"],
+        choices=["auto", "gguf", "rescored", "fp32", "bf16", "int8"],
         default="auto",
-        help="CPU weights: auto = fp32, the LM head int8 with its candidates rescored in fp32 (the tokens "
-        "fp32 draws), fp32 = all fp32, int8 = every linear int8 (fastest, approximate); CUDA: bf16",
+        help="CPU weights: auto = gguf, the GGUF's weights as stored (Q4_K repacked as int4, the other types "
+        "int8 per row, bf16 activations; the LM head an int4 screen whose candidates are recomputed in fp32; "
+        "measured against fp32 by `python -m ollama_conformance.reference_backend.faithfulness`); fp32 = the "
+        "dequantized weights in fp32 (bit-stable); rescored = fp32 with an int8 LM head rescored in fp32 (fp32's "
+        "tokens); int8 = every linear int8 (fbgemm); CUDA: bf16",
     )
     parser.add_argument("--threads", type=int, default=0, help="torch threads (default: torch's choice)")
     parser.add_argument(

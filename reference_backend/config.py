@@ -78,7 +78,9 @@ class ServerConfig:
     cloud: bool = False  # serve --cloud: behave like ollama.com (Bearer keys, web search/fetch); see cloud.py
     api_keys: tuple[str, ...] = field(default=(), repr=False)  # the keys cloud mode accepts (never printed)
     device: str = "auto"  # auto | cpu | cuda
-    precision: str = "auto"  # auto (CPU: fp32 + rescored int8 LM head; CUDA: bf16) | fp32 | bf16 | int8
+    precision: str = (
+        "auto"  # auto (CPU: gguf, the weights as stored; CUDA: bf16) | gguf | rescored | fp32 | bf16 | int8
+    )
     threads: int = 0  # torch threads; 0 = torch's default
     kv_cache: str = "auto"  # auto (slot table: CUDA graph on CUDA, grown with use on CPU) | static | dynamic
     # serve --surfaces: the HTTP surfaces mounted; the others answer 404 as a server without them would

@@ -49,7 +49,16 @@ class ReferenceBackend:
         self._tail: deque[str] = deque(maxlen=40)
 
     def start(self) -> str:
-        cmd = [sys.executable, "-m", "ollama_conformance.reference_backend", "--host", "127.0.0.1", "--port", "0", *self.args]
+        cmd = [
+            sys.executable,
+            "-m",
+            "ollama_conformance.reference_backend",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            "0",
+            *self.args,
+        ]
         env = {**os.environ, **self.env}
         env.setdefault("PYTHONUNBUFFERED", "1")
         if self.throwaway_store:

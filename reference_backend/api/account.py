@@ -54,7 +54,11 @@ DEFAULT_RECOMMENDATIONS: list[dict[str, Any]] = [
         "max_output_tokens": 128_000,
     },
     {"model": "gemma4", "description": "Reasoning and code generation locally", "vram_bytes": 12 * GIGABYTE},
-    {"model": "qwen3.5", "description": "Reasoning, coding, and visual understanding locally", "vram_bytes": 14 * GIGABYTE},
+    {
+        "model": "qwen3.5",
+        "description": "Reasoning, coding, and visual understanding locally",
+        "vram_bytes": 14 * GIGABYTE,
+    },
 ]
 
 

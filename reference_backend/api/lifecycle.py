@@ -206,7 +206,9 @@ def _string_map(body: dict[str, Any], field: str) -> dict[str, str] | None:
         return None
     for item in value.values():
         if item is not None and not isinstance(item, str):
-            raise ApiError(400, f"json: cannot unmarshal {_kind(item)} into Go struct field CreateRequest.{field} of type string")
+            raise ApiError(
+                400, f"json: cannot unmarshal {_kind(item)} into Go struct field CreateRequest.{field} of type string"
+            )
     return {k: v if isinstance(v, str) else "" for k, v in value.items()}
 
 
@@ -404,7 +406,9 @@ def _check_quantize(body: dict[str, Any], plan: CreatePlan) -> None:
     if not wanted or plan.config.get("model_format") != "gguf":
         return
     if wanted not in QUANT_TYPES:
-        raise StreamError(f"unsupported quantization type {wanted} - supported types are F32, F16, Q4_K_S, Q4_K_M, Q8_0")
+        raise StreamError(
+            f"unsupported quantization type {wanted} - supported types are F32, F16, Q4_K_S, Q4_K_M, Q8_0"
+        )
     current = plan.config.get("file_type", "")
     if current not in ("F16", "BF16", "F32"):
         raise StreamError("quantization is only supported for F16, BF16 and F32 models")
@@ -465,7 +469,7 @@ def _set_text_layers(store: Store, body: dict[str, Any], plan: CreatePlan) -> No
             existing = json.loads((store.blobs / blob_name(layer["digest"])).read_bytes())
         except (OSError, ValueError, DigestError) as exc:
             raise StreamError(str(exc)) from exc
-        for key, value in (existing.items() if isinstance(existing, dict) else ()):
+        for key, value in existing.items() if isinstance(existing, dict) else ():
             params.setdefault(key, value)
     if params:
         plan.remove(MEDIA_PARAMS)
@@ -598,4 +602,3 @@ def routes() -> list[Route]:
         Route("/api/pull", _handler(pull), methods=["POST"]),
         Route("/api/push", _handler(push), methods=["POST"]),
     ]
-

@@ -83,7 +83,9 @@ _SURROGATE = re.compile("[\ud800-\udfff]")
 
 
 def _refuse_constant(name: str) -> Any:
-    raise GoDecodeError(_CONSTANT_ERRORS.get(name, f"invalid character {go_char(name[:1])} looking for beginning of value"))
+    raise GoDecodeError(
+        _CONSTANT_ERRORS.get(name, f"invalid character {go_char(name[:1])} looking for beginning of value")
+    )
 
 
 def _float64(literal: str) -> float:

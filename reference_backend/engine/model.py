@@ -22,7 +22,8 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
-from ollama_conformance.reference_backend.store.model_cache import HEAD_FILE, quantize_rows_int8
+from ollama_conformance.reference_backend.engine import quantized as quant
+from ollama_conformance.reference_backend.store.model_cache import HEAD_FILE, QUANTIZED_FILE, quantize_rows_int8
 
 
 @dataclass(frozen=True)
@@ -245,17 +246,50 @@ class RescoredHead:
             self.rows_since_release = 0
 
 
+class ScreenedHead(RescoredHead):
+    """The LM head as the int4 screen of engine.quantized (a quarter of int8's bytes: the head is most of what a
+    decode step reads), its candidates recomputed in fp32 by RescoredHead.settle and .exact as for the int8 head.
+    Int4 rounding is too coarse for a useful proven bound (Cauchy-Schwarz would keep thousands of rows), so each
+    logit's error is estimated instead: MARGIN standard deviations of the error of a row whose rounding is
+    unrelated to the input's direction (||x|| ||w - w^|| / sqrt(n)), plus the bf16 input's and output's rounding.
+    What that gives is measured, not assumed: `bench --faithfulness` (top-1 agreement and KL against fp32) and
+    the tests, which count the logits outside their estimate."""
+
+    MARGIN = 8.0
+
+    def __init__(self, weight: torch.Tensor, tensors: dict[str, torch.Tensor]) -> None:
+        self.weight = weight
+        self.out_features = weight.shape[0]
+        self.mapped = in_private_file_mapping(weight)
+        self.screen = quant.Int4Linear(tensors["head.packed"], tensors["head.scale_zeros"])
+        scale = self.MARGIN / math.sqrt(weight.shape[1])
+        self.residual_margins = tensors["head.residual_norms"] * scale
+        self.norm_margins = tensors["head.norms"] * scale
+        self.rows_since_release = 0
+
+    def __call__(self, h: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        rounded = h.to(torch.bfloat16)
+        values = self.screen(rounded).float()
+        size = h.norm(dim=-1, keepdim=True)
+        rounding = (h - rounded.float()).norm(dim=-1, keepdim=True)
+        bound = size * self.residual_margins + rounding * self.norm_margins + values.abs() * 2.0**-8
+        return values, bound
+
+
+Projection = Linear | quant.QuantLinear
+
+
 @dataclass
 class Layer:
     input_norm: torch.Tensor
-    qkv: Linear
+    qkv: Projection
     q_norm: torch.Tensor
     k_norm: torch.Tensor
-    o: Linear
+    o: Projection
     post_attn_norm: torch.Tensor
     pre_ff_norm: torch.Tensor
-    gate_up: Linear
-    down: Linear
+    gate_up: Projection
+    down: Projection
     post_ff_norm: torch.Tensor
     sliding: bool
 
@@ -326,12 +360,15 @@ class Gemma3:
         int8_head: bool | None = None,
         head: tuple[torch.Tensor, torch.Tensor] | None = None,
         rescored_head: bool = False,
+        quantized: dict[str, torch.Tensor] | None = None,
     ) -> None:
         """`state`: transformers' tensor names, plus optionally the fused `layers.N.self_attn.qkv.weight` and
         `layers.N.mlp.gate_up.weight` of the converted cache's engine layout (then no fused copy is made: fp32
         weights on CPU stay the memory-mapped file pages). `head`: the LM head already in int8 (codes, scales).
         `rescored_head` (CPU, fp32, tied head): the RescoredHead; logits are then approximate, and the last call's
-        `head_rows` say how to make them exact (see RescoredHead.settle)."""
+        `head_rows` say how to make them exact (see RescoredHead.settle). `quantized` (CPU): the GGUF's weights
+        as stored (engine.quantized: the tensors of its QUANTIZED_FILE), run against bf16 activations, with the
+        ScreenedHead; the fp32 weights in `state` are then never read, except the embedding's looked-up rows."""
         self.cfg = cfg
         self.dtype = dtype
         self.device = device
@@ -358,7 +395,10 @@ class Gemma3:
         lm_head = state.get("lm_head.weight")
         self.rescored: RescoredHead | None = None
         self.head_rows: tuple[torch.Tensor, torch.Tensor] | None = None  # (normed hidden, bounds) of the last logits
-        if rescored_head and device.type == "cpu" and dtype == torch.float32 and not int8_head:
+        if quantized is not None:
+            self.rescored = ScreenedHead(lm_head if lm_head is not None else self.embed, quantized)
+            self.lm_head = Linear(torch.empty(0, 0), False)  # unused: the screened head computes the logits
+        elif rescored_head and device.type == "cpu" and dtype == torch.float32 and not int8_head:
             self.rescored = RescoredHead(lm_head if lm_head is not None else self.embed)
             self.lm_head = Linear(torch.empty(0, 0), False)  # unused: the rescored head computes the logits
         elif int8_head and head is not None and device.type == "cpu":
@@ -372,19 +412,29 @@ class Gemma3:
         for i in range(cfg.num_layers):
             p = f"layers.{i}."
             attn, mlp = p + "self_attn.", p + "mlp."
-            qkv = fused(attn + "qkv.weight", [attn + "q_proj.weight", attn + "k_proj.weight", attn + "v_proj.weight"])
-            gate_up = fused(mlp + "gate_up.weight", [mlp + "gate_proj.weight", mlp + "up_proj.weight"])
+            projections: dict[str, Projection]
+            if quantized is not None:
+                projections = {name: quant.linear_from(quantized, p + name) for name in quant.GGUF_PARTS}
+            else:
+                qkv_parts = [attn + "q_proj.weight", attn + "k_proj.weight", attn + "v_proj.weight"]
+                gate_up_parts = [mlp + "gate_proj.weight", mlp + "up_proj.weight"]
+                projections = {
+                    "qkv": Linear(fused(attn + "qkv.weight", qkv_parts), int8),
+                    "o": Linear(get(p + "self_attn.o_proj.weight"), int8),
+                    "gate_up": Linear(fused(mlp + "gate_up.weight", gate_up_parts), int8),
+                    "down": Linear(get(p + "mlp.down_proj.weight"), int8),
+                }
             self.layers.append(
                 Layer(
                     input_norm=norm(p + "input_layernorm.weight"),
-                    qkv=Linear(qkv, int8),
+                    qkv=projections["qkv"],
                     q_norm=norm(p + "self_attn.q_norm.weight"),
                     k_norm=norm(p + "self_attn.k_norm.weight"),
-                    o=Linear(get(p + "self_attn.o_proj.weight"), int8),
+                    o=projections["o"],
                     post_attn_norm=norm(p + "post_attention_layernorm.weight"),
                     pre_ff_norm=norm(p + "pre_feedforward_layernorm.weight"),
-                    gate_up=Linear(gate_up, int8),
-                    down=Linear(get(p + "mlp.down_proj.weight"), int8),
+                    gate_up=projections["gate_up"],
+                    down=projections["down"],
                     post_ff_norm=norm(p + "post_feedforward_layernorm.weight"),
                     sliding=cfg.layer_is_sliding[i],
                 )
@@ -406,17 +456,21 @@ class Gemma3:
         int8: bool,
         int8_head: bool | None = None,
         rescored_head: bool = False,
+        quantized: bool = False,
     ) -> Gemma3:
         """Load a converted folder. Safetensors files are memory-mapped: fp32 weights used as they are on CPU are
         the file's pages (shared with the page cache, and with other servers on the machine); the engine layout
-        (ENGINE_FILE, HEAD_FILE), when the folder has it, spares the fused copies and the head's quantization."""
+        (ENGINE_FILE, HEAD_FILE), when the folder has it, spares the fused copies and the head's quantization.
+        `quantized`: the GGUF's weights as stored (QUANTIZED_FILE, which model_cache.ensure_quantized_layout
+        derives)."""
         from safetensors.torch import load_file
 
         cfg = Gemma3Config.from_hf_dir(path)
         state: dict[str, torch.Tensor] = {}
         for file in sorted(path.glob("*.safetensors")):
-            if file.name != HEAD_FILE:
+            if file.name not in (HEAD_FILE, QUANTIZED_FILE):
                 state.update(load_file(str(file)))
+        stored = load_file(str(path / QUANTIZED_FILE)) if quantized else None
         int8_head = int8 if int8_head is None else int8_head
         head = None
         if int8_head and (path / HEAD_FILE).exists():
@@ -431,6 +485,7 @@ class Gemma3:
             int8_head=int8_head,
             head=head,
             rescored_head=rescored_head,
+            quantized=stored,
         )
 
     def new_cache(self, capacity: int) -> KVCache:

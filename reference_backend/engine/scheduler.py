@@ -185,21 +185,33 @@ class Scheduler:
         digest = entry.model_digest
         if digest is None:
             raise RuntimeError(f"model {entry.name.display} has no weights layer")
-        folder = model_cache.ensure_engine_layout(model_cache.ensure_converted(self.store.blob_path(digest), digest))
+        gguf_path = self.store.blob_path(digest)
+        folder = model_cache.ensure_engine_layout(model_cache.ensure_converted(gguf_path, digest))
         precision = self.config.precision
+        if precision == "auto":
+            precision = "bf16" if self.device.type == "cuda" else "gguf"
+        quantized = precision == "gguf" and self.device.type == "cpu"
         if self.device.type == "cuda":
             dtype, int8, int8_head = torch.bfloat16, False, False
         else:
-            # auto on CPU: fp32 weights, the LM head (63 % of the bytes a decode step reads) int8 against bf16
-            # activations, its candidates rescored in fp32, so the drawn tokens are fp32's (RescoredHead); an int8
-            # head alone drifts (a schema-constrained number never closes with fbgemm's 7-bit activations)
+            # gguf (the CPU default): the GGUF's weights as stored, against bf16 activations (engine.quantized),
+            # the LM head an int4 screen with its candidates recomputed in fp32 (ScreenedHead); rescored: fp32
+            # weights and an int8 head whose candidates are recomputed in fp32 (fp32's tokens, RescoredHead)
             dtype = torch.bfloat16 if precision == "bf16" else torch.float32
             int8 = int8_head = precision == "int8"
-        rescored = precision == "auto"
+        if quantized:
+            model_cache.ensure_quantized_layout(folder, gguf_path)
+        rescored = precision == "rescored"
         with warnings.catch_warnings():  # torch's quantized ops warn that their Python API is deprecated
             warnings.simplefilter("ignore")
             model = Gemma3.from_hf_dir(
-                folder, dtype=dtype, device=self.device, int8=int8, int8_head=int8_head, rescored_head=rescored
+                folder,
+                dtype=dtype,
+                device=self.device,
+                int8=int8,
+                int8_head=int8_head,
+                rescored_head=rescored,
+                quantized=quantized,
             )
         # the tokenizer (a 262 k vocabulary) after the weights, not beside them: its parse peak (~300 MB) and the
         # LM head's packing peak do not add up in the process's peak RSS

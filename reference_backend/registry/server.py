@@ -81,7 +81,9 @@ class RegistryStore:
 
     def blob(self, digest: str) -> Path:
         if not is_valid_digest(digest) or digest[6] != ":":
-            raise RegistryError(400, "DIGEST_INVALID", "provided digest did not match uploaded content", {"digest": digest})
+            raise RegistryError(
+                400, "DIGEST_INVALID", "provided digest did not match uploaded content", {"digest": digest}
+            )
         return self.blobs / blob_name(digest)
 
     def upload(self, upload_id: str) -> Path:

@@ -9,7 +9,9 @@ so several processes starting at once convert only once and never see a half-wri
 The folder holds transformers' layout (`model.safetensors`, the exact dequantized weights) and the engine's
 (`engine.safetensors`: q/k/v and gate/up fused; `lm_head.int8.safetensors`: the tied LM head quantized per
 output channel), derived once from it (`ensure_engine_layout`), so that the server memory-maps its weights
-instead of copying them and never touches the fp32 embedding except for the rows it looks up.
+instead of copying them and never touches the fp32 embedding except for the rows it looks up. The CPU default
+runs the GGUF's weights as stored: `engine.gguf.safetensors` (engine.quantized) is derived from the GGUF itself
+(`ensure_quantized_layout`).
 """
 
 from __future__ import annotations
@@ -35,6 +37,8 @@ CONVERTED_MARKER = "converted.ok"
 ENGINE_FILE = "engine.safetensors"
 HEAD_FILE = "lm_head.int8.safetensors"
 ENGINE_MARKER = "engine.v1.ok"
+QUANTIZED_FILE = "engine.gguf.safetensors"  # engine.quantized's layout: the GGUF's weights as the kernels take them
+QUANTIZED_MARKER = "engine.gguf.v2.ok"
 
 
 def cache_root() -> Path:
@@ -189,6 +193,45 @@ def _derive_engine_layout_here(folder: Path) -> None:
     (folder / ENGINE_MARKER).write_text("1\n")
 
 
+def ensure_quantized_layout(folder: Path, gguf_path: Path) -> Path:
+    """`folder` (a converted model) with QUANTIZED_FILE derived from its GGUF, once, under a lock, in a child
+    process. The packed int4 layout is torch's, so the marker names the torch version that packed it."""
+    import torch
+
+    marker = folder / QUANTIZED_MARKER
+    if marker.exists() and marker.read_text().strip() == torch.__version__:
+        return folder
+    with file_lock(folder.parent / f"{folder.name}.quantized.lock"):
+        if not (marker.exists() and marker.read_text().strip() == torch.__version__):
+            started = time.monotonic()
+            command = [sys.executable, "-m", "ollama_conformance.reference_backend.store.model_cache", "quantized"]
+            _run_child([*command, str(folder), str(gguf_path)], "deriving the quantized layout")
+            log.info("quantized layout derived in %.1f s", time.monotonic() - started)
+    return folder
+
+
+def _derive_quantized_layout_here(folder: Path, gguf_path: Path) -> None:
+    import torch
+    from safetensors import safe_open
+    from safetensors.torch import save_file
+
+    from ollama_conformance.reference_backend.engine.quantized import derive_quantized_layout
+
+    with safe_open(str(folder / "model.safetensors"), framework="pt") as source:
+        names = set(source.keys())
+        head = (
+            "lm_head.weight"
+            if "lm_head.weight" in names
+            else next(n for n in names if n.endswith("embed_tokens.weight"))
+        )
+        embedding = source.get_tensor(head)
+    tensors = derive_quantized_layout(gguf_path, embedding)
+    partial = folder / f"{QUANTIZED_FILE}.partial"
+    save_file(tensors, str(partial))
+    os.replace(partial, folder / QUANTIZED_FILE)
+    (folder / QUANTIZED_MARKER).write_text(torch.__version__ + "\n")
+
+
 def quantize_rows_int8(weight: Any) -> tuple[Any, Any]:
     """Symmetric int8 per output row (scale = max |w| / 127), as the engine's int8 Linear packs it: int8 codes
     with two zero columns appended (the range-pinning inputs of engine.model.Linear) and float64 scales."""
@@ -210,7 +253,13 @@ def main(argv: list[str]) -> int:
     if len(argv) == 2 and argv[0] == "engine":
         _derive_engine_layout_here(Path(argv[1]))
         return 0
-    print("usage: python -m ...store.model_cache convert GGUF OUT_DIR | engine FOLDER", file=sys.stderr)
+    if len(argv) == 3 and argv[0] == "quantized":
+        _derive_quantized_layout_here(Path(argv[1]), Path(argv[2]))
+        return 0
+    print(
+        "usage: python -m ...store.model_cache convert GGUF OUT_DIR | engine FOLDER | quantized FOLDER GGUF",
+        file=sys.stderr,
+    )
     return 2
 
 

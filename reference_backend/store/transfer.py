@@ -196,7 +196,9 @@ async def _pull_manifest(registry: Registry, name: ModelName) -> tuple[dict[str,
     return manifest, data
 
 
-async def _download(store: Store, registry: Registry, layer: dict[str, Any], failures: list[str]) -> AsyncIterator[dict[str, Any]]:
+async def _download(
+    store: Store, registry: Registry, layer: dict[str, Any], failures: list[str]
+) -> AsyncIterator[dict[str, Any]]:
     """downloadBlob: a cache hit is one progress object; otherwise the bytes go to `<blob>-partial` (resumed from
     what is there), are verified, and renamed into place. A digest mismatch is recorded in `failures` (Ollama
     reports it at the verification step) and its bytes are removed."""
@@ -318,7 +320,9 @@ async def _upload(store: Store, registry: Registry, layer: dict[str, Any]) -> As
         if started.status_code == 201:  # mounted: the registry has it
             yield progress(f"pushing {short}", digest, size, size)
             return
-        location = urljoin(registry.base + "/", started.headers.get("docker-upload-location") or started.headers.get("location") or "")
+        location = urljoin(
+            registry.base + "/", started.headers.get("docker-upload-location") or started.headers.get("location") or ""
+        )
         total = path.stat().st_size
         done = 0
         last = time.monotonic()
@@ -328,7 +332,9 @@ async def _upload(store: Store, registry: Registry, layer: dict[str, Any]) -> As
             headers = {"Content-Type": "application/octet-stream", "Content-Length": str(end - done),
                        "Content-Range": f"{done}-{end - 1}"}  # fmt: skip
             response = await registry.send("PATCH", location, content=_file_part(path, done, end), headers=headers)
-            location = urljoin(location, response.headers.get("docker-upload-location") or response.headers.get("location") or location)
+            location = urljoin(
+                location, response.headers.get("docker-upload-location") or response.headers.get("location") or location
+            )
             done = end
             if time.monotonic() - last >= PROGRESS_INTERVAL_S or done == total:
                 last = time.monotonic()

@@ -23,5 +23,7 @@ def test_engine_steps_prints_each_variant_with_its_ratio() -> None:
     assert proc.returncode == 0, proc.stderr[-2000:]
     lines = [line for line in proc.stdout.splitlines() if "ms/step" in line]
     assert [re.search(r"stream\(s\), (.+?): ", line)[1] for line in lines] == list(ENGINE_VARIANTS)  # type: ignore[index]
-    ratios = [float(re.search(r"\(([\d.]+)x the fp32 head\)", line)[1]) for line in lines]  # type: ignore[index]
+    ratios = [float(re.search(r"\(([\d.]+)x the fp32\)", line)[1]) for line in lines]  # type: ignore[index]
     assert ratios[0] == 1.0 and all(r > 0 for r in ratios)
+    profile = [line for line in proc.stdout.splitlines() if "profile of the default's step" in line]
+    assert len(profile) == 1 and re.search(r"weights [\d.]+ \+ head [\d.]+ \+ attention [\d.]+ \+ rest", profile[0])

@@ -264,7 +264,8 @@ def test_int8_batched_decode_equals_single_and_is_deterministic(int8_model: Gemm
 
 @pytest.fixture(scope="module")
 def rescored_model(converted: Path) -> Gemma3:
-    """--precision auto on CPU: fp32 body, the LM head int8 against bf16 activations, rescored in fp32."""
+    """--precision rescored (the CPU default before issue 22): fp32 body, the LM head int8 against bf16
+    activations, rescored in fp32."""
     import warnings
 
     with warnings.catch_warnings():
