@@ -54,15 +54,16 @@ class Faithfulness:
 
 def drawn_logits(model: Any, logits: torch.Tensor) -> torch.Tensor:
     """The candidate model's logits as its sampler sees them: with a screened or rescored head, the tokens that
-    can rank among the DRAWN highest are fp32's (settle) and the rest keep the screen's value."""
+    can rank among the DRAWN highest are fp32's (the rule of `settle`, applied to the whole chunk at once: the fp32
+    head over every row is one pass over the embedding instead of a gather per position) and the rest keep the
+    screen's value."""
     if model.head_rows is None:
         return logits.float()
     hidden, bound = model.head_rows
-    rows = []
-    for i in range(logits.shape[0]):
-        settled = model.settle(logits[i], logits[i], bound[i], hidden[i], DRAWN)
-        rows.append(torch.where(torch.isfinite(settled), settled, logits[i]))
-    return torch.stack(rows)
+    values = logits.float()
+    floor = torch.topk(values - bound, DRAWN, dim=-1).values[:, -1:]
+    keep = values + bound >= floor
+    return torch.where(keep, model.exact_logits(hidden), values)
 
 
 def measure(reference: Any, candidate: Any, token_ids: list[int]) -> Faithfulness:
