@@ -20,6 +20,7 @@ from functools import cache
 from typing import Any
 
 from ollama_conformance.spec.documents import SPEC_VERSION, SURFACES, _load
+from ollama_conformance.spec.grades import EXACT_KEY
 
 SINCE = "x-ollama-since"
 UNTIL = "x-ollama-until"
@@ -100,6 +101,9 @@ def _at(node: Any, key: Version) -> Any:
             not_required.add(name)
     if not_required and isinstance(node.get("required"), list):
         out["required"] = [name for name in node["required"] if name not in not_required]
+    exact = out.get(EXACT_KEY)  # the exact grade's own `required` of the same object follows the same versions
+    if not_required and isinstance(exact, dict) and isinstance(exact.get("required"), list):
+        out[EXACT_KEY] = {**exact, "required": [name for name in exact["required"] if name not in not_required]}
     return out
 
 

@@ -47,7 +47,8 @@ def reference_url() -> Iterator[str]:
         return
     from ollama_conformance.reference_backend.launcher import ReferenceBackend
 
-    with ReferenceBackend() as backend:
+    # its own throw-away store: under -n 2 the other worker's backend creates and deletes models too
+    with ReferenceBackend(throwaway_store=True) as backend:
         yield backend.url
 
 

@@ -394,6 +394,10 @@ class Gemma3:
         self.embed_scale = torch.tensor(math.sqrt(cfg.hidden_size), dtype=dtype).item()
         lm_head = state.get("lm_head.weight")
         self.rescored: RescoredHead | None = None
+        # bf16 activations (the quantized default) turn the last bits that a batched attention kernel's blocking
+        # changes into other tokens: each prompt row then attends on its own, exactly as decode and as a row
+        # prefilled alone after a cached prefix does (same request, same seed: same output).
+        self.row_invariant_attention = quantized is not None
         self.head_rows: tuple[torch.Tensor, torch.Tensor] | None = None  # (normed hidden, bounds) of the last logits
         if quantized is not None:
             self.rescored = ScreenedHead(lm_head if lm_head is not None else self.embed, quantized)
@@ -599,11 +603,14 @@ class Gemma3:
             q, k, v = self._project_qkv(layer, h, cos, sin)
             cache.k[li, :, start:total] = k.transpose(0, 1)
             cache.v[li, :, start:total] = v.transpose(0, 1)
-            keys = cache.k[li, :, :total].repeat_interleave(group, dim=0)  # [H, total, D]
-            values = cache.v[li, :, :total].repeat_interleave(group, dim=0)
-            mask = window if layer.sliding else causal
-            attn = F.scaled_dot_product_attention(q.transpose(0, 1), keys, values, attn_mask=mask, scale=scale)
-            attn = attn.transpose(0, 1).reshape(n, self.q_size)
+            if self.row_invariant_attention:
+                attn = torch.stack([self._attend_one(q[i], cache, li, start + i, layer.sliding) for i in range(n)])
+            else:
+                keys = cache.k[li, :, :total].repeat_interleave(group, dim=0)  # [H, total, D]
+                values = cache.v[li, :, :total].repeat_interleave(group, dim=0)
+                mask = window if layer.sliding else causal
+                attn = F.scaled_dot_product_attention(q.transpose(0, 1), keys, values, attn_mask=mask, scale=scale)
+                attn = attn.transpose(0, 1).reshape(n, self.q_size)
             x = self._mlp_and_residual(layer, x, attn)
         cache.length = total
         return x
@@ -620,8 +627,6 @@ class Gemma3:
         positions = torch.tensor([c.length for c in caches], device=self.device)
         rope_local = self._rope(positions, True)
         rope_global = self._rope(positions, False)
-        group = cfg.num_heads // cfg.num_kv_heads
-        scale = cfg.query_pre_attn_scalar**-0.5
         for li, layer in enumerate(self.layers):
             cos, sin = rope_local if layer.sliding else rope_global
             h = _rms_norm(x, layer.input_norm, cfg.rms_norm_eps)
@@ -631,18 +636,24 @@ class Gemma3:
                 pos = cache.length
                 cache.k[li, :, pos] = k[i]
                 cache.v[li, :, pos] = v[i]
-                lo = max(0, pos + 1 - cfg.sliding_window) if layer.sliding else 0
-                keys = cache.k[li, :, lo : pos + 1]  # [KVH, S, D]
-                values = cache.v[li, :, lo : pos + 1]
-                qi = q[i].view(cfg.num_kv_heads, group, cfg.head_dim)  # heads sharing a kv head side by side
-                scores = torch.matmul(qi, keys.transpose(1, 2)) * scale  # [KVH, group, S]
-                probs = torch.softmax(scores.float(), dim=-1).to(self.dtype)
-                outs.append(torch.matmul(probs, values).reshape(self.q_size))
+                outs.append(self._attend_one(q[i], cache, li, pos, layer.sliding))
             x = self._mlp_and_residual(layer, x, torch.stack(outs))
         for cache in caches:
             cache.length += 1
         del b
         return self._logits(x)
+
+
+    def _attend_one(self, q_row: torch.Tensor, cache: KVCache, li: int, pos: int, sliding: bool) -> torch.Tensor:
+        """Attention of the query row at position `pos` (keys already in `cache` up to it) -> [q_size]."""
+        cfg = self.cfg
+        lo = max(0, pos + 1 - cfg.sliding_window) if sliding else 0
+        keys = cache.k[li, :, lo : pos + 1]  # [KVH, S, D]
+        values = cache.v[li, :, lo : pos + 1]
+        qi = q_row.view(cfg.num_kv_heads, cfg.num_heads // cfg.num_kv_heads, cfg.head_dim)  # heads of one kv head
+        scores = torch.matmul(qi, keys.transpose(1, 2)) * (cfg.query_pre_attn_scalar**-0.5)  # [KVH, group, S]
+        probs = torch.softmax(scores.float(), dim=-1).to(self.dtype)
+        return torch.matmul(probs, values).reshape(self.q_size)
 
 
 PREFILL_CHUNK = 512  # tokens per prefill step (Ollama's default num_batch)

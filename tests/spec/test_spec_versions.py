@@ -80,8 +80,10 @@ def test_ps_context_length_is_required_from_0_10_0() -> None:
         "details": {"parent_model": "", "format": "gguf", "family": "gemma3", "families": ["gemma3"],
                     "parameter_size": "1B", "quantization_level": "Q4_K_M"},
     }  # fmt: skip
-    assert spec.validate({"models": [entry]}, schema, ollama_version="0.9.6") == []
-    assert spec.validate({"models": [entry]}, schema, ollama_version="0.10.0") != []
+    # required at the exact grade only (ollama-python types it Optional), and there only from 0.10.0 on
+    assert spec.validate({"models": [entry]}, schema, ollama_version="0.9.6", grade="exact") == []
+    assert spec.validate({"models": [entry]}, schema, ollama_version="0.10.0", grade="exact") != []
+    assert spec.validate({"models": [entry]}, schema, ollama_version="0.10.0", grade="compatible") == []
     assert spec.validate({"models": [{**entry, "context_length": 4096}]}, schema) == []
 
 
