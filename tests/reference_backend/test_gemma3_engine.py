@@ -328,9 +328,10 @@ def test_runner_with_the_rescored_head_generates_what_fp32_generates(
     the tokens are those of the all-fp32 engine."""
     import asyncio
 
+    from runner_outputs import output_tokens
     from transformers import AutoTokenizer
 
-    from ollama_conformance.reference_backend.engine.generate import DoneEvent, GenerationRequest, TextRunner
+    from ollama_conformance.reference_backend.engine.generate import GenerationRequest, TextRunner
     from ollama_conformance.reference_backend.engine.options import Options
 
     tokenizer = AutoTokenizer.from_pretrained(str(converted))
@@ -345,13 +346,7 @@ def test_runner_with_the_rescored_head_generates_what_fp32_generates(
                 frozenset(),
             ),
         ]
-        queues = [runner.submit(request) for request in requests]
-        outputs = []
-        for events in queues:
-            while not isinstance(event := await events.get(), DoneEvent):
-                pass
-            outputs.append(event.output_tokens)
-        return outputs
+        return await output_tokens(runner, requests)
 
     results = []
     for engine in (model, rescored_model):

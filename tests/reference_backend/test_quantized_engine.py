@@ -112,9 +112,10 @@ def test_default_decode_is_the_same_alone_and_batched(gguf_model: Gemma3) -> Non
 
 def test_greedy_generation_is_deterministic_and_alone_equals_batched(folder: Path, gguf_model: Gemma3) -> None:
     """Through the serving loop: a greedy request gives the same tokens twice, and the same beside a sampled one."""
+    from runner_outputs import output_tokens
     from transformers import AutoTokenizer
 
-    from ollama_conformance.reference_backend.engine.generate import DoneEvent, GenerationRequest, TextRunner
+    from ollama_conformance.reference_backend.engine.generate import GenerationRequest, TextRunner
     from ollama_conformance.reference_backend.engine.options import Options
 
     tokenizer = AutoTokenizer.from_pretrained(str(folder))
@@ -122,23 +123,14 @@ def test_greedy_generation_is_deterministic_and_alone_equals_batched(folder: Pat
     def greedy() -> GenerationRequest:
         return GenerationRequest(PROMPT_IDS, Options().apply({"temperature": 0, "num_predict": 24}), 256, frozenset())
 
-    async def generate(requests: list[GenerationRequest]) -> list[list[int]]:
-        queues = [runner.submit(request) for request in requests]
-        outputs = []
-        for events in queues:
-            while not isinstance(event := await events.get(), DoneEvent):
-                pass
-            outputs.append(event.output_tokens)
-        return outputs
-
     runner = TextRunner(gguf_model, tokenizer, num_parallel=2, max_queue=4, static_context=256)
     try:
-        first = asyncio.run(generate([greedy()]))[0]
-        second = asyncio.run(generate([greedy()]))[0]
+        first = asyncio.run(output_tokens(runner, [greedy()]))[0]
+        second = asyncio.run(output_tokens(runner, [greedy()]))[0]
         sampled = GenerationRequest(
             PROMPT_IDS[:6], Options().apply({"temperature": 0.9, "seed": 3, "num_predict": 24}), 256, frozenset()
         )
-        beside = asyncio.run(generate([greedy(), sampled]))[0]
+        beside = asyncio.run(output_tokens(runner, [greedy(), sampled]))[0]
     finally:
         runner.stop()
     assert len(first) == 24
