@@ -356,10 +356,20 @@ class TextRunner:
         if seq.constraint is not None:
             logits = seq.constraint.mask(logits)
         if head_row is not None:
+            # the draw over the tokens that can rank among those it draws from, with their fp32 logits
             hidden, bound = head_row
+            vocab = logits.shape[0]
             ranked = seq.sampler.penalize(logits, seq.history)
-            logits = self.model.settle(logits, ranked, bound * gain, hidden, seq.sampler.ranks_drawn(logits.shape[0]))
-        token = seq.sampler.sample(logits, seq.history)
+            ids, exact = self.model.candidates(
+                ranked,
+                bound * gain,
+                hidden,
+                seq.sampler.ranks_drawn(vocab),
+                lambda ids, exact: seq.sampler.penalize(exact, seq.history, ids),
+            )
+            token = seq.sampler.sample(exact, seq.history, ids=ids, vocab=vocab)
+        else:
+            token = seq.sampler.sample(logits, seq.history)
         now = time.perf_counter_ns()
         if not seq.first_token_ns:
             seq.first_token_ns = now

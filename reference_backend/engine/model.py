@@ -15,6 +15,7 @@ import functools
 import json
 import math
 import mmap
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -294,6 +295,18 @@ class Layer:
     sliding: bool
 
 
+# Attention scores are computed over a whole number of KEY_BLOCKs of keys (those after a row's position are masked):
+# the BLAS kernel that multiplies a query by its keys rounds a column differently depending on how many columns it
+# is given (checked: not for multiples of 16 here), and a row must get the same bits however long the table it sits
+# in. Every KV capacity is therefore a multiple of KEY_BLOCK.
+KEY_BLOCK = 64
+
+
+def key_span(length: int) -> int:
+    """The keys a row at `length` - 1 attends over: `length` rounded up to a whole KEY_BLOCK."""
+    return -(-length // KEY_BLOCK) * KEY_BLOCK
+
+
 class KVCache:
     """One sequence's keys and values for every layer: [layers, kv_heads, capacity, head_dim], grown on demand."""
 
@@ -303,7 +316,7 @@ class KVCache:
         self.device = device
         self.length = 0
         self.fixed = False
-        shape = (cfg.num_layers, cfg.num_kv_heads, max(capacity, 16), cfg.head_dim)
+        shape = (cfg.num_layers, cfg.num_kv_heads, key_span(max(capacity, 1)), cfg.head_dim)
         self.k = torch.zeros(shape, dtype=dtype, device=device)
         self.v = torch.zeros(shape, dtype=dtype, device=device)
 
@@ -324,7 +337,7 @@ class KVCache:
             return
         if self.fixed:  # memory of a slot: StaticSlots.cache_of reserved its room
             raise ValueError(f"sequence of {length} tokens does not fit its {self.capacity}-token slot")
-        new_cap = max(length, self.capacity * 2)
+        new_cap = key_span(max(length, self.capacity * 2))
         pad = new_cap - self.capacity
         shape = (self.cfg.num_layers, self.cfg.num_kv_heads, pad, self.cfg.head_dim)
         self.k = torch.cat([self.k, torch.zeros(shape, dtype=self.dtype, device=self.device)], dim=2)
@@ -551,16 +564,79 @@ class Gemma3:
         """`values`: one row of approximate logits as the sampler will get them (a grammar mask's -inf kept);
         `ranked`: the same after the sampler's penalties; `bound`: each one's error bound, at most. Returns fp32
         logits at every token that can be among the `need` highest ranked, -inf elsewhere: drawing from it is
-        drawing from the fp32 head's logits (RescoredHead). A token is kept when its upper bound reaches the
-        need-th highest lower bound, which the need-th highest true value cannot be below."""
-        finite = int(torch.isfinite(ranked).sum())
-        if finite == 0:
+        drawing from the fp32 head's logits (RescoredHead). The serving loop uses `candidates` instead (the
+        same tokens, without a vocabulary-sized result)."""
+        if not torch.isfinite(ranked).any():
             return values
-        floor = torch.topk(ranked - bound, min(need, finite)).values[-1]
-        ids = torch.nonzero(ranked + bound >= floor).squeeze(-1)
+        ids, exact = self.candidates(ranked, bound, h, need)
         settled = torch.full_like(values, float("-inf"))
-        settled[ids] = self.exact_logits(h, ids)
+        settled[ids] = exact
         return settled
+
+    # the candidates are first looked for among this many highest upper bounds: a greedy or top-40 step decides
+    # there, without passes over the whole vocabulary (262 k logits) beyond the one top-k
+    SHORTLIST = 1024
+    # more candidates than this are rescored in order of their upper bounds, those that the exact values already
+    # rank out being dropped unread (a flat distribution can leave tens of thousands under the screen's margin)
+    REFINE_BATCH = 512
+
+    @torch.inference_mode()
+    def candidates(
+        self,
+        ranked: torch.Tensor,
+        bound: torch.Tensor,
+        h: torch.Tensor,
+        need: int,
+        rank_exact: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] | None = None,
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """The tokens that can rank among the `need` highest of `ranked` (approximate logits after the sampler's
+        penalties, each within `bound` of its true ranked value), and their fp32 logits (before the penalties):
+        a token is kept when its upper bound reaches the need-th highest lower bound, which the need-th highest
+        true value cannot be below. `rank_exact(ids, exact)`: the sampler's penalties applied to exact values; with
+        it, a large set is rescored best first and shrinks as exact values raise that floor."""
+        upper = ranked + bound
+        shortlist = min(self.SHORTLIST + need, upper.shape[0])
+        top_upper, top_ids = torch.topk(upper, shortlist)
+        finite = int(torch.isfinite(top_upper).sum())
+        if finite == 0:
+            return top_ids[:0], top_upper[:0]
+        top_upper, top_ids = top_upper[:finite], top_ids[:finite]
+        floor = torch.topk((ranked - bound)[top_ids], min(need, finite)).values[-1]
+        if finite < shortlist or shortlist == upper.shape[0] or floor > top_upper[-1]:
+            # no token outside the shortlist reaches the floor, nor has a lower bound above it
+            ids = top_ids[top_upper >= floor]
+        else:
+            ids = torch.nonzero(upper >= torch.topk(ranked - bound, need).values[-1]).squeeze(-1)
+        if rank_exact is None or ids.numel() <= self.REFINE_BATCH:
+            return ids, self.exact_logits(h, ids)
+        return self._rescore_best_first(ids, upper[ids], h, need, rank_exact)
+
+    def _rescore_best_first(
+        self,
+        ids: torch.Tensor,
+        upper: torch.Tensor,
+        h: torch.Tensor,
+        need: int,
+        rank_exact: Callable[[torch.Tensor, torch.Tensor], torch.Tensor],
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Exact logits of `ids` in batches, highest upper bound first, until the next upper bound falls below
+        the need-th highest exact ranked value found: the rest cannot rank among the `need` highest."""
+        order = torch.argsort(upper, descending=True)
+        ids, upper = ids[order], upper[order]
+        done_ids: list[torch.Tensor] = []
+        done_exact: list[torch.Tensor] = []
+        start = 0
+        while start < ids.numel():
+            batch = ids[start : start + self.REFINE_BATCH]
+            done_ids.append(batch)
+            done_exact.append(self.exact_logits(h, batch))
+            start += batch.numel()
+            found_ids, found = torch.cat(done_ids), torch.cat(done_exact)
+            if found.numel() >= need and start < ids.numel():
+                floor = torch.topk(rank_exact(found_ids, found), need).values[-1]
+                if upper[start] < floor:
+                    break
+        return torch.cat(done_ids), torch.cat(done_exact)
 
     @torch.inference_mode()
     def prefill(self, tokens: list[int], cache: KVCache, *, all_logits: bool = False) -> torch.Tensor:
@@ -590,6 +666,7 @@ class Gemma3:
             self.rescored.rows_read(n)
         positions = torch.arange(start, start + n, device=self.device)
         total = start + n
+        span = key_span(total)
         key_pos = torch.arange(total, device=self.device)
         causal = key_pos[None, :] <= positions[:, None]
         window = causal & (positions[:, None] - key_pos[None, :] < cfg.sliding_window)
@@ -597,6 +674,8 @@ class Gemma3:
         rope_global = self._rope(positions, False)
         group = cfg.num_heads // cfg.num_kv_heads
         scale = cfg.query_pre_attn_scalar**-0.5
+        padded_pos = torch.arange(span, device=self.device)
+        hidden_masks = {sliding: self._hidden_keys(positions, padded_pos, sliding) for sliding in (False, True)}
         for li, layer in enumerate(self.layers):
             cos, sin = rope_local if layer.sliding else rope_global
             h = _rms_norm(x, layer.input_norm, cfg.rms_norm_eps)
@@ -604,7 +683,9 @@ class Gemma3:
             cache.k[li, :, start:total] = k.transpose(0, 1)
             cache.v[li, :, start:total] = v.transpose(0, 1)
             if self.row_invariant_attention:
-                attn = torch.stack([self._attend_one(q[i], cache, li, start + i, layer.sliding) for i in range(n)])
+                # every prompt row as its own query over the whole table, masked: the arithmetic of a decode step
+                keys, values = cache.k[li, None, :, :span], cache.v[li, None, :, :span]
+                attn = self._masked_attention(q, keys, values, hidden_masks[layer.sliding])
             else:
                 keys = cache.k[li, :, :total].repeat_interleave(group, dim=0)  # [H, total, D]
                 values = cache.v[li, :, :total].repeat_interleave(group, dim=0)
@@ -646,14 +727,33 @@ class Gemma3:
 
     def _attend_one(self, q_row: torch.Tensor, cache: KVCache, li: int, pos: int, sliding: bool) -> torch.Tensor:
         """Attention of the query row at position `pos` (keys already in `cache` up to it) -> [q_size]."""
+        span = key_span(pos + 1)
+        positions = torch.tensor([pos], device=self.device)
+        hidden = self._hidden_keys(positions, torch.arange(span, device=self.device), sliding)
+        return self._masked_attention(q_row[None], cache.k[li, None, :, :span], cache.v[li, None, :, :span], hidden)[0]
+
+    def _hidden_keys(self, positions: torch.Tensor, key_positions: torch.Tensor, sliding: bool) -> torch.Tensor:
+        """[rows, 1, 1, keys] True where a query at `positions` may not see a key: after it, or (sliding) out of
+        its window."""
+        visible = key_positions[None, :] <= positions[:, None]
+        if sliding:
+            visible &= positions[:, None] - key_positions[None, :] < self.cfg.sliding_window
+        return ~visible[:, None, None, :]
+
+    def _masked_attention(
+        self, q: torch.Tensor, keys: torch.Tensor, values: torch.Tensor, hidden: torch.Tensor
+    ) -> torch.Tensor:
+        """q [rows, H, D] over keys/values [rows or 1, KVH, S, D] with `hidden` keys masked out -> [rows, q_size].
+        Each row is its own query (the heads sharing a kv head stand in the query-length dimension: GQA without
+        repeating keys); hidden keys get -inf and add exact zeros, so a row gets the same bits whatever the other
+        rows and however many keys follow its own: a prompt row prefilled with the others, a row prefilled alone
+        after a cached prefix and a decode step agree (SDPA's blocked kernel rounds differently, enough to flip a
+        near-tie of this small model's greedy output)."""
         cfg = self.cfg
-        lo = max(0, pos + 1 - cfg.sliding_window) if sliding else 0
-        keys = cache.k[li, :, lo : pos + 1]  # [KVH, S, D]
-        values = cache.v[li, :, lo : pos + 1]
-        qi = q_row.view(cfg.num_kv_heads, cfg.num_heads // cfg.num_kv_heads, cfg.head_dim)  # heads of one kv head
-        scores = torch.matmul(qi, keys.transpose(1, 2)) * (cfg.query_pre_attn_scalar**-0.5)  # [KVH, group, S]
-        probs = torch.softmax(scores.float(), dim=-1).to(self.dtype)
-        return torch.matmul(probs, values).reshape(self.q_size)
+        qg = q.view(q.shape[0], cfg.num_kv_heads, cfg.num_heads // cfg.num_kv_heads, cfg.head_dim)
+        scores = torch.matmul(qg, keys.transpose(-1, -2)) * (cfg.query_pre_attn_scalar**-0.5)
+        probs = torch.softmax(scores.float().masked_fill(hidden, float("-inf")), dim=-1).to(self.dtype)
+        return torch.matmul(probs, values).reshape(q.shape[0], self.q_size)
 
 
 PREFILL_CHUNK = 512  # tokens per prefill step (Ollama's default num_batch)
@@ -681,7 +781,8 @@ class StaticSlots:
         self.context = context
         self.use_cuda_graph = use_cuda_graph and model.device.type == "cuda"
         self.growable = growable and not self.use_cuda_graph
-        capacity = min(context, 256) if self.growable else context
+        self.room = key_span(context)  # the table's longest: the context, in whole key blocks
+        capacity = min(self.room, 256) if self.growable else self.room
         device, dtype = model.device, model.dtype
         shape = (cfg.num_layers, slots, cfg.num_kv_heads, capacity, cfg.head_dim)
         self.k = torch.zeros(shape, dtype=dtype, device=device)
@@ -689,7 +790,7 @@ class StaticSlots:
         self.lengths = [0] * slots
         self.tokens = torch.zeros(slots, dtype=torch.long, device=device)
         self.positions = torch.zeros(slots, dtype=torch.long, device=device)
-        self.key_positions = torch.arange(context, device=device)
+        self.key_positions = torch.arange(self.room, device=device)
         self.slot_index = torch.arange(slots, device=device)
         self.logits: torch.Tensor | None = None
         self.graph: Any = None
@@ -709,7 +810,7 @@ class StaticSlots:
             return
         if not self.growable or length > self.context:
             raise ValueError(f"sequence of {length} tokens does not fit a {self.context}-token slot")
-        new_capacity = min(self.context, max(length, self.capacity * 2))
+        new_capacity = min(self.room, key_span(max(length, self.capacity * 2)))
         grown = []
         for old in (self.k, self.v):
             shape = (*old.shape[:3], new_capacity, old.shape[4])
@@ -747,13 +848,9 @@ class StaticSlots:
         x = F.embedding(tokens, model.embed) * model.embed_scale
         rope_local = model._rope(positions, True)
         rope_global = model._rope(positions, False)
-        group = cfg.num_heads // cfg.num_kv_heads
-        scale = cfg.query_pre_attn_scalar**-0.5
+        span = key_span(span)
         key_positions = self.key_positions[:span]
-        causal = key_positions[None, :] <= positions[:, None]  # [rows, span]
-        window = causal & (positions[:, None] - key_positions[None, :] < cfg.sliding_window)
-        # [rows, 1, 1, span]: one mask for all kv heads and the query heads sharing each
-        causal, window = ~causal[:, None, None, :], ~window[:, None, None, :]
+        hidden_masks = {sliding: model._hidden_keys(positions, key_positions, sliding) for sliding in (False, True)}
         slot_index = self.slot_index[:rows]
         for li, layer in enumerate(model.layers):
             cos, sin = rope_local if layer.sliding else rope_global
@@ -761,18 +858,10 @@ class StaticSlots:
             q, k, v = model._project_qkv(layer, h, cos, sin)
             self.k[li, slot_index, :, positions] = k
             self.v[li, slot_index, :, positions] = v
-            # the query heads sharing a kv head stand in the "query length" dimension: GQA without repeating keys
-            qg = q.view(rows, cfg.num_kv_heads, group, cfg.head_dim)
             keys = self.k[li, :rows, :, :span]  # [rows, KVH, span, D]
             values = self.v[li, :rows, :, :span]
-            # the per-sequence path's arithmetic (matmul, fp32 softmax, matmul) with masked keys at -inf: alone in
-            # the table a sequence gets bit for bit what it got from its own cache (SDPA's blocked kernel rounds
-            # differently, enough to flip a near-tie of this small model's greedy output)
-            scores = torch.matmul(qg, keys.transpose(-1, -2)) * scale  # [rows, KVH, group, span]
-            masked_out = window if layer.sliding else causal
-            probs = torch.softmax(scores.float().masked_fill(masked_out, float("-inf")), dim=-1).to(model.dtype)
-            attn = torch.matmul(probs, values)
-            x = model._mlp_and_residual(layer, x, attn.reshape(rows, model.q_size))
+            attn = model._masked_attention(q, keys, values, hidden_masks[layer.sliding])
+            x = model._mlp_and_residual(layer, x, attn)
         return model._logits(x)
 
     @torch.inference_mode()
@@ -793,7 +882,7 @@ class StaticSlots:
             self.graph.replay()
             logits = self.logits
         elif self.full_steps:
-            logits = self._step(self.slots, self.context)
+            logits = self._step(self.slots, self.room)
         else:
             span = max(position_list[slot] for slot in tokens) + 1
             self._reserve(span)
@@ -809,8 +898,8 @@ class StaticSlots:
         warmup.wait_stream(torch.cuda.current_stream())
         with torch.cuda.stream(warmup):
             for _ in range(2):  # warm-up writes land in idle positions that a real step overwrites
-                self._step(self.slots, self.context)
+                self._step(self.slots, self.room)
         torch.cuda.current_stream().wait_stream(warmup)
         self.graph = torch.cuda.CUDAGraph()
         with torch.cuda.graph(self.graph):
-            self.logits = self._step(self.slots, self.context)
+            self.logits = self._step(self.slots, self.room)

@@ -24,7 +24,9 @@ class Sampler:
         self.generator = torch.Generator(device="cpu")
         self.generator.manual_seed(seed)
 
-    def penalize(self, logits: torch.Tensor, history: list[int]) -> torch.Tensor:
+    def penalize(self, logits: torch.Tensor, history: list[int], ids: torch.Tensor | None = None) -> torch.Tensor:
+        """The logits after the repeat / presence / frequency penalties. `ids`: `logits` holds only those tokens'
+        logits (a candidate set, Gemma3.candidates), logits[j] being token ids[j]'s."""
         o = self.options
         last_n = o.repeat_last_n if o.repeat_last_n >= 0 else len(history)
         if last_n == 0 or not history:
@@ -32,14 +34,22 @@ class Sampler:
         if o.repeat_penalty == 1.0 and o.presence_penalty == 0.0 and o.frequency_penalty == 0.0:
             return logits
         counts = Counter(history[-last_n:])
-        ids = torch.tensor(list(counts), dtype=torch.long)
-        freq = torch.tensor([counts[i] for i in counts], dtype=logits.dtype)
-        selected = logits[ids]
+        if ids is None:
+            tokens = list(counts)
+            where = torch.tensor(tokens, dtype=torch.long)
+        else:
+            position = {token: j for j, token in enumerate(ids.tolist())}
+            tokens = [token for token in counts if token in position]
+            if not tokens:
+                return logits
+            where = torch.tensor([position[token] for token in tokens], dtype=torch.long)
+        freq = torch.tensor([counts[token] for token in tokens], dtype=logits.dtype)
+        selected = logits[where]
         if o.repeat_penalty != 1.0:
             selected = torch.where(selected > 0, selected / o.repeat_penalty, selected * o.repeat_penalty)
         selected = selected - freq * o.frequency_penalty - o.presence_penalty
         logits = logits.clone()
-        logits[ids] = selected
+        logits[where] = selected
         return logits
 
     def ranks_drawn(self, vocab: int) -> int:
@@ -58,18 +68,23 @@ class Sampler:
             return math.inf
         return max(p, 1.0 / p)
 
-    def sample(self, logits: torch.Tensor, history: list[int]) -> int:
-        """logits: [vocab] fp32 (already masked by a grammar where one applies)."""
+    def sample(self, logits: torch.Tensor, history: list[int], ids: torch.Tensor | None = None, vocab: int = 0) -> int:
+        """logits: [vocab] fp32 (already masked by a grammar where one applies). With `ids`, logits[j] is token
+        ids[j]'s and every token outside `ids` is out of the draw (a candidate set of a `vocab`-token
+        vocabulary, Gemma3.candidates): the same draw as over the whole vector with -inf outside `ids`."""
         o = self.options
-        logits = self.penalize(logits, history)
+        logits = self.penalize(logits, history, ids)
+        token_of = (lambda j: j) if ids is None else (lambda j: int(ids[j]))
+        if logits.numel() == 0:  # no candidate (a grammar forbade every token): what argmax gives over -inf
+            return 0
         if o.temperature <= 0:
-            return int(torch.argmax(logits).item())
-        k = self.ranks_drawn(logits.shape[0])  # an unbounded top_k still keeps the draw cheap (1024)
+            return token_of(int(torch.argmax(logits).item()))
+        k = min(self.ranks_drawn(vocab or logits.shape[0]), logits.shape[0])  # an unbounded top_k: at most 1024
         values, indices = torch.topk(logits, k)
         finite = torch.isfinite(values)
         values, indices = values[finite], indices[finite]
         if values.numel() == 0:
-            return int(torch.argmax(logits).item())
+            return token_of(int(torch.argmax(logits).item()))
         probs = torch.softmax(values, dim=-1)
         keep = torch.ones_like(probs, dtype=torch.bool)
         if 0 < o.typical_p < 1.0:
@@ -92,7 +107,7 @@ class Sampler:
         scaled = values[keep] / max(o.temperature, 1e-6)
         final = torch.softmax(scaled, dim=-1)
         choice = torch.multinomial(final, 1, generator=self.generator)
-        return int(indices[keep][choice].item())
+        return token_of(int(indices[keep][choice].item()))
 
 
 def log_softmax_top(logits: torch.Tensor, token: int, top: int) -> tuple[float, list[tuple[int, float]]]:
