@@ -359,13 +359,14 @@ class TextRunner:
             # the draw over the tokens that can rank among those it draws from, with their fp32 logits
             hidden, bound = head_row
             vocab = logits.shape[0]
-            ranked = seq.sampler.penalize(logits, seq.history)
             ids, exact = self.model.candidates(
-                ranked,
-                bound * gain,
+                logits,
+                bound,
                 hidden,
                 seq.sampler.ranks_drawn(vocab),
-                lambda ids, exact: seq.sampler.penalize(exact, seq.history, ids),
+                gain,
+                rank=lambda ids, values: seq.sampler.penalize(values, seq.history, ids),
+                penalized=seq.sampler.penalized_tokens(seq.history),
             )
             token = seq.sampler.sample(exact, seq.history, ids=ids, vocab=vocab)
         else:

@@ -583,33 +583,50 @@ class Gemma3:
     @torch.inference_mode()
     def candidates(
         self,
-        ranked: torch.Tensor,
+        values: torch.Tensor,
         bound: torch.Tensor,
         h: torch.Tensor,
         need: int,
-        rank_exact: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] | None = None,
+        gain: float = 1.0,
+        rank: Callable[[torch.Tensor | None, torch.Tensor], torch.Tensor] | None = None,
+        penalized: torch.Tensor | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        """The tokens that can rank among the `need` highest of `ranked` (approximate logits after the sampler's
-        penalties, each within `bound` of its true ranked value), and their fp32 logits (before the penalties):
-        a token is kept when its upper bound reaches the need-th highest lower bound, which the need-th highest
-        true value cannot be below. `rank_exact(ids, exact)`: the sampler's penalties applied to exact values; with
-        it, a large set is rescored best first and shrinks as exact values raise that floor."""
-        upper = ranked + bound
-        shortlist = min(self.SHORTLIST + need, upper.shape[0])
-        top_upper, top_ids = torch.topk(upper, shortlist)
-        finite = int(torch.isfinite(top_upper).sum())
-        if finite == 0:
-            return top_ids[:0], top_upper[:0]
-        top_upper, top_ids = top_upper[:finite], top_ids[:finite]
-        floor = torch.topk((ranked - bound)[top_ids], min(need, finite)).values[-1]
-        if finite < shortlist or shortlist == upper.shape[0] or floor > top_upper[-1]:
-            # no token outside the shortlist reaches the floor, nor has a lower bound above it
-            ids = top_ids[top_upper >= floor]
-        else:
-            ids = torch.nonzero(upper >= torch.topk(ranked - bound, need).values[-1]).squeeze(-1)
-        if rank_exact is None or ids.numel() <= self.REFINE_BATCH:
+        """The tokens that can rank among the `need` highest once `rank` (the sampler's penalties: rank(ids,
+        values at ids), or rank(None, all values)) has applied to the true logits, and their fp32 logits (before
+        the penalties). `values`: approximate logits, each within `bound` of the true one; the penalties stretch
+        that by at most `gain`; they touch only the `penalized` tokens. A token is kept when its upper bound
+        reaches the need-th highest lower bound, which the need-th highest true value cannot be below.
+
+        Decided on a shortlist (the highest values, and the penalized tokens) when no other token can reach that
+        floor: one top-k and one max over the vocabulary, the rest on a few hundred tokens. With `rank`, a large
+        set is then rescored best first and shrinks as exact values raise the floor."""
+        vocab = values.shape[0]
+        ranking = rank or (lambda _ids, given: given)
+        size = min(self.SHORTLIST + need, vocab)
+        top_values, ids = torch.topk(values, size)
+        if penalized is not None and penalized.numel():
+            ids = torch.unique(torch.cat([ids, penalized]))
+        ranked = ranking(ids, values[ids])
+        finite = torch.isfinite(ranked)
+        if not bool(finite.any()):
+            return ids[:0], ranked[:0]
+        ids, ranked, slack = ids[finite], ranked[finite], gain * bound[ids[finite]]
+        floor = torch.topk(ranked - slack, min(need, ids.numel())).values[-1]
+        shortlisted = size == vocab or not bool(torch.isfinite(top_values[-1]))  # every finite token is in it
+        if shortlisted or top_values[-1] + gain * bound.max() < floor:  # no token outside it reaches the floor
+            upper = ranked + slack
+            keep = upper >= floor
+            ids, upper = ids[keep], upper[keep]
+        else:  # a flat distribution: the floor and the candidates over the whole vocabulary
+            ranked_all = ranking(None, values)
+            slack_all = gain * bound
+            floor = torch.topk(ranked_all - slack_all, need).values[-1]
+            upper_all = ranked_all + slack_all
+            ids = torch.nonzero(upper_all >= floor).squeeze(-1)
+            upper = upper_all[ids]
+        if rank is None or ids.numel() <= self.REFINE_BATCH:
             return ids, self.exact_logits(h, ids)
-        return self._rescore_best_first(ids, upper[ids], h, need, rank_exact)
+        return self._rescore_best_first(ids, upper, h, need, rank)
 
     def _rescore_best_first(
         self,
@@ -617,7 +634,7 @@ class Gemma3:
         upper: torch.Tensor,
         h: torch.Tensor,
         need: int,
-        rank_exact: Callable[[torch.Tensor, torch.Tensor], torch.Tensor],
+        rank: Callable[[torch.Tensor | None, torch.Tensor], torch.Tensor],
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """Exact logits of `ids` in batches, highest upper bound first, until the next upper bound falls below
         the need-th highest exact ranked value found: the rest cannot rank among the `need` highest."""
@@ -633,7 +650,7 @@ class Gemma3:
             start += batch.numel()
             found_ids, found = torch.cat(done_ids), torch.cat(done_exact)
             if found.numel() >= need and start < ids.numel():
-                floor = torch.topk(rank_exact(found_ids, found), need).values[-1]
+                floor = torch.topk(rank(found_ids, found), need).values[-1]
                 if upper[start] < floor:
                     break
         return torch.cat(done_ids), torch.cat(done_exact)

@@ -52,6 +52,14 @@ class Sampler:
         logits[where] = selected
         return logits
 
+    def penalized_tokens(self, history: list[int]) -> torch.Tensor:
+        """The tokens `penalize` changes (none when no penalty applies)."""
+        o = self.options
+        last_n = o.repeat_last_n if o.repeat_last_n >= 0 else len(history)
+        if last_n == 0 or (o.repeat_penalty == 1.0 and o.presence_penalty == 0.0 and o.frequency_penalty == 0.0):
+            return torch.empty(0, dtype=torch.long)
+        return torch.tensor(sorted(set(history[-last_n:])), dtype=torch.long)
+
     def ranks_drawn(self, vocab: int) -> int:
         """How many of the highest penalized logits `sample` draws from (1 when greedy)."""
         o = self.options

@@ -48,7 +48,13 @@ def draw_both(model: Gemma3, logits: torch.Tensor, history: list[int], options: 
     need, gain = whole.ranks_drawn(logits.shape[0]), whole.penalty_gain()
     settled = model.settle(logits, whole.penalize(logits, history), bound * gain, h, need)
     ids, exact = model.candidates(
-        sparse.penalize(logits, history), bound * gain, h, need, lambda i, v: sparse.penalize(v, history, i)
+        logits,
+        bound,
+        h,
+        need,
+        gain,
+        rank=lambda i, v: sparse.penalize(v, history, i),
+        penalized=sparse.penalized_tokens(history),
     )
     return whole.sample(settled, history), sparse.sample(exact, history, ids=ids, vocab=logits.shape[0])
 
@@ -89,7 +95,7 @@ def test_a_large_candidate_set_is_cut_by_the_exact_values(gguf_model: Gemma3) ->
     h = gguf_model.head_rows[0][-1]
     loose = torch.full_like(logits, 4.0)
     under_the_bound = int((logits + loose >= torch.topk(logits - loose, 40).values[-1]).sum())
-    ids, exact = gguf_model.candidates(logits, loose, h, 40, lambda _ids, values: values)
+    ids, exact = gguf_model.candidates(logits, loose, h, 40, rank=lambda _ids, values: values)
     want = torch.topk(gguf_model.exact_logits(h), 40)
     got = torch.topk(exact, 40)
     assert under_the_bound > 2000 and ids.numel() <= under_the_bound // 4, (under_the_bound, ids.numel())
