@@ -392,6 +392,35 @@ def test_rescored_head_keeps_the_fp32_embedding_out_of_memory(rescored_model: Ge
         assert _resident_fraction(rescored_model.embed) < 0.2
 
 
+def test_rescored_rows_are_read_from_the_file_exactly_and_stay_out_of_memory(rescored_model: Gemma3) -> None:
+    """The rescored candidates' fp32 rows (and embed_rows' token embeddings) are read from the weights file
+    (FileRows): the tensor's rows exactly, with no page of the mapping made resident. Control: a lookup
+    through the mapping does map pages (about 0.5 MB a row: the page cache's large folios)."""
+    from ollama_conformance.reference_backend.engine.model import FileRows, drop_pages
+
+    head = rescored_model.rescored
+    assert head is not None and head.mapped
+    reader = head.file_rows()
+    assert isinstance(reader, FileRows)
+    ids = torch.tensor([0, 7, 7, 131_071, rescored_model.cfg.vocab_size - 1])
+    hidden = torch.randn(rescored_model.cfg.hidden_size)
+    with torch.inference_mode():
+        drop_pages(rescored_model.embed)
+        dropped = _resident_fraction(rescored_model.embed)  # the two edge pages shared with neighbours may stay
+        read = reader.read(ids)
+        candidates = head.exact(hidden, ids)
+        looked_up = rescored_model.embed_rows(ids[None, :])
+        assert _resident_fraction(rescored_model.embed) == dropped
+        assert torch.equal(read, rescored_model.embed[ids])  # through the mapping: the control
+        assert _resident_fraction(rescored_model.embed) > dropped
+        assert torch.equal(looked_up, torch.nn.functional.embedding(ids[None, :], rescored_model.embed))
+        assert torch.equal(candidates, torch.nn.functional.linear(hidden, rescored_model.embed[ids]))
+        many = head.exact(hidden, torch.arange(0, rescored_model.cfg.vocab_size, 3))  # chunked reads
+        assert torch.allclose(many, torch.nn.functional.linear(hidden, rescored_model.embed)[::3], atol=1e-4)
+    with pytest.raises(IndexError):
+        reader.read(torch.tensor([rescored_model.cfg.vocab_size]))
+
+
 def test_a_long_prefill_in_chunks_equals_one_pass(model: Gemma3, monkeypatch: pytest.MonkeyPatch) -> None:
     """A prompt longer than PREFILL_CHUNK is computed chunk by chunk against the cache: the same logits (and the
     same cache) as one pass over the whole prompt."""
