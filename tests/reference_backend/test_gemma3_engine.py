@@ -115,6 +115,22 @@ def test_slot_table_grows_and_reuses_a_cached_prefix(model: Gemma3) -> None:
     assert torch.allclose(step, model.decode([100], [fresh])[0], atol=1e-3, rtol=0)
 
 
+def test_slot_table_commits_only_the_positions_used(model: Gemma3) -> None:
+    """The slot table is sized for the whole context but its memory follows use: growing widens a view over
+    it (the positions already written stay where they are), and only written pages are resident."""
+    slots = StaticSlots(model, slots=4, context=4096, use_cuda_graph=False)
+    assert _resident_fraction(slots.table_k) < 0.01
+    cache = slots.cache_of(2, 0, room=len(PROMPT_IDS) + 1)
+    model.prefill(PROMPT_IDS, cache)
+    slots.set_length(2, cache.length)
+    written = slots.k[:, 2, :, : len(PROMPT_IDS)].clone()
+    slots.decode({2: 100})
+    slots._reserve(1000)  # grown: the same memory, seen wider
+    assert slots.capacity == 1000 and slots.k.data_ptr() == slots.table_k.data_ptr()
+    assert torch.equal(slots.k[:, 2, :, : len(PROMPT_IDS)], written)
+    assert _resident_fraction(slots.table_k) < 0.05  # a few pages of each layer's rows, of 4 x 4096 positions
+
+
 def test_runner_picks_the_free_slot_with_the_longest_cached_prefix(model: Gemma3) -> None:
     from ollama_conformance.reference_backend.engine.generate import TextRunner
 
