@@ -122,14 +122,40 @@ class Embedder:
         counts = [len(self.tokenizer(t, add_special_tokens=True)["input_ids"]) for t in texts]
         if not truncate and any(c > limit for c in counts):
             raise InputTooLong("the input length exceeds the context length")
+        vectors: list[list[float]] = []
         with self.lock, torch.inference_mode():
-            batch = self.tokenizer(texts, padding=True, truncation=True, max_length=limit, return_tensors="pt").to(
-                self.device
-            )
-            hidden = self.model(batch["input_ids"], batch["attention_mask"])
-            mask = batch["attention_mask"].unsqueeze(-1).to(hidden.dtype)
-            pooled = (hidden * mask).sum(dim=1) / mask.sum(dim=1).clamp(min=1e-9)
-            if normalize:
-                pooled = torch.nn.functional.normalize(pooled, p=2, dim=-1)
-            vectors = pooled.float().cpu().tolist()
+            for group in batches_within(counts, limit, BATCH_TOKENS):
+                vectors += self._embed_batch([texts[i] for i in group], limit, normalize)
         return EmbedResult(vectors=vectors, token_counts=[min(c, limit) for c in counts])
+
+    def _embed_batch(self, texts: list[str], limit: int, normalize: bool) -> list[list[float]]:
+        batch = self.tokenizer(texts, padding=True, truncation=True, max_length=limit, return_tensors="pt").to(
+            self.device
+        )
+        hidden = self.model(batch["input_ids"], batch["attention_mask"])
+        mask = batch["attention_mask"].unsqueeze(-1).to(hidden.dtype)
+        pooled = (hidden * mask).sum(dim=1) / mask.sum(dim=1).clamp(min=1e-9)
+        if normalize:
+            pooled = torch.nn.functional.normalize(pooled, p=2, dim=-1)
+        return pooled.float().cpu().tolist()
+
+
+# padded tokens per forward pass: a request with many long inputs runs in several passes, so its activations
+# (attention scores [batch, heads, length, length] above all: ~100 MB at this budget and 512 tokens) stay bounded
+BATCH_TOKENS = 4096
+
+
+def batches_within(counts: list[int], limit: int, budget: int) -> list[list[int]]:
+    """Consecutive groups of input indices whose padded size (inputs x longest, each at most `limit` tokens)
+    stays within `budget`; an input is never split (one alone may exceed it)."""
+    groups: list[list[int]] = []
+    longest = 0
+    for index, count in enumerate(counts):
+        length = min(count, limit)
+        if groups and max(longest, length) * (len(groups[-1]) + 1) <= budget:
+            groups[-1].append(index)
+            longest = max(longest, length)
+        else:
+            groups.append([index])
+            longest = length
+    return groups

@@ -5,7 +5,8 @@ from __future__ import annotations
 import torch
 from transformers import AutoModel
 
-from ollama_conformance.reference_backend.engine.embedder import Embedder
+from ollama_conformance.reference_backend.engine import embedder as embedder_module
+from ollama_conformance.reference_backend.engine.embedder import Embedder, batches_within
 from ollama_conformance.reference_backend.store import bundled
 
 TEXTS = [
@@ -40,3 +41,19 @@ def test_embeddings_are_mean_pooled_and_normalized() -> None:
         assert (torch.tensor(vector) - expected).abs().max().item() < 1e-5
     raw = embedder.embed(["The sky is blue."], num_ctx=512, truncate=True, normalize=False)
     assert sum(v * v for v in raw.vectors[0]) > 1.5
+
+
+def test_inputs_are_grouped_within_the_token_budget() -> None:
+    assert batches_within([10, 10, 10], 512, 30) == [[0, 1, 2]]
+    assert batches_within([10, 20, 5, 600], 512, 40) == [[0, 1], [2], [3]]  # 20 x 3 > 40; 600 alone, cut to 512
+    assert batches_within([], 512, 40) == []
+
+
+def test_a_request_in_several_passes_gives_the_same_vectors(monkeypatch) -> None:
+    embedder = Embedder(bundled.minilm_dir(), torch.device("cpu"))
+    whole = embedder.embed(TEXTS, num_ctx=512, truncate=True, normalize=True)
+    monkeypatch.setattr(embedder_module, "BATCH_TOKENS", 8)  # one input per pass
+    split = embedder.embed(TEXTS, num_ctx=512, truncate=True, normalize=True)
+    assert whole.token_counts == split.token_counts
+    for a, b in zip(whole.vectors, split.vectors, strict=True):
+        assert max(abs(x - y) for x, y in zip(a, b, strict=True)) < 1e-5
