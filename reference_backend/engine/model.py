@@ -213,10 +213,12 @@ class FileRows:
                 raise OSError(f"short read of row {row} from the weights file")
         return out
 
-    def read_range(self, start: int, stop: int) -> torch.Tensor:
-        """Rows [start, stop) in one read."""
+    def read_range(self, start: int, stop: int, buffer: torch.Tensor | None = None) -> torch.Tensor:
+        """Rows [start, stop) in one read, into the first rows of `buffer` when given (one buffer reused for a
+        pass over the whole matrix: a fresh tensor per chunk was not given back to the system by malloc)."""
         stop = min(stop, self.rows)
-        out = torch.empty(max(stop - start, 0), self.cols, dtype=self.dtype)
+        count = max(stop - start, 0)
+        out = torch.empty(count, self.cols, dtype=self.dtype) if buffer is None else buffer[:count]
         if out.numel():
             buffer = memoryview(out.view(torch.uint8).numpy()).cast("B")
             if os.preadv(self.fd, [buffer], self.offset + start * self.row_bytes) != len(buffer):
@@ -249,9 +251,9 @@ class RescoredHead:
     # embedding rows looked up through the mapping before its resident pages are handed back (one madvise of
     # ~0.02 ms when few are mapped, ~0.5 ms for hundreds): each maps ~0.5 MB, so at most ~16 MB stay resident
     RELEASE_ROWS = 32
-    # more rows than this are read in whole chunks of READ_CHUNK (8 k rows: a 21 MB buffer) rather than one by one
+    # more rows than this are read in whole chunks of READ_CHUNK (4 k rows: a 10 MB buffer) rather than one by one
     GATHER_ROWS = 4096
-    READ_CHUNK = 8192
+    READ_CHUNK = 4096
 
     def __init__(self, weight: torch.Tensor) -> None:
         self.weight = weight  # fp32 [vocab, hidden], the memory-mapped tied embedding
@@ -301,9 +303,10 @@ class RescoredHead:
             rows = reader.read(ids) if reader is not None else self.weight[ids]
             return F.linear(h, rows)
         parts = []
+        buffer = torch.empty(self.READ_CHUNK, self.weight.shape[1], dtype=self.weight.dtype) if reader else None
         for start in range(0, self.out_features, self.READ_CHUNK):
             if reader is not None:
-                rows = reader.read_range(start, start + self.READ_CHUNK)
+                rows = reader.read_range(start, start + self.READ_CHUNK, buffer)
             else:
                 rows = self.weight[start : start + self.READ_CHUNK]
             parts.append(F.linear(h, rows))
@@ -751,7 +754,9 @@ def lazy_zeros(shape: tuple[int, ...], dtype: torch.dtype, device: torch.device)
     if device.type != "cpu":
         return torch.zeros(shape, dtype=dtype, device=device)
     count = math.prod(shape)
-    pages = mmap.mmap(-1, max(count * dtype.itemsize, 1))  # the tensor keeps the mapping alive
+    # private: an untouched page reads as the shared zero page (a shared mapping would commit it on reading)
+    pages = mmap.mmap(-1, max(count * dtype.itemsize, 1), flags=mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS)
+    # (the tensor keeps the mapping alive)
     return torch.frombuffer(pages, dtype=dtype, count=count).view(shape)
 
 
