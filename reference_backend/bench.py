@@ -13,6 +13,11 @@ both (tokens counted from the stream's usage): TTFT to the first content chunk, 
 aggregate tokens over the window. It also prints both servers' resident memory (ours with both models loaded:
 steady VmRSS and its peak VmHWM since start) and the load average before and after.
 
+`--memory` measures resident memory only (no timing): the server with both models loaded and idle, then after
+each phase of a workload that reaches what it builds on demand (decode at 4 streams, a JSON format, logprobs, a
+prompt filling most of the context, a large embed request), split by kind of mapping (model files, libraries,
+anonymous), with the peak over the whole run (VmHWM) and the steady figure once idle again.
+
 `--engine-steps` times the engine alone (no HTTP): the decode step of each CPU variant (fp32, the default's GGUF
 weights as stored, the rescored int8 head, int8 everywhere) loaded in one process, alternating, with each one's
 ratio to fp32, and a profile of the default's step (weights, head, attention, the rest).
