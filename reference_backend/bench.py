@@ -13,6 +13,11 @@ both (tokens counted from the stream's usage): TTFT to the first content chunk, 
 aggregate tokens over the window. It also prints both servers' resident memory (ours with both models loaded:
 steady VmRSS and its peak VmHWM since start) and the load average before and after.
 
+`--memory` measures resident memory only (no timing): the server with both models loaded and idle, then after
+each phase of a workload that reaches what it builds on demand (decode at 4 streams, a JSON format, logprobs, a
+prompt filling most of the context, a large embed request), split by kind of mapping (model files, libraries,
+anonymous), with the peak over the whole run (VmHWM) and the steady figure once idle again.
+
 `--engine-steps` times the engine alone (no HTTP): the decode step of each CPU variant (fp32, the default's GGUF
 weights as stored, the rescored int8 head, int8 everywhere) loaded in one process, alternating, with each one's
 ratio to fp32, and a profile of the default's step (weights, head, attention, the rest).
@@ -264,6 +269,92 @@ def memory_mb(pid: int) -> dict[str, float]:
     return out
 
 
+def memory_split(pid: int) -> dict[str, float]:
+    """A process's resident memory (MB) by kind of mapping, from /proc/PID/smaps: `weights` (the model files
+    mapped: safetensors, GGUF), `libraries` (shared objects), `anonymous` (heap, malloc arenas, tensors,
+    thread stacks) and `other` (other files)."""
+    split = dict.fromkeys(("weights", "libraries", "anonymous", "other"), 0.0)
+    kind = "other"
+    try:
+        with open(f"/proc/{pid}/smaps", encoding="utf-8", errors="replace") as smaps:
+            for line in smaps:
+                head = line.split(maxsplit=1)[0]
+                if "-" in head and not head.endswith(":"):  # a mapping's first line: ADDRESS-ADDRESS PERMS ...
+                    fields = line.split(maxsplit=5)
+                    path = fields[5].strip() if len(fields) == 6 else ""
+                    if path.endswith((".safetensors", ".gguf")):
+                        kind = "weights"
+                    elif ".so" in Path(path).name:
+                        kind = "libraries"
+                    elif not path.startswith("/"):  # [heap], [stack], anonymous, /dev/zero private
+                        kind = "anonymous"
+                    else:
+                        kind = "other"
+                elif head == "Rss:":
+                    split[kind] += int(line.split()[1]) / 1024
+    except OSError:
+        return {}
+    return split
+
+
+LONG_PROMPT_SENTENCE = "The lighthouse keeper counted {} ships before dawn."
+
+
+def run_memory(args: argparse.Namespace) -> int:
+    """Both models loaded, then a workload that reaches what the server holds on to or builds on demand: decode
+    at 4 streams, a JSON-format request (the grammar compiler), logprobs (the whole fp32 head), a prompt that
+    fills most of the context (the KV cache), a request of many long inputs to embed. Prints the resident
+    memory after each phase and the peak since start, then the steady figure once idle again."""
+    env = {"OLLAMA_NUM_PARALLEL": "4", "OLLAMA_KEEP_ALIVE": "-1", "OLLAMA_CONTEXT_LENGTH": str(args.context)}
+    server_args = ["--precision", args.precision] + (["--threads", str(args.threads)] if args.threads else [])
+    load_before = os.getloadavg()[0]
+    rows: list[tuple[str, dict[str, float]]] = []
+    with ReferenceBackend(args=server_args, env=env, quiet=not args.verbose) as backend:
+        assert backend.process is not None
+        pid, url = backend.process.pid, backend.url
+
+        def generate(prompt: str, num_predict: int, **extra: object) -> None:
+            body = {"model": MODEL, "prompt": prompt, "stream": False, "options": {"num_predict": num_predict}}
+            httpx.post(f"{url}/api/generate", json={**body, **extra}, timeout=900).raise_for_status()
+
+        def embed(inputs: list[str]) -> None:
+            body = {"model": "all-minilm:22m", "input": inputs}
+            httpx.post(f"{url}/api/embed", json=body, timeout=900).raise_for_status()
+
+        def idle() -> dict[str, float]:
+            time.sleep(1.0)  # the freed heap is handed back once every model is idle
+            return memory_mb(pid)
+
+        generate(PROMPT, 1)
+        embed(["x"])
+        rows.append(("both models loaded, idle", idle()))
+        loaded_split = memory_split(pid)
+        # about 12 tokens a sentence: most of the context
+        long_prompt = " ".join(LONG_PROMPT_SENTENCE.format(i) for i in range(args.context * 7 // 8 // 12))
+        phases: list[tuple[str, Callable[[], object]]] = [
+            ("decode, 4 streams", lambda: in_threads(lambda: generate(PROMPT, args.num_predict) or True, 4, "decode")),
+            ('format "json"', lambda: generate("A cat as JSON with its name and age:", args.num_predict, format="json")),
+            ("logprobs, top 5", lambda: generate(PROMPT, 8, logprobs=True, top_logprobs=5)),
+            (f"a prompt of ~{args.context * 7 // 8} tokens", lambda: generate(long_prompt, 4)),
+            ("embed 64 inputs of ~250 tokens", lambda: embed([LONG_PROMPT_SENTENCE.format(i) * 25 for i in range(64)])),
+        ]
+        for name, phase in phases:
+            phase()
+            rows.append((f"after {name}", memory_mb(pid)))
+        steady = idle()
+        split = memory_split(pid)
+    print(f"reference backend memory: {MODEL} + all-minilm:22m, precision {args.precision}, 4 slots, context "
+          f"{args.context}; cpus {os.cpu_count()}, load average {load_before:.2f} / {os.getloadavg()[0]:.2f}")
+    for name, figures in rows:
+        print(f"  {name}: RSS {figures.get('VmRSS', 0):.0f} MB (anon {figures.get('RssAnon', 0):.0f}, file-mapped "
+              f"{figures.get('RssFile', 0):.0f}), peak so far {figures.get('VmHWM', 0):.0f} MB")
+    for name, parts in (("loaded", loaded_split), ("steady", split)):
+        print(f"  by mapping, {name}: " + ", ".join(f"{kind} {mb:.0f} MB" for kind, mb in parts.items()))
+    print(f"  steady RSS with both models loaded (idle after the workload): {steady.get('VmRSS', 0):.0f} MB; "
+          f"peak over the run: {steady.get('VmHWM', 0):.0f} MB")
+    return 0
+
+
 def pid_listening_on(port: int) -> int | None:
     """The process with a listening TCP socket on `port` (to read another local server's memory), if visible."""
     inodes = set()
@@ -492,7 +583,24 @@ def main(argv: list[str] | None = None) -> int:
         help="time the decode step of each CPU engine variant in this process (no server): fp32, gguf (the "
         "default), rescored, int8; and profile the default's step",
     )
+    parser.add_argument(
+        "--memory",
+        action="store_true",
+        help="resident memory (no timing): both models loaded, then after each phase of a workload that reaches "
+        "what the server builds on demand (4 streams, JSON format, logprobs, a long prompt, a large embed), the "
+        "peak over the run, and the steady figure once idle",
+    )
+    parser.add_argument("--context", type=int, default=4096, help="--memory: the context length (default 4096)")
     args = parser.parse_args(argv)
+    if args.memory:
+        if args.num_predict < 1 or args.context < 256:
+            print("bench: --num-predict must be positive and --context at least 256", file=sys.stderr)
+            return 2
+        try:
+            return run_memory(args)
+        except Exception as exc:
+            print(f"bench: error: {exc}", file=sys.stderr)
+            return 1
     if args.num_predict < 1 or args.repeat < 1 or args.rounds < 1 or any(s < 1 for s in args.streams):
         print("bench: --num-predict, --repeat, --rounds and --streams must be positive", file=sys.stderr)
         return 2

@@ -10,11 +10,13 @@ The forward matches transformers' Gemma3ForCausalLM (checked in tests/reference_
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import functools
 import json
 import math
 import mmap
+import os
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -162,6 +164,69 @@ def in_private_file_mapping(tensor: torch.Tensor) -> bool:
     return False
 
 
+class FileRows:
+    """Rows of a 2-D tensor that lies in a file mapping, read with pread from the file instead of through the
+    mapping: the page cache holds the file in large folios (ext4 on this kernel), and a fault on a mapped row
+    maps the whole folio, about 0.5 MB of the process's RSS for a 2.5 KB row (512 scattered rows map ~280 MB).
+    Read rows cost no RSS: only the copy they are read into."""
+
+    def __init__(self, tensor: torch.Tensor, path: str, offset: int) -> None:
+        self.rows, self.cols = tensor.shape
+        self.dtype = tensor.dtype
+        self.row_bytes = self.cols * tensor.element_size()
+        self.offset = offset  # the file offset of row 0
+        self.fd = os.open(path, os.O_RDONLY)
+
+    def __del__(self) -> None:
+        with contextlib.suppress(OSError, AttributeError):
+            os.close(self.fd)
+
+    @classmethod
+    def of(cls, tensor: torch.Tensor) -> FileRows | None:
+        """The reader of a contiguous CPU tensor that lies in a file mapping (found in /proc/self/maps), else None."""
+        if tensor.device.type != "cpu" or tensor.dim() != 2 or not tensor.is_contiguous() or tensor.numel() == 0:
+            return None
+        start = tensor.data_ptr()
+        end = start + tensor.numel() * tensor.element_size()
+        try:
+            with open("/proc/self/maps", encoding="utf-8", errors="replace") as maps:
+                for line in maps:
+                    fields = line.split(maxsplit=5)
+                    low, high = (int(bound, 16) for bound in fields[0].split("-"))
+                    if low <= start and end <= high:
+                        path = fields[5].strip() if len(fields) == 6 else ""
+                        if fields[4] == "0" or not path.startswith("/") or path.endswith(" (deleted)"):
+                            return None
+                        return cls(tensor, path, int(fields[2], 16) + start - low)
+        except OSError:  # no /proc, or the file is gone: read through the mapping
+            return None
+        return None
+
+    def read(self, ids: torch.Tensor) -> torch.Tensor:
+        """The rows at `ids` (any order, repeats allowed) -> [len(ids), cols], exactly the tensor's rows."""
+        out = torch.empty(ids.numel(), self.cols, dtype=self.dtype)
+        buffer = memoryview(out.view(torch.uint8).numpy()).cast("B")
+        size = self.row_bytes
+        for i, row in enumerate(ids.tolist()):
+            if not 0 <= row < self.rows:
+                raise IndexError(f"row {row} out of range for {self.rows} rows")
+            if os.preadv(self.fd, [buffer[i * size : (i + 1) * size]], self.offset + row * size) != size:
+                raise OSError(f"short read of row {row} from the weights file")
+        return out
+
+    def read_range(self, start: int, stop: int, buffer: torch.Tensor | None = None) -> torch.Tensor:
+        """Rows [start, stop) in one read, into the first rows of `buffer` when given (one buffer reused for a
+        pass over the whole matrix: a fresh tensor per chunk was not given back to the system by malloc)."""
+        stop = min(stop, self.rows)
+        count = max(stop - start, 0)
+        out = torch.empty(count, self.cols, dtype=self.dtype) if buffer is None else buffer[:count]
+        if out.numel():
+            buffer = memoryview(out.view(torch.uint8).numpy()).cast("B")
+            if os.preadv(self.fd, [buffer], self.offset + start * self.row_bytes) != len(buffer):
+                raise OSError(f"short read of rows {start}..{stop} from the weights file")
+        return out
+
+
 def drop_pages(tensor: torch.Tensor) -> None:
     """madvise(MADV_DONTNEED) on the pages wholly inside a tensor that in_private_file_mapping: they leave the
     RSS (neighbouring tensors' pages are not touched)."""
@@ -184,10 +249,12 @@ class RescoredHead:
     bf16 result's rounding, with margin) + 1e-4 ||x|| ||w^_i|| (fp32 sums of 640 products: ~n 2^-24 at most)."""
 
     CHUNK = 32768  # rows quantized at a time: the fp32 rows read for one chunk stay small
-    RELEASE_ROWS = 2048  # embedding rows read before its resident pages are handed back (one madvise)
-    # more rows than this are read chunk by chunk: a scattered gather faults in 16 pages around each row, so
-    # ten thousand rows would map most of the 671 MB matrix at once
+    # embedding rows looked up through the mapping before its resident pages are handed back (one madvise of
+    # ~0.02 ms when few are mapped, ~0.5 ms for hundreds): each maps ~0.5 MB, so at most ~16 MB stay resident
+    RELEASE_ROWS = 32
+    # more rows than this are read in whole chunks of READ_CHUNK (4 k rows: a 10 MB buffer) rather than one by one
     GATHER_ROWS = 4096
+    READ_CHUNK = 4096
 
     def __init__(self, weight: torch.Tensor) -> None:
         self.weight = weight  # fp32 [vocab, hidden], the memory-mapped tied embedding
@@ -220,27 +287,39 @@ class RescoredHead:
         bound = size * self.residual_norms + (rounding + 1e-4 * size) * self.norms + values.abs() * 2.0**-8
         return values, bound
 
+    def file_rows(self) -> FileRows | None:
+        """The tied embedding's rows read from its file (FileRows), when it is memory-mapped from one."""
+        if not hasattr(self, "_file_rows"):
+            self._file_rows = FileRows.of(self.weight) if self.mapped else None
+        return self._file_rows
+
     def exact(self, h: torch.Tensor, ids: torch.Tensor | None = None) -> torch.Tensor:
-        """fp32 logits of one row h [hidden] at token ids (all tokens when None). Many rows (logprobs, a large top_k
-        over a flat distribution) are read chunk by chunk, each chunk's pages handed back, with no gathered copy; a
-        few are gathered, and their pages handed back once RELEASE_ROWS have piled up."""
-        if ids is None or ids.numel() > self.GATHER_ROWS:
-            parts = []
-            for start in range(0, self.out_features, self.CHUNK):
-                rows = self.weight[start : start + self.CHUNK]
-                parts.append(F.linear(h, rows))
-                if self.mapped:
-                    drop_pages(rows)
-            logits = torch.cat(parts, dim=-1)
-            return logits if ids is None else logits[ids]
-        logits = F.linear(h, self.weight[ids])
-        self.rows_read(ids.numel())
-        return logits
+        """fp32 logits of one row h [hidden] at token ids (all tokens when None). The rows are read from the
+        file (FileRows: no page of the mapping becomes resident), many of them (logprobs, a large top_k over a
+        flat distribution) chunk by chunk into a buffer of READ_CHUNK rows; without a file, through the tensor,
+        with its pages handed back. Each call also counts one looked-up token embedding (a decode step's)."""
+        reader = self.file_rows()
+        self.rows_read(1)
+        if ids is not None and ids.numel() <= self.GATHER_ROWS:
+            rows = reader.read(ids) if reader is not None else self.weight[ids]
+            return F.linear(h, rows)
+        parts = []
+        buffer = torch.empty(self.READ_CHUNK, self.weight.shape[1], dtype=self.weight.dtype) if reader else None
+        for start in range(0, self.out_features, self.READ_CHUNK):
+            if reader is not None:
+                rows = reader.read_range(start, start + self.READ_CHUNK, buffer)
+            else:
+                rows = self.weight[start : start + self.READ_CHUNK]
+            parts.append(F.linear(h, rows))
+            if self.mapped and reader is None:
+                drop_pages(rows)
+        logits = torch.cat(parts, dim=-1)
+        return logits if ids is None else logits[ids]
 
     def rows_read(self, count: int) -> None:
-        """Scattered rows of the tied embedding were read (rescored, or looked up as token embeddings): once
-        RELEASE_ROWS have piled up their pages are handed back (the kernel maps up to 16 pages around each
-        fault, so a few thousand rows make most of the matrix resident)."""
+        """Rows of the mapped tied embedding were looked up as token embeddings (the forward's F.embedding: a
+        prompt chunk's, or, counted by exact, a decode step's): once RELEASE_ROWS have piled up their pages
+        are handed back (a fault maps the whole page-cache folio around a row, ~0.5 MB, see FileRows)."""
         self.rows_since_release += count
         if self.mapped and self.rows_since_release > self.RELEASE_ROWS:
             drop_pages(self.weight)
@@ -504,6 +583,15 @@ class Gemma3:
             rescored_head=rescored_head,
             quantized=stored,
         )
+
+    def embed_rows(self, ids: torch.Tensor) -> torch.Tensor:
+        """The token embeddings at `ids` (unscaled), [len(ids), hidden]: read from the weights file when the
+        embedding is memory-mapped from one (FileRows: a lookup through the mapping maps ~0.5 MB per row, a
+        512-token prompt chunk ~280 MB), else looked up in the tensor."""
+        reader = self.rescored.file_rows() if self.rescored is not None and self.rescored.weight is self.embed else None
+        if reader is None:
+            return F.embedding(ids, self.embed)
+        return reader.read(ids.reshape(-1).cpu()).to(device=self.device, dtype=self.embed.dtype).reshape(*ids.shape, -1)
 
     def new_cache(self, capacity: int) -> KVCache:
         return KVCache(self.cfg, capacity, self.dtype, self.device)
@@ -776,6 +864,19 @@ class Gemma3:
 PREFILL_CHUNK = 512  # tokens per prefill step (Ollama's default num_batch)
 
 
+def lazy_zeros(shape: tuple[int, ...], dtype: torch.dtype, device: torch.device) -> torch.Tensor:
+    """Zeros over an anonymous memory mapping on CPU: the kernel commits a page (zero-filled) when it is first
+    written, so a table sized for the whole context costs the memory of the positions used (torch.zeros writes
+    every page). Elsewhere, torch.zeros."""
+    if device.type != "cpu":
+        return torch.zeros(shape, dtype=dtype, device=device)
+    count = math.prod(shape)
+    # private: an untouched page reads as the shared zero page (a shared mapping would commit it on reading)
+    pages = mmap.mmap(-1, max(count * dtype.itemsize, 1), flags=mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS)
+    # (the tensor keeps the mapping alive)
+    return torch.frombuffer(pages, dtype=dtype, count=count).view(shape)
+
+
 class StaticSlots:
     """Batched decode for a fixed set of slots over one KV cache: [layers, slots, kv_heads, capacity, head_dim].
 
@@ -801,9 +902,14 @@ class StaticSlots:
         self.room = key_span(context)  # the table's longest: the context, in whole key blocks
         capacity = min(self.room, 256) if self.growable else self.room
         device, dtype = model.device, model.dtype
-        shape = (cfg.num_layers, slots, cfg.num_kv_heads, capacity, cfg.head_dim)
-        self.k = torch.zeros(shape, dtype=dtype, device=device)
-        self.v = torch.zeros(shape, dtype=dtype, device=device)
+        # the whole context's table, its pages committed only where written (lazy_zeros, on CPU); k and v view
+        # its first `capacity` positions: growing widens the view, no copy (a copy held old and new tables at
+        # once: 885 MB at 4 slots of 4096 fp32 positions)
+        shape = (cfg.num_layers, slots, cfg.num_kv_heads, self.room, cfg.head_dim)
+        self.table_k = lazy_zeros(shape, dtype, device)
+        self.table_v = lazy_zeros(shape, dtype, device)
+        self.k = self.table_k[:, :, :, :capacity]
+        self.v = self.table_v[:, :, :, :capacity]
         self.lengths = [0] * slots
         self.tokens = torch.zeros(slots, dtype=torch.long, device=device)
         self.positions = torch.zeros(slots, dtype=torch.long, device=device)
@@ -828,13 +934,8 @@ class StaticSlots:
         if not self.growable or length > self.context:
             raise ValueError(f"sequence of {length} tokens does not fit a {self.context}-token slot")
         new_capacity = min(self.room, key_span(max(length, self.capacity * 2)))
-        grown = []
-        for old in (self.k, self.v):
-            shape = (*old.shape[:3], new_capacity, old.shape[4])
-            fresh = torch.zeros(shape, dtype=old.dtype, device=old.device)
-            fresh[:, :, :, : old.shape[3]] = old
-            grown.append(fresh)
-        self.k, self.v = grown
+        self.k = self.table_k[:, :, :, :new_capacity]
+        self.v = self.table_v[:, :, :, :new_capacity]
 
     def cache_of(self, slot: int, length: int, room: int) -> KVCache:
         """The slot's memory as a KVCache holding its first `length` positions, with room for `room` in all:

@@ -54,6 +54,16 @@ def release_freed_heap() -> None:
         ctypes.CDLL("libc.so.6").malloc_trim(0)
 
 
+M_ARENA_MAX = -8  # glibc's mallopt parameter
+
+
+def limit_malloc_arenas(count: int = 2) -> None:
+    """At most `count` glibc malloc arenas: by default each thread that allocates (the decode loop, request
+    threads, the tokenizer's) may get its own, up to 8 per core, and the memory freed in one stays in it."""
+    with contextlib.suppress(OSError, AttributeError):  # not glibc
+        ctypes.CDLL("libc.so.6").mallopt(M_ARENA_MAX, count)
+
+
 def drop_construction_tables(tokenizer: Any) -> None:
     """transformers' GemmaTokenizer keeps the vocabulary and the 514 k merges it built its Rust tokenizer from as
     Python objects (about 150 MB); only its constructor reads them (encoding, decoding and get_vocab go through the
@@ -74,6 +84,7 @@ class Scheduler:
         self.config = config
         self.store = store
         self.device = pick_device(config)
+        limit_malloc_arenas()
         self.loaded: dict[str, LoadedModel] = {}
         self.locks: dict[str, asyncio.Lock] = {}
         self.reaper: asyncio.Task[None] | None = None
@@ -114,6 +125,10 @@ class Scheduler:
             loaded.expires_at = time.time() + loaded.keep_alive_s
             if loaded.keep_alive_s <= 0:
                 asyncio.get_running_loop().create_task(self._unload_if_idle(loaded.key))
+            elif all(other.refs == 0 for other in self.loaded.values()):
+                # idle: what a request allocated for a while (a grammar's compilation, logprobs over the whole
+                # vocabulary, a long prompt's activations) goes back to the system, not only to malloc
+                asyncio.get_running_loop().create_task(asyncio.to_thread(release_freed_heap))
 
     def expires_at(self, loaded: LoadedModel) -> float:
         return time.time() + loaded.keep_alive_s if loaded.refs > 0 else loaded.expires_at

@@ -115,6 +115,22 @@ def test_slot_table_grows_and_reuses_a_cached_prefix(model: Gemma3) -> None:
     assert torch.allclose(step, model.decode([100], [fresh])[0], atol=1e-3, rtol=0)
 
 
+def test_slot_table_commits_only_the_positions_used(model: Gemma3) -> None:
+    """The slot table is sized for the whole context but its memory follows use: growing widens a view over
+    it (the positions already written stay where they are), and only written pages are resident."""
+    slots = StaticSlots(model, slots=4, context=4096, use_cuda_graph=False)
+    assert _resident_fraction(slots.table_k) < 0.01
+    cache = slots.cache_of(2, 0, room=len(PROMPT_IDS) + 1)
+    model.prefill(PROMPT_IDS, cache)
+    slots.set_length(2, cache.length)
+    written = slots.k[:, 2, :, : len(PROMPT_IDS)].clone()
+    slots.decode({2: 100})
+    slots._reserve(1000)  # grown: the same memory, seen wider
+    assert slots.capacity == 1000 and slots.k.data_ptr() == slots.table_k.data_ptr()
+    assert torch.equal(slots.k[:, 2, :, : len(PROMPT_IDS)], written)
+    assert _resident_fraction(slots.table_k) < 0.05  # a few pages of each layer's rows, of 4 x 4096 positions
+
+
 def test_runner_picks_the_free_slot_with_the_longest_cached_prefix(model: Gemma3) -> None:
     from ollama_conformance.reference_backend.engine.generate import TextRunner
 
@@ -390,6 +406,35 @@ def test_rescored_head_keeps_the_fp32_embedding_out_of_memory(rescored_model: Ge
         full = rescored_model.exact_logits(hidden)  # logprobs: the whole fp32 head, chunk by chunk
         assert full.shape == (rescored_model.cfg.vocab_size,)
         assert _resident_fraction(rescored_model.embed) < 0.2
+
+
+def test_rescored_rows_are_read_from_the_file_exactly_and_stay_out_of_memory(rescored_model: Gemma3) -> None:
+    """The rescored candidates' fp32 rows (and embed_rows' token embeddings) are read from the weights file
+    (FileRows): the tensor's rows exactly, with no page of the mapping made resident. Control: a lookup
+    through the mapping does map pages (about 0.5 MB a row: the page cache's large folios)."""
+    from ollama_conformance.reference_backend.engine.model import FileRows, drop_pages
+
+    head = rescored_model.rescored
+    assert head is not None and head.mapped
+    reader = head.file_rows()
+    assert isinstance(reader, FileRows)
+    ids = torch.tensor([0, 7, 7, 131_071, rescored_model.cfg.vocab_size - 1])
+    hidden = torch.randn(rescored_model.cfg.hidden_size)
+    with torch.inference_mode():
+        drop_pages(rescored_model.embed)
+        dropped = _resident_fraction(rescored_model.embed)  # the two edge pages shared with neighbours may stay
+        read = reader.read(ids)
+        candidates = head.exact(hidden, ids)
+        looked_up = rescored_model.embed_rows(ids[None, :])
+        assert _resident_fraction(rescored_model.embed) == dropped
+        assert torch.equal(read, rescored_model.embed[ids])  # through the mapping: the control
+        assert _resident_fraction(rescored_model.embed) > dropped
+        assert torch.equal(looked_up, torch.nn.functional.embedding(ids[None, :], rescored_model.embed))
+        assert torch.equal(candidates, torch.nn.functional.linear(hidden, rescored_model.embed[ids]))
+        many = head.exact(hidden, torch.arange(0, rescored_model.cfg.vocab_size, 3))  # chunked reads
+        assert torch.allclose(many, torch.nn.functional.linear(hidden, rescored_model.embed)[::3], atol=1e-4)
+    with pytest.raises(IndexError):
+        reader.read(torch.tensor([rescored_model.cfg.vocab_size]))
 
 
 def test_a_long_prefill_in_chunks_equals_one_pass(model: Gemma3, monkeypatch: pytest.MonkeyPatch) -> None:
