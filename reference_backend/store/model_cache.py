@@ -37,8 +37,10 @@ CONVERTED_MARKER = "converted.ok"
 ENGINE_FILE = "engine.safetensors"
 HEAD_FILE = "lm_head.int8.safetensors"
 ENGINE_MARKER = "engine.v1.ok"
-QUANTIZED_FILE = "engine.gguf.safetensors"  # engine.quantized's layout: the GGUF's weights as the kernels take them
-QUANTIZED_MARKER = "engine.gguf.v2.ok"
+# engine.quantized's layout: the GGUF's weights as the kernels take them. A new layout takes a new file name, not
+# only a new marker: a process of the previous version sharing the cache keeps reading the file its marker names.
+QUANTIZED_FILE = "engine.gguf.v3.safetensors"
+QUANTIZED_MARKER = "engine.gguf.v3.ok"
 
 
 def cache_root() -> Path:
