@@ -6,9 +6,11 @@ zero = 8*d*sc - dmin*m (`aten._weight_int4pack_mm_for_cpu`). Q5_0 and Q8_0 (w = 
 int4 halves of one packed weight, the low nibble and the high bits of each code (Int4SplitLinear): code for code
 too, at 8 bits a weight. The kernel takes its scales and zeros in the activation's dtype, and bf16 activations are
 what make it fast on CPU (fp32 ones are 10-20x slower, fp16 ones 100x), so scale and zero are rounded to bf16
-(relative 2^-8 at most): the codes are the GGUF's, the grid within 0.4 % of it. Q6_K (16-weight sub-blocks, finer
-than the kernel's groups) is held as int8 per output row (`aten._weight_int8pack_mm`). The tied LM head (the
-largest tensor, Q8_0 in the GGUF) is requantized to int4 groups of 32 as a screen: the tokens it ranks highest are
+(relative 2^-8 at most): the codes are the GGUF's, the grid within 0.4 % of it. Q6_K (w = d*sc*q over sub-blocks
+of 16, finer than the kernel's groups of 32) is split too (Int4SubBlockLinear): one group per sub-block, its codes
+q = a + 16 b as signed int4 halves against the sub-block's inputs and the same inputs times 16, zero 0. (It was
+int8 per output row; that requantization was the largest error of the default, measured by faithfulness.py.)
+The tied LM head (the largest tensor, Q8_0 in the GGUF) is requantized to int4 groups of 32 as a screen: the tokens it ranks highest are
 recomputed in fp32 (engine.model.ScreenedHead, RescoredHead.exact) before the sampler draws, so a drawn token's
 logit is the fp32 one.
 
