@@ -6,9 +6,11 @@ zero = 8*d*sc - dmin*m (`aten._weight_int4pack_mm_for_cpu`). Q5_0 and Q8_0 (w = 
 int4 halves of one packed weight, the low nibble and the high bits of each code (Int4SplitLinear): code for code
 too, at 8 bits a weight. The kernel takes its scales and zeros in the activation's dtype, and bf16 activations are
 what make it fast on CPU (fp32 ones are 10-20x slower, fp16 ones 100x), so scale and zero are rounded to bf16
-(relative 2^-8 at most): the codes are the GGUF's, the grid within 0.4 % of it. Q6_K (16-weight sub-blocks, finer
-than the kernel's groups) is held as int8 per output row (`aten._weight_int8pack_mm`). The tied LM head (the
-largest tensor, Q8_0 in the GGUF) is requantized to int4 groups of 32 as a screen: the tokens it ranks highest are
+(relative 2^-8 at most): the codes are the GGUF's, the grid within 0.4 % of it. Q6_K (w = d*sc*q over sub-blocks
+of 16, finer than the kernel's groups of 32) is split too (Int4SubBlockLinear): one group per sub-block, its codes
+q = a + 16 b as signed int4 halves against the sub-block's inputs and the same inputs times 16, zero 0. (It was
+int8 per output row; that requantization was the largest error of the default, measured by faithfulness.py.)
+The tied LM head (the largest tensor, Q8_0 in the GGUF) is requantized to int4 groups of 32 as a screen: the tokens it ranks highest are
 recomputed in fp32 (engine.model.ScreenedHead, RescoredHead.exact) before the sampler draws, so a drawn token's
 logit is the fp32 one.
 
@@ -50,6 +52,18 @@ class Int4SplitLinear(Int4Linear):
         return super().__call__(torch.cat([x, x], dim=-1))
 
 
+class Int4SubBlockLinear(Int4Linear):
+    """Q6_K (w = d * sc * q over sub-blocks of 16, q in -32..31) as signed int4 halves with zero points of 0: each
+    q = a + 16 b with a in -8..7 and b in -2..2, and one kernel group of 32 per sub-block holds its a codes against
+    the sub-block's 16 inputs and its b codes against the same inputs times 16 (exact in bf16: a power of two).
+    Scale d * sc, zero 0: the GGUF's codes, exactly, at 8 bits a weight (the int8 rows it replaced rounded every
+    weight to a per-row grid, the largest error the default had: see faithfulness.py)."""
+
+    def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        blocks = x.unflatten(-1, (-1, SUB_BLOCK))
+        return super().__call__(torch.cat([blocks, blocks * 16.0], dim=-1).flatten(-2))
+
+
 class Int8Linear:
     """y = x @ W.T with W as int8 codes and one bf16 scale per output row (weight-only: activations stay bf16)."""
 
@@ -65,13 +79,18 @@ class Int8Linear:
 
 
 QuantLinear = Int4Linear | Int8Linear
+SUB_BLOCK = 16  # weights per Q6_K sub-block (one scale each)
 
 
 def linear_from(tensors: dict[str, torch.Tensor], name: str) -> QuantLinear:
     """The layer `name` of the quantized layout: int4 when it holds `name.packed` (split in two halves when
     `name.split`), int8 when `name.codes`."""
     if f"{name}.packed" in tensors:
-        kind = Int4SplitLinear if f"{name}.split" in tensors else Int4Linear
+        kind = Int4Linear
+        if f"{name}.split" in tensors:
+            kind = Int4SplitLinear
+        elif f"{name}.sub_blocks" in tensors:
+            kind = Int4SubBlockLinear
         return kind(tensors[f"{name}.packed"], tensors[f"{name}.scale_zeros"])
     return Int8Linear(tensors[f"{name}.codes"], tensors[f"{name}.scales"])
 
@@ -121,6 +140,28 @@ def split_codes(tensor: object, rows: int, cols: int) -> tuple[torch.Tensor, tor
     scale = torch.cat([d, 16.0 * d], dim=1).t().contiguous()
     zero = torch.cat([low_zero * d, high_zero * d], dim=1).t().contiguous()
     return codes, scale, zero
+
+
+Q6K_BLOCK_BYTES = 210  # 256 weights: 128 bytes of low nibbles, 64 of high 2-bit pairs, 16 int8 scales, fp16 d
+
+
+def q6k_codes(blocks: np.ndarray, rows: int, cols: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """A Q6_K tensor's raw blocks -> (codes int32 [rows, 2 cols], scale and zero fp32 [cols / 16, rows]) in
+    Int4SubBlockLinear's layout: per sub-block of 16, the codes of a = q - 16 b then of b (b = floor((q + 8) / 16)),
+    each + 8; scale d * sc; zero 0. The bit layout is gguf-py's (Q6_K.dequantize_blocks)."""
+    blocks = np.ascontiguousarray(blocks).reshape(-1, Q6K_BLOCK_BYTES)
+    n = blocks.shape[0]
+    ql = blocks[:, :128].reshape(n, -1, 1, 64) >> np.array([0, 4], dtype=np.uint8).reshape(1, 1, 2, 1)
+    ql = (ql & 0x0F).reshape(n, -1, 32)
+    qh = blocks[:, 128:192].reshape(n, -1, 1, 32) >> np.array([0, 2, 4, 6], dtype=np.uint8).reshape(1, 1, 4, 1)
+    qh = (qh & 0x03).reshape(n, -1, 32)
+    q = torch.from_numpy((ql | (qh << 4)).astype(np.int32) - 32).reshape(rows, cols // SUB_BLOCK, SUB_BLOCK)
+    sc = blocks[:, 192:208].copy().view(np.int8).astype(np.float32)
+    d = blocks[:, 208:210].copy().view(np.float16).astype(np.float32)
+    scale = torch.from_numpy(d * sc).reshape(rows, cols // SUB_BLOCK)
+    high = torch.div(q + 8, 16, rounding_mode="floor")
+    codes = torch.cat([q - 16 * high, high], dim=-1) + 8  # [rows, sub-blocks, 32]: a then b, both in 0..15
+    return codes.reshape(rows, 2 * cols), scale.t().contiguous(), torch.zeros_like(scale).t().contiguous()
 
 
 def pack_int4(codes: torch.Tensor, scale: torch.Tensor, zero: torch.Tensor) -> dict[str, torch.Tensor]:
@@ -180,9 +221,12 @@ def derive_quantized_layout(gguf_path: Path, embedding: torch.Tensor) -> dict[st
             tensors = [by_name[f"blk.{layer}.{part}.weight"] for part in parts]
             prefix = f"layers.{layer}.{engine_name}"
             kinds = {t.tensor_type.name for t in tensors}
-            if kinds == {"Q4_K"} or kinds <= set(BLOCK32_FORMATS):
-                split = kinds != {"Q4_K"}
-                reader_of = split_codes if split else lambda t, r, c: q4k_codes(t.data, r, c)
+            if kinds == {"Q4_K"} or kinds == {"Q6_K"} or kinds <= set(BLOCK32_FORMATS):
+                split = kinds <= set(BLOCK32_FORMATS)
+                reader_of = {
+                    "Q4_K": lambda t, r, c: q4k_codes(t.data, r, c),
+                    "Q6_K": lambda t, r, c: q6k_codes(t.data, r, c),
+                }.get(next(iter(kinds)), split_codes)
                 pieces = [reader_of(t, int(t.shape[1]), int(t.shape[0])) for t in tensors]
                 codes = torch.cat([piece[0] for piece in pieces])  # rows stacked; scales are [groups, rows]
                 scale = torch.cat([piece[1] for piece in pieces], dim=1)
@@ -191,6 +235,8 @@ def derive_quantized_layout(gguf_path: Path, embedding: torch.Tensor) -> dict[st
                     out[f"{prefix}.{key}"] = value
                 if split:
                     out[f"{prefix}.split"] = torch.ones(1, dtype=torch.uint8)
+                elif kinds == {"Q6_K"}:
+                    out[f"{prefix}.sub_blocks"] = torch.ones(1, dtype=torch.uint8)
             else:
                 weight = torch.cat(
                     [torch.from_numpy(dequantize(t.data, t.tensor_type).reshape(int(t.shape[1]), -1)) for t in tensors]

@@ -10,7 +10,7 @@ The folder holds transformers' layout (`model.safetensors`, the exact dequantize
 (`engine.safetensors`: q/k/v and gate/up fused; `lm_head.int8.safetensors`: the tied LM head quantized per
 output channel), derived once from it (`ensure_engine_layout`), so that the server memory-maps its weights
 instead of copying them and never touches the fp32 embedding except for the rows it looks up. The CPU default
-runs the GGUF's weights as stored: `engine.gguf.safetensors` (engine.quantized) is derived from the GGUF itself
+runs the GGUF's weights as stored: `engine.gguf.v3.safetensors` (engine.quantized) is derived from the GGUF itself
 (`ensure_quantized_layout`).
 """
 
@@ -37,8 +37,10 @@ CONVERTED_MARKER = "converted.ok"
 ENGINE_FILE = "engine.safetensors"
 HEAD_FILE = "lm_head.int8.safetensors"
 ENGINE_MARKER = "engine.v1.ok"
-QUANTIZED_FILE = "engine.gguf.safetensors"  # engine.quantized's layout: the GGUF's weights as the kernels take them
-QUANTIZED_MARKER = "engine.gguf.v2.ok"
+# engine.quantized's layout: the GGUF's weights as the kernels take them. A new layout takes a new file name, not
+# only a new marker: a process of the previous version sharing the cache keeps reading the file its marker names.
+QUANTIZED_FILE = "engine.gguf.v3.safetensors"
+QUANTIZED_MARKER = "engine.gguf.v3.ok"
 
 
 def cache_root() -> Path:

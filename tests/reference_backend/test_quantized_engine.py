@@ -62,15 +62,43 @@ def test_q4k_blocks_repack_code_for_code() -> None:
         assert ((packed - exact).abs() <= exact.abs() * 2.0**-8 + 1e-30).all(), tensor.name
 
 
+def test_q6k_blocks_repack_code_for_code() -> None:
+    """Every Q6_K tensor of the GGUF: each code q = a + 16 b of a sub-block of 16, with scale d*sc and zero 0, gives
+    gguf-py's dequantization exactly, and the kernel's product is the fp32 one within the bf16 roundings of the
+    input, the scales and the output (the int8 rows these replaced were 4x further off)."""
+    import gguf
+    from gguf.quants import dequantize
+
+    reader = gguf.GGUFReader(str(model_cache.gemma_gguf_path()))
+    tensors = [t for t in reader.tensors if t.tensor_type == gguf.GGMLQuantizationType.Q6_K]
+    assert len(tensors) >= 9, "the bundled Q4_K_M model has Q6_K in half its feed-forward downs"
+    x = torch.randn(3, int(tensors[0].shape[0]), generator=torch.Generator().manual_seed(2))
+    for tensor in tensors:
+        rows, cols = int(tensor.shape[1]), int(tensor.shape[0])
+        codes, scale, zero = quant.q6k_codes(tensor.data, rows, cols)
+        assert int(codes.min()) >= 0 and int(codes.max()) <= 15 and not zero.any()
+        halves = quant.dequantize_int4(codes, scale, zero).reshape(rows, cols // quant.SUB_BLOCK, 2, quant.SUB_BLOCK)
+        got = (halves[:, :, 0] + 16.0 * halves[:, :, 1]).reshape(rows, cols)
+        want = torch.from_numpy(dequantize(tensor.data, tensor.tensor_type).reshape(rows, cols))
+        assert torch.equal(got, want), tensor.name
+        layer = quant.Int4SubBlockLinear(**quant.pack_int4(codes, scale, zero))
+        exact = x.bfloat16().float() @ want.T
+        assert float((layer(x) - exact).norm() / exact.norm()) < 0.004, tensor.name
+
+
 def test_quantized_layers_run_the_layout_the_gguf_gives(folder: Path, fp32_model: Gemma3, gguf_model: Gemma3) -> None:
-    """Q4_K layers are int4 and the others int8; each computes the fp32 layer's product within its grid's error."""
+    """Q4_K layers are int4, Q6_K ones int4 sub-blocks, Q5_0/Q8_0 ones int4 split in two halves; each computes the
+    fp32 layer's product within the bf16 roundings."""
     kinds = {type(layer.down).__name__ for layer in gguf_model.layers} | {type(gguf_model.layers[0].o).__name__}
-    assert kinds == {"Int4Linear", "Int8Linear"}  # Q4_K_M: Q6_K in half the downs, Q4_K in the rest and in o
-    x = torch.randn(3, fp32_model.cfg.hidden_size, generator=torch.Generator().manual_seed(0))
+    assert kinds == {"Int4Linear", "Int4SubBlockLinear"}  # Q4_K_M: Q6_K in half the downs, Q4_K in the rest and in o
+    assert {type(layer.qkv).__name__ for layer in gguf_model.layers} == {"Int4SplitLinear"}
+    generator = torch.Generator().manual_seed(0)
     for fp32_layer, layer in zip(fp32_model.layers, gguf_model.layers, strict=True):
-        want = fp32_layer.qkv(x)
-        got = layer.qkv(x)
-        assert float((got - want).norm() / want.norm()) < 0.03
+        for name in quant.GGUF_PARTS:
+            x = torch.randn(3, getattr(fp32_layer, name).weight.shape[1], generator=generator)
+            want = getattr(fp32_layer, name)(x)
+            got = getattr(layer, name)(x)
+            assert float((got - want).norm() / want.norm()) < 0.005, name
 
 
 def test_kernels_give_a_row_the_same_result_whatever_the_batch() -> None:
@@ -78,8 +106,11 @@ def test_kernels_give_a_row_the_same_result_whatever_the_batch() -> None:
     weight = torch.randn(256, 512, generator=generator) * 0.05
     int4 = quant.Int4Linear(**quant.pack_int4(*quant.quantize_int4_groups(weight)))
     int8 = quant.Int8Linear(**quant.quantize_int8_rows(weight))
+    codes = torch.randint(0, 16, (256, 1024), generator=generator, dtype=torch.int32)
+    scale = torch.rand(1024 // quant.GROUP, 256, generator=generator) * 0.01
+    sub_blocks = quant.Int4SubBlockLinear(**quant.pack_int4(codes, scale, torch.zeros_like(scale)))
     x = torch.randn(5, 512, generator=generator)
-    for layer in (int4, int8):
+    for layer in (int4, int8, sub_blocks):
         together = layer(x)
         alone = torch.cat([layer(x[i : i + 1]) for i in range(5)])
         assert torch.equal(together, alone)
@@ -138,19 +169,19 @@ def test_greedy_generation_is_deterministic_and_alone_equals_batched(folder: Pat
 
 
 def test_faithfulness_against_fp32(folder: Path, fp32_model: Gemma3, gguf_model: Gemma3) -> None:
-    """Teacher-forced over >= 2,000 tokens of the shipped text: mean KL <= 0.01 (issue 22's bound) and top-1
-    agreement >= 97 % (the figures `python -m ollama_conformance.reference_backend.faithfulness` prints). Issue 22
-    asks 99 %; measured here: 98.34 % over these 2,048 positions (97.7-98.4 % over 256-512), mean KL 0.0016: the
-    34 disagreements are near-ties of the fp32 distribution (the command prints their top-2 gaps, 12 of them under 0.025
-    nats), moved by the bf16 activations the kernels need (compensating the input's rounding, or keeping Q6_K in
-    fp32, did not change them)."""
+    """Teacher-forced over 2,048 positions of the shipped text: mean KL <= 0.01 (issue 22's bound) and top-1
+    agreement >= 98.5 % (the figures `python -m ollama_conformance.reference_backend.faithfulness` prints).
+    Issue 22 asks 99 %; measured here: 98.97 % (21 disagreements; 99 % allows 20), mean KL 0.0008. With Q6_K
+    run as stored (it was int8 rows: 98.34 %, KL 0.0016) what remains is the bf16 rounding of the kernels' inputs,
+    outputs and scales, spread over every layer and projection (no one of them above a fifth of it); the
+    disagreements are near-ties of fp32 (the command prints their top-2 gaps: 12 of them under 0.021 nats)."""
     from transformers import AutoTokenizer
 
     tokens = faithfulness.text_tokens(AutoTokenizer.from_pretrained(str(folder)), 2049)
     assert len(tokens) == 2049, "the shipped text holds at least 2,048 positions to score"
     result = faithfulness.measure(fp32_model, gguf_model, tokens)
     assert result.tokens == 2048
-    assert result.top1_agreement >= 0.97, result
+    assert result.top1_agreement >= 0.985, result
     assert result.mean_kl <= 0.01, result
 
 
