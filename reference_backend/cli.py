@@ -32,8 +32,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--precision",
         choices=["auto", "gguf", "rescored", "fp32", "bf16", "int8"],
         default="auto",
-        help="CPU weights: auto = gguf, the GGUF's weights as stored (Q4_K repacked as int4, the other types "
-        "int8 per row, bf16 activations; the LM head an int4 screen whose candidates are recomputed in fp32; "
+        help="CPU weights: auto = gguf, the GGUF's weights as stored (every block type repacked code for code "
+        "into torch's int4 kernel, bf16 activations; the LM head an int4 screen whose candidates are recomputed in fp32; "
         "measured against fp32 by `python -m ollama_conformance.reference_backend.faithfulness`); fp32 = the "
         "dequantized weights in fp32 (bit-stable); rescored = fp32 with an int8 LM head rescored in fp32 (fp32's "
         "tokens); int8 = every linear int8 (fbgemm); CUDA: bf16",
