@@ -102,8 +102,10 @@ def save_traceback(command: str, exc: BaseException, path: Path | None = None) -
 
 def pytest_command(options: CheckOptions, json_path: Path) -> list[str]:
     # Failures are reported by the plugin, one line each with a curl line: pytest's tracebacks would repeat them.
+    # schemathesis's pytest plugin (when installed) is not used by the suite (test_properties calls schemathesis
+    # itself) and costs about a second of imports at every start
     cmd = [sys.executable, "-m", "pytest", "--pyargs", "ollama_conformance.conformance.suite", "-p", "no:cacheprovider",
-           "-o", "addopts=", "-o", "testpaths=", "-rN", "--tb=no", "--ollama-json", str(json_path),
+           "-p", "no:schemathesis", "-o", "addopts=", "-o", "testpaths=", "-rN", "--tb=no", "--ollama-json", str(json_path),
            "--ollama-timeout", str(options.timeout_s), "--ollama-gate", options.gate]
     if options.discovery_timeout_s is not None:
         cmd += ["--ollama-discovery-timeout", str(options.discovery_timeout_s)]

@@ -5,8 +5,12 @@ from __future__ import annotations
 import os
 from collections.abc import Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
+
+if TYPE_CHECKING:
+    from ollama_conformance.reference_backend.launcher import ReferenceBackend
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
@@ -39,17 +43,37 @@ def recordings() -> Path:
 
 
 @pytest.fixture(scope="session")
-def reference_url() -> Iterator[str]:
-    """One reference backend for the whole session (models load once). OLLAMA_CONFORMANCE_TEST_TARGET reuses one."""
-    external = os.environ.get("OLLAMA_CONFORMANCE_TEST_TARGET")
-    if external:
-        yield external.rstrip("/")
+def reference_backend() -> Iterator[ReferenceBackend | None]:
+    """The session's own reference backend (models load once; a throw-away store of its own: under -n 2 the other
+    worker's backend creates and deletes models too), or None where OLLAMA_CONFORMANCE_TEST_TARGET names one."""
+    if os.environ.get("OLLAMA_CONFORMANCE_TEST_TARGET"):
+        yield None
         return
     from ollama_conformance.reference_backend.launcher import ReferenceBackend
 
-    # its own throw-away store: under -n 2 the other worker's backend creates and deletes models too
     with ReferenceBackend(throwaway_store=True) as backend:
-        yield backend.url
+        yield backend
+
+
+@pytest.fixture(scope="session")
+def reference_url(reference_backend: ReferenceBackend | None) -> str:
+    """One reference backend for the whole session. OLLAMA_CONFORMANCE_TEST_TARGET reuses one."""
+    if reference_backend is None:
+        return os.environ["OLLAMA_CONFORMANCE_TEST_TARGET"].rstrip("/")
+    return reference_backend.url
+
+
+@pytest.fixture(scope="session")
+def own_reference_backend(reference_backend: ReferenceBackend | None) -> Iterator[ReferenceBackend]:
+    """A reference backend this session started (its process readable, its store a throw-away one, so tests may
+    create and delete models): the session's, or one of its own where the session's is an external target."""
+    if reference_backend is not None:
+        yield reference_backend
+        return
+    from ollama_conformance.reference_backend.launcher import ReferenceBackend
+
+    with ReferenceBackend(throwaway_store=True, quiet=True) as backend:
+        yield backend
 
 
 # Run in parallel with `-n 2 --dist loadscope` (the README's and CI's command): the suite mostly waits on servers.
@@ -58,14 +82,23 @@ WHOLE_PACKAGE_UNITS = ("tests/cloud/",)  # package-scoped backends (tests/cloud/
 EACH_TEST_A_UNIT = (  # modules of long tests that share no module-scoped fixture: their tests run side by side
     "tests/reports/test_run_command.py",
 )
-LONGEST_FIRST = (  # measured --durations (notes/tests-time.md), longest first: no worker is left alone with one at the end
-    "tests/reference_backend/test_gemma3_engine.py",  # in-process engine comparisons, > 5 min on the loaded machine
-    "tests/reports/test_run_command.py::test_run_covers_lifecycle_cloud_and_no_cloud",
-    "tests/reports/test_run_command.py::test_run_end_to_end_on_the_reference_backend",
+LONGEST_FIRST = (  # measured --durations=0 per unit (setup + call + teardown; notes/s26/tests.md), longest first:
+    # no worker is left alone with a long one at the end
+    "tests/reference_backend/test_quantized_engine.py",  # the faithfulness measurement, in-process engines
+    "tests/reference_backend/test_gemma3_engine.py",  # in-process engine comparisons
+    "tests/conformance/test_conformance_defects.py",
     "tests/reference_backend/test_fuzz.py",
-    "tests/packaging/test_wheel.py",
     "tests/conformance/test_conformance_reference.py",
-    "tests/reference_backend/test_bench.py",
+    "tests/conformance/test_conformance_partial.py",
+    "tests/conformance/test_conformance_harness.py",
+    "tests/conformance/test_created_model_defects.py",
+    "tests/reports/test_run_command.py::test_run_end_to_end_on_the_reference_backend",
+    "tests/conformance/test_differential.py",
+    "tests/reports/test_run_command.py::test_run_covers_lifecycle_cloud_and_no_cloud",
+    "tests/reference_backend/test_context_shift.py",
+    "tests/conformance/test_conformance_legal_variants.py",
+    "tests/reference_backend/test_hostile_input.py",
+    "tests/cloud/",
 )
 
 

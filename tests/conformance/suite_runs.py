@@ -18,7 +18,8 @@ def run_suite(target: str, tmp: Path, selection: list[str] | None = None, *extra
     """
     out = tmp / "results.json"
     args = [str(SUITE_DIR / s) for s in selection] if selection else [str(SUITE_DIR)]
-    cmd = [sys.executable, "-m", "pytest", *args, "-p", "no:cacheprovider", "-o", "addopts=", "-q",
+    # as `check` runs it (conformance/runner.py): without schemathesis's pytest plugin, which the suite never uses
+    cmd = [sys.executable, "-m", "pytest", *args, "-p", "no:cacheprovider", "-p", "no:schemathesis", "-o", "addopts=", "-q",
            "--ollama-target", target, "--ollama-json", str(out), "--ollama-timeout", "120", *extra]
     proc = subprocess.run(cmd, cwd=tmp, capture_output=True, text=True, timeout=timeout_s)
     output = proc.stdout + proc.stderr

@@ -17,6 +17,7 @@ from suite_runs import run_suite, statuses
 
 from ollama_conformance.conformance.results import SCHEMA_PATH, SCHEMA_VERSION, gate_exit_code, validate_results
 from ollama_conformance.conformance.runner import CheckOptions, run_check
+from ollama_conformance.reference_backend.launcher import ReferenceBackend
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -199,14 +200,12 @@ def test_selection_options(tmp_path: Path, options: list[str], keep) -> None:
 
 
 @pytest.mark.slow
-def test_mutating_tests_run_only_when_allowed(tmp_path: Path) -> None:
-    """copy/delete run against a reference backend with a store of its own (never the shared one)."""
-    from ollama_conformance.reference_backend.launcher import ReferenceBackend
-
+def test_mutating_tests_run_only_when_allowed(own_reference_backend: ReferenceBackend, tmp_path: Path) -> None:
+    """copy/delete run against a reference backend with a store of its own (never the shared one): the session's
+    (a throw-away store), or one started for the session where the tests run against an external target."""
     selection = ["test_models.py::test_copy_then_delete", "test_models.py::test_delete_removes_from_tags"]
-    with ReferenceBackend(env={"OLLAMA_MODELS": str(tmp_path / "store")}, quiet=True) as backend:
-        _, refused, _ = run_suite(backend.url, tmp_path, selection)
-        _, allowed, output = run_suite(backend.url, tmp_path, selection, "--ollama-allow-mutations")
+    _, refused, _ = run_suite(own_reference_backend.url, tmp_path, selection)
+    _, allowed, output = run_suite(own_reference_backend.url, tmp_path, selection, "--ollama-allow-mutations")
     assert {e["status"] for e in statuses(refused).values()} == {"not_applicable"}
     assert {e["status"] for e in statuses(allowed).values()} == {"pass"}, output[-2000:]
 

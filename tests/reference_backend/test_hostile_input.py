@@ -14,6 +14,8 @@ from typing import Any
 import httpx
 import pytest
 
+from ollama_conformance.reference_backend.launcher import ReferenceBackend
+
 GEMMA = "gemma3:270m"
 HUGE = "a " * (32 * 1024 * 1024)  # 64 MiB, the issue's prompt
 GIB = 1024**3
@@ -21,19 +23,15 @@ HANG_GUARD_S = 300
 
 
 @pytest.fixture(scope="module")
-def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[httpx.Client, int]]:
-    from ollama_conformance.reference_backend.launcher import ReferenceBackend
-
-    models: Path = tmp_path_factory.mktemp("hostile") / "models"
-    with (
-        ReferenceBackend(args=["--models", str(models)], quiet=True) as backend,
-        httpx.Client(base_url=backend.url, timeout=HANG_GUARD_S) as client,
-    ):
-        assert backend.process is not None
+def server(own_reference_backend: ReferenceBackend) -> Iterator[tuple[httpx.Client, int]]:
+    """The session's backend (a process of this session, so its memory can be read from /proc), model loaded."""
+    backend = own_reference_backend
+    with httpx.Client(base_url=backend.url, timeout=HANG_GUARD_S) as client:
+        assert backend.pid is not None
         warm = client.post("/api/generate", json={"model": GEMMA, "prompt": "Hi", "stream": False,
                                                   "options": {"num_predict": 1}})  # fmt: skip
         assert warm.status_code == 200
-        yield client, backend.process.pid
+        yield client, backend.pid
 
 
 def rss_bytes(pid: int) -> int:
