@@ -169,19 +169,20 @@ def test_greedy_generation_is_deterministic_and_alone_equals_batched(folder: Pat
 
 
 def test_faithfulness_against_fp32(folder: Path, fp32_model: Gemma3, gguf_model: Gemma3) -> None:
-    """Teacher-forced over 2,048 positions of the shipped text: mean KL <= 0.01 (issue 22's bound) and top-1
-    agreement >= 98.5 % (the figures `python -m ollama_conformance.reference_backend.faithfulness` prints).
-    Issue 22 asks 99 %; measured here: 98.97 % (21 disagreements; 99 % allows 20), mean KL 0.0008. With Q6_K
-    run as stored (it was int8 rows: 98.34 %, KL 0.0016) what remains is the bf16 rounding of the kernels' inputs,
-    outputs and scales, spread over every layer and projection (no one of them above a fifth of it); the
-    disagreements are near-ties of fp32 (the command prints their top-2 gaps: 12 of them under 0.021 nats)."""
+    """Teacher-forced over 2,048 positions of the shipped text: top-1 agreement >= 99 % and mean KL <= 0.01 (issue
+    22's bounds; the figures `python -m ollama_conformance.reference_backend.faithfulness` prints). Measured: 99.22 %
+    (16 disagreements; 99 % allows 20), mean KL 0.0008. Q6_K run as stored (it was int8 rows: 98.34 %, KL 0.0016)
+    removed the largest error; what remains is the bf16 rounding of the kernels' inputs, outputs and scales, spread
+    over every layer and projection; the disagreements are near-ties of fp32 (the command prints their top-2 gaps:
+    12 of them under 0.02 nats). The figures are those of this machine's kernels (AVX-512 with bf16): another
+    CPU's kernels round differently, and the count of near-ties that flip may differ."""
     from transformers import AutoTokenizer
 
     tokens = faithfulness.text_tokens(AutoTokenizer.from_pretrained(str(folder)), 2049)
     assert len(tokens) == 2049, "the shipped text holds at least 2,048 positions to score"
     result = faithfulness.measure(fp32_model, gguf_model, tokens)
     assert result.tokens == 2048
-    assert result.top1_agreement >= 0.985, result
+    assert result.top1_agreement >= 0.99, result
     assert result.mean_kl <= 0.01, result
 
 
