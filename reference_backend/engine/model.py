@@ -674,6 +674,7 @@ class Gemma3:
     # more candidates than this are rescored in order of their upper bounds, those that the exact values already
     # rank out being dropped unread (a flat distribution can leave tens of thousands under the screen's margin)
     REFINE_BATCH = 512
+    REFINE_ROUNDS = 8
 
     @torch.inference_mode()
     def candidates(
@@ -739,7 +740,10 @@ class Gemma3:
         done_exact: list[torch.Tensor] = []
         start = 0
         while start < ids.numel():
-            batch = ids[start : start + self.REFINE_BATCH]
+            # after REFINE_ROUNDS batches (a near-flat ranking, or a huge penalty's slack), the rest in one call:
+            # exact_logits reads many rows in one pass over the matrix, cheaper than hundreds of batches
+            size = self.REFINE_BATCH if len(done_ids) < self.REFINE_ROUNDS else ids.numel() - start
+            batch = ids[start : start + size]
             done_ids.append(batch)
             done_exact.append(self.exact_logits(h, batch))
             start += batch.numel()
