@@ -343,6 +343,13 @@ def run_memory(args: argparse.Namespace) -> int:
             rows.append((f"after {name}", memory_mb(pid)))
         steady = idle()
         split = memory_split(pid)
+    # the peak is the highest VmHWM seen so far: the kernel reports max(its high-water mark, the RSS now), and it
+    # updates that mark only on some paths (unmapping), not when madvise or malloc_trim hand pages back, so a
+    # later reading can be a few pages under an earlier one
+    highest = 0.0
+    for _name, figures in [*rows, ("steady", steady)]:
+        highest = max(highest, figures.get("VmHWM", 0.0))
+        figures["VmHWM"] = highest
     print(f"reference backend memory: {MODEL} + all-minilm:22m, precision {args.precision}, 4 slots, context "
           f"{args.context}; cpus {os.cpu_count()}, load average {load_before:.2f} / {os.getloadavg()[0]:.2f}")
     for name, figures in rows:
