@@ -42,6 +42,15 @@ class Exchange:
     text: str = ""
 
 
+
+async def pass_through(answer: httpx.Response) -> AsyncIterator[bytes]:
+    """An upstream answer's body as it arrives, the upstream response closed at the end."""
+    try:
+        async for chunk in answer.aiter_bytes():
+            yield chunk
+    finally:
+        await answer.aclose()
+
 def _json_lines(text: str) -> list[dict[str, Any]]:
     return [json.loads(line) for line in text.splitlines() if line.strip()]
 
@@ -583,7 +592,7 @@ def build_app(upstream: str) -> Starlette:
             return StreamingResponse(body, status_code=answer.status_code, headers=out_headers)
         if defect not in ANSWER_DEFECTS:  # the control and request defects: pass the answer through as it arrives
             out_headers = {k: v for k, v in answer.headers.items() if k.lower() not in HOP_HEADERS}
-            return StreamingResponse(_pass_through(answer), status_code=answer.status_code, headers=out_headers)
+            return StreamingResponse(pass_through(answer), status_code=answer.status_code, headers=out_headers)
         body = await answer.aread()
         await answer.aclose()
         ex.status = answer.status_code
@@ -597,13 +606,6 @@ def build_app(upstream: str) -> Starlette:
             out_headers["content-type"] = ex.media_type
         return Response(ex.text.encode() if ex.text or body else b"", status_code=ex.status, headers=out_headers)
 
-    async def _pass_through(answer: httpx.Response) -> AsyncIterator[bytes]:
-        try:
-            async for chunk in answer.aiter_bytes():
-                yield chunk
-        finally:
-            await answer.aclose()
-
     async def _split_writes(answer: httpx.Response) -> AsyncIterator[bytes]:
         try:
             async for chunk in answer.aiter_bytes():
@@ -614,11 +616,8 @@ def build_app(upstream: str) -> Starlette:
             await answer.aclose()
 
     async def _linger(answer: httpx.Response) -> AsyncIterator[bytes]:
-        try:
-            async for chunk in answer.aiter_bytes():
-                yield chunk
-        finally:
-            await answer.aclose()
+        async for chunk in pass_through(answer):
+            yield chunk
         if answer.headers.get("content-type", "").startswith(("application/x-ndjson", "text/event-stream")):
             await asyncio.sleep(LINGER_S)
 

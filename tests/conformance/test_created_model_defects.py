@@ -8,13 +8,14 @@ from __future__ import annotations
 import json
 import threading
 import time
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 import uvicorn
+from broken_target import pass_through
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
@@ -80,14 +81,7 @@ def build_app(upstream: str) -> Starlette:
         )
         answer = await client.send(upstream_request, stream=True)
         out_headers = {k: v for k, v in answer.headers.items() if k.lower() not in HOP_HEADERS}
-        return StreamingResponse(_pass_through(answer), status_code=answer.status_code, headers=out_headers)
-
-    async def _pass_through(answer: httpx.Response) -> AsyncIterator[bytes]:
-        try:
-            async for chunk in answer.aiter_bytes():
-                yield chunk
-        finally:
-            await answer.aclose()
+        return StreamingResponse(pass_through(answer), status_code=answer.status_code, headers=out_headers)
 
     methods = ["GET", "HEAD", "POST", "PUT", "DELETE"]
     return Starlette(routes=[Route("/defect/{defect}/{path:path}", forward, methods=methods)])
