@@ -608,36 +608,21 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--context", type=int, default=4096, help="--memory: the context length (default 4096)")
     args = parser.parse_args(argv)
-    if args.memory:
-        if args.num_predict < 1 or args.context < 256:
-            print("bench: --num-predict must be positive and --context at least 256", file=sys.stderr)
-            return 2
-        try:
-            return run_memory(args)
-        except Exception as exc:
-            print(f"bench: error: {exc}", file=sys.stderr)
-            return 1
-    if args.num_predict < 1 or args.repeat < 1 or args.rounds < 1 or any(s < 1 for s in args.streams):
+    if args.memory and (args.num_predict < 1 or args.context < 256):
+        print("bench: --num-predict must be positive and --context at least 256", file=sys.stderr)
+        return 2
+    if not args.memory and (args.num_predict < 1 or args.repeat < 1 or args.rounds < 1 or min(args.streams) < 1):
         print("bench: --num-predict, --repeat, --rounds and --streams must be positive", file=sys.stderr)
         return 2
-    if args.engine_steps:
-        try:
-            return run_engine_steps(args)
-        except Exception as exc:
-            print(f"bench: error: {exc}", file=sys.stderr)
-            return 1
-    if args.versus:
-        if not args.versus.startswith(("http://", "https://")):
-            print(f"bench: --versus needs an http(s) URL, got {args.versus!r}", file=sys.stderr)
-            return 2
-        try:
-            return run_versus(args)
-        except Exception as exc:
-            print(f"bench: error: {exc}", file=sys.stderr)
-            return 1
+    if args.versus and not args.versus.startswith(("http://", "https://")):
+        print(f"bench: --versus needs an http(s) URL, got {args.versus!r}", file=sys.stderr)
+        return 2
+    mode = run_memory if args.memory else run_engine_steps if args.engine_steps else run_versus if args.versus else None
     try:
+        if mode is not None:
+            return mode(args)
         report = run_bench(args)
-    except Exception as exc:
+    except Exception as exc:  # a target or a model that misbehaves: one clear line, no traceback
         print(f"bench: error: {exc}", file=sys.stderr)
         return 1
     print_report(report)
