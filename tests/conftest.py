@@ -7,6 +7,12 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+# Before anything loads torch (and its libgomp), here and in every server the tests start: idle OpenMP workers sleep
+# at once. The suite runs two workers and their servers on two cores, where spinning workers starve the others
+# (a decode step: 30 ms passive, 43-60 ms spinning, beside two busy processes); the server's own default spins
+# briefly, the best on a quiet machine (reference_backend/cli.set_openmp_spin).
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
 import pytest
 
 if TYPE_CHECKING:

@@ -10,7 +10,6 @@ Optional keys a surface may add to the body (never sent by Ollama clients):
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import binascii
 import json
@@ -612,7 +611,7 @@ async def embed(state: Any, body: dict[str, Any]) -> dict[str, Any]:
         if not texts:
             return {"model": model_name, "embeddings": []}
         vectors, counts = await _embed_texts(
-            loaded, texts, options, truncate=body.get("truncate", True), normalize=True
+            state, loaded, texts, options, truncate=body.get("truncate", True), normalize=True
         )
     finally:
         state.scheduler.release(loaded, keep_alive)
@@ -643,13 +642,14 @@ async def embeddings(state: Any, body: dict[str, Any]) -> dict[str, Any]:
         prompt = body.get("prompt") or ""
         if not prompt:
             return {"embedding": []}
-        vectors, _ = await _embed_texts(loaded, [prompt], options, truncate=True, normalize=False)
+        vectors, _ = await _embed_texts(state, loaded, [prompt], options, truncate=True, normalize=False)
     finally:
         state.scheduler.release(loaded, keep_alive)
     return {"embedding": vectors[0]}
 
 
 async def _embed_texts(
+    state: Any,
     loaded: LoadedModel, texts: list[str], options: Options, *, truncate: bool, normalize: bool
 ) -> tuple[list[list[float]], list[int]]:
     from ollama_conformance.reference_backend.engine.embedder import InputTooLong
@@ -657,8 +657,9 @@ async def _embed_texts(
     if loaded.embedder is None:
         raise ApiError(500, "this model does not support embeddings in the reference backend")
     try:
-        result = await asyncio.to_thread(
-            loaded.embedder.embed, texts, num_ctx=options.num_ctx, truncate=truncate, normalize=normalize
+        embedder = loaded.embedder
+        result = await state.scheduler.compute.run(
+            lambda: embedder.embed(texts, num_ctx=options.num_ctx, truncate=truncate, normalize=normalize)
         )
     except InputTooLong as exc:
         raise ApiError(400, str(exc)) from exc

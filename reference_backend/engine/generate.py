@@ -1,6 +1,7 @@
-"""The text-generation runner: one worker thread per loaded model, OLLAMA_NUM_PARALLEL slots decoded as a batch.
+"""The text-generation runner: one decode loop per loaded model, on the process's compute thread (engine.compute),
+OLLAMA_NUM_PARALLEL slots decoded as a batch.
 
-Requests wait in a bounded queue; the worker admits them into free slots (prefill), then runs one batched decode
+Requests wait in a bounded queue; each round of the loop admits them into free slots (prefill), then runs one batched decode
 step for every active sequence, samples each, and hands each token's text to the request's asyncio queue.
 A cancelled request (client gone) leaves its slot before the next step. Text is emitted incrementally: bytes of
 an unfinished UTF-8 character, and text that may be the start of a stop sequence, are held back until resolved.
@@ -20,6 +21,7 @@ from typing import Any, Protocol
 
 import torch
 
+from ollama_conformance.reference_backend.engine import compute as compute_thread
 from ollama_conformance.reference_backend.engine.model import Gemma3, KVCache, StaticSlots
 from ollama_conformance.reference_backend.engine.options import Options
 from ollama_conformance.reference_backend.engine.sampling import Sampler, log_softmax_top
@@ -150,7 +152,7 @@ class Sequence:
 
 
 class TextRunner:
-    """Owns the model weights and the worker thread for one loaded text model."""
+    """Owns the model weights and the decode loop of one loaded text model."""
 
     def __init__(
         self,
@@ -162,6 +164,7 @@ class TextRunner:
         static_context: int = 0,
         use_cuda_graph: bool = False,
         growable: bool = True,
+        compute: compute_thread.ComputeThread | None = None,
     ) -> None:
         self.model = model
         self.tokenizer = tokenizer
@@ -181,9 +184,8 @@ class TextRunner:
         self.waiting: queue.Queue[GenerationRequest] = queue.Queue()
         self.active: list[Sequence] = []
         self.lock = threading.Lock()
-        self.stopping = threading.Event()
-        self.thread = threading.Thread(target=self._run, name="text-runner", daemon=True)
-        self.thread.start()
+        self.compute = compute or compute_thread.shared()
+        self.compute.add_loop(self._tick)
 
     # --- called from the event loop -------------------------------------------------------------------------
     def submit(self, request: GenerationRequest) -> asyncio.Queue[Event]:
@@ -194,6 +196,7 @@ class TextRunner:
             request.loop = asyncio.get_running_loop()
             request.events = asyncio.Queue()
             self.waiting.put(request)
+        self.compute.wake()
         return request.events
 
     def queued(self) -> int:
@@ -202,35 +205,33 @@ class TextRunner:
             return sum(1 for r in self.waiting.queue if r is not None and not r.cancelled.is_set())
 
     def stop(self) -> None:
-        self.stopping.set()
-        self.waiting.put_nowait(None)  # type: ignore[arg-type]  # wakes the worker
-        self.thread.join(timeout=30)
+        """Ends the decode loop (after the round in progress); the requests in flight get no more events."""
+        self.compute.remove_loop(self._tick)
 
-    # --- the worker thread ----------------------------------------------------------------------------------
-    def _run(self) -> None:
-        torch.set_grad_enabled(False)
-        while not self.stopping.is_set():
-            try:
-                self._admit(block=not self.active)
-                self.active = [s for s in self.active if not self._finish_if_cancelled(s)]
-                if self.active:
-                    self._step()
-            except Exception as exc:  # a bug or an engine failure: fail the requests in flight, keep serving
-                log.exception("engine step failed")
-                for seq in self.active:
-                    self._release(seq)
-                    seq.request.emit(ErrorEvent(f"an error was encountered while running the model: {exc}"))
-                self.active = []
+    # --- the decode loop, on the compute thread -------------------------------------------------------------
+    def _tick(self) -> bool:
+        """One round: drop cancelled sequences, admit waiting requests into the free slots, decode one token for
+        each active sequence. True while sequences are active or requests wait (the compute thread idles when no
+        loop has work)."""
+        try:
+            self.active = [s for s in self.active if not self._finish_if_cancelled(s)]
+            self._admit()
+            if self.active:
+                self._step()
+        except Exception as exc:  # a bug or an engine failure: fail the requests in flight, keep serving
+            log.exception("engine step failed")
+            for seq in self.active:
+                self._release(seq)
+                seq.request.emit(ErrorEvent(f"an error was encountered while running the model: {exc}"))
+            self.active = []
+        return bool(self.active) or not self.waiting.empty()
 
-    def _admit(self, block: bool) -> None:
+    def _admit(self) -> None:
         while len(self.active) < self.num_parallel:
             try:
-                request = self.waiting.get(timeout=0.5) if block else self.waiting.get_nowait()
+                request = self.waiting.get_nowait()
             except queue.Empty:
                 return
-            if request is None:  # stop() sentinel
-                return
-            block = False
             if request.cancelled.is_set():
                 continue
             try:

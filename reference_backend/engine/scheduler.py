@@ -21,6 +21,7 @@ from typing import Any
 import torch
 
 from ollama_conformance.reference_backend.config import ServerConfig
+from ollama_conformance.reference_backend.engine import compute as compute_thread
 from ollama_conformance.reference_backend.engine.embedder import Embedder
 from ollama_conformance.reference_backend.engine.generate import TextRunner
 from ollama_conformance.reference_backend.engine.model import Gemma3
@@ -84,6 +85,8 @@ class Scheduler:
         self.config = config
         self.store = store
         self.device = pick_device(config)
+        # every torch computation (loading, generation, embeddings) runs on this one thread (see engine.compute)
+        self.compute = compute_thread.shared()
         limit_malloc_arenas()
         self.loaded: dict[str, LoadedModel] = {}
         self.locks: dict[str, asyncio.Lock] = {}
@@ -110,7 +113,7 @@ class Scheduler:
             load_ns = 0
             if loaded is None:
                 started = time.perf_counter_ns()
-                loaded = await asyncio.to_thread(self._load, entry)
+                loaded = await self.compute.run(lambda: self._load(entry))
                 load_ns = time.perf_counter_ns() - started
                 self.loaded[key] = loaded
             loaded.refs += 1
@@ -172,7 +175,7 @@ class Scheduler:
                 if loaded.refs == 0 and loaded.expires_at <= now:
                     await self._unload_if_idle(key)
 
-    # --- loading (in a worker thread) -----------------------------------------------------------------------
+    # --- loading (on the compute thread) --------------------------------------------------------------------
     def _load(self, entry: ModelEntry) -> LoadedModel:
         kind = bundled.kind_of(entry)
         key = self.key_of(entry)
@@ -245,5 +248,6 @@ class Scheduler:
             static_context=self.config.context_length if slots else 0,
             use_cuda_graph=self.device.type == "cuda",
             growable=self.config.kv_cache == "auto",
+            compute=self.compute,
         )
         return runner, tokenizer
