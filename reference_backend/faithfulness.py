@@ -52,26 +52,28 @@ class Faithfulness:
         ]
 
 
-def drawn_logits(model: Any, logits: torch.Tensor) -> torch.Tensor:
-    """The candidate model's logits as its sampler sees them: with a screened or rescored head, the tokens that
-    can rank among the DRAWN highest are fp32's (the rule of `settle`, applied to the whole chunk at once) and the
-    rest keep the screen's value. The fp32 rows are those of the tokens kept at any position of the chunk, gathered
-    a few thousand at a time (`exact_logits`' gathered path, as settle reads them): a tenth of the vocabulary here,
+def drawn_logits(model: Any, values: torch.Tensor) -> torch.Tensor:
+    """The candidate model's fp32 logits `values` as its sampler sees them, written over `values` (a [CHUNK, vocab]
+    tensor is 128 MB; each fresh one costs its page faults): with a screened or rescored head, the tokens that can
+    rank among the DRAWN highest are fp32's (the rule of `settle`, applied to the whole chunk at once) and the rest
+    keep the screen's value. The fp32 rows are those of the tokens kept at any position of the chunk, gathered a
+    few thousand at a time (`exact_logits`' gathered path, as settle reads them): a tenth of the vocabulary here,
     instead of a second fp32 pass over the whole head."""
     if model.head_rows is None:
-        return logits.float()
+        return values
     hidden, bound = model.head_rows
-    values = logits.float()
-    floor = torch.topk(values - bound, DRAWN, dim=-1).values[:, -1:]
-    keep = values + bound >= floor
+    scratch = torch.sub(values, bound)
+    floor = torch.topk(scratch, DRAWN, dim=-1).values[:, -1:]
+    keep = torch.add(values, bound, out=scratch) >= floor
+    del scratch
     ids = torch.nonzero(keep.any(dim=0)).squeeze(-1)
     step = model.rescored.GATHER_ROWS
     exact = torch.cat([model.exact_logits(hidden, ids[i : i + step]) for i in range(0, ids.numel(), step)], dim=-1)
-    drawn = values.clone()
-    drawn[:, ids] = torch.where(keep[:, ids], exact, values[:, ids])
-    return drawn
+    values[:, ids] = torch.where(keep[:, ids], exact, values[:, ids])
+    return values
 
 
+@torch.inference_mode()  # the models' logits are inference tensors: written over in place only in this mode
 def measure(reference: Any, candidate: Any, token_ids: list[int]) -> Faithfulness:
     """Teacher-force `token_ids` through both models; compare the distributions of every position but the last."""
     started = time.monotonic()
@@ -82,12 +84,17 @@ def measure(reference: Any, candidate: Any, token_ids: list[int]) -> Faithfulnes
     for begin in range(0, scored, CHUNK):
         chunk = token_ids[begin : min(begin + CHUNK, scored)]
         ref = torch.log_softmax(reference.prefill(chunk, ref_cache, all_logits=True).float(), dim=-1)
-        cand = torch.log_softmax(drawn_logits(candidate, candidate.prefill(chunk, cand_cache, all_logits=True)), -1)
+        drawn = drawn_logits(candidate, candidate.prefill(chunk, cand_cache, all_logits=True).float())
+        cand = torch.log_softmax(drawn, -1)
+        del drawn
         same = ref.argmax(dim=-1) == cand.argmax(dim=-1)
         agree += int(same.sum())
         top2 = torch.topk(ref[~same], 2, dim=-1).values
         gaps.extend((top2[:, 0] - top2[:, 1]).tolist())
-        kls.append((ref.exp() * (ref - cand)).sum(dim=-1).clamp(min=0))
+        # sum p_ref * (log p_ref - log p_cand), with no further [CHUNK, vocab] tensor: the same elementwise
+        # operations in the same order as exp(ref) * (ref - cand), written over the two we have
+        difference = torch.sub(ref, cand, out=cand)
+        kls.append(ref.exp_().mul_(difference).sum(dim=-1).clamp(min=0))
     kl = torch.cat(kls).double()
     return Faithfulness(
         tokens=scored,

@@ -22,6 +22,12 @@ import pytest
 if TYPE_CHECKING:
     from ollama_conformance.reference_backend.launcher import ReferenceBackend
 
+# Before any test imports torch (it loads libgomp, which reads this once): idle OpenMP threads sleep instead of
+# spinning, as in the backend's own __main__.py. Under `-n 2` the in-process engine tests share 2 cores with the
+# other worker and its servers; spinning threads burn the CPU the others wait for (an engine test measured 7.7 s
+# two at a time with PASSIVE, 110 s each with the default). Subprocesses the tests start inherit it.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
 

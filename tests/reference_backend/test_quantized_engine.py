@@ -42,6 +42,13 @@ def gguf_model(folder: Path) -> Gemma3:
         return Gemma3.from_hf_dir(folder, dtype=torch.float32, device=torch.device("cpu"), int8=False, quantized=True)
 
 
+@pytest.fixture(scope="module")
+def tokenizer(folder: Path) -> object:
+    from transformers import AutoTokenizer
+
+    return AutoTokenizer.from_pretrained(str(folder))
+
+
 def test_q4k_blocks_repack_code_for_code() -> None:
     """Every Q4_K tensor of the GGUF: the int4 codes with scale = d*sc and zero = 8*d*sc - dmin*m give gguf-py's
     dequantization (fp32 rounding only); the kernel's bf16 scale and zero are within 2^-8 of them (bf16 keeps 8 significant bits)."""
@@ -141,15 +148,12 @@ def test_default_decode_is_the_same_alone_and_batched(gguf_model: Gemma3) -> Non
     assert all(torch.equal(a, b) for a, b in zip(alone, batched, strict=True))
 
 
-def test_greedy_generation_is_deterministic_and_alone_equals_batched(folder: Path, gguf_model: Gemma3) -> None:
+def test_greedy_generation_is_deterministic_and_alone_equals_batched(gguf_model: Gemma3, tokenizer: object) -> None:
     """Through the serving loop: a greedy request gives the same tokens twice, and the same beside a sampled one."""
     from runner_outputs import output_tokens
-    from transformers import AutoTokenizer
 
     from ollama_conformance.reference_backend.engine.generate import GenerationRequest, TextRunner
     from ollama_conformance.reference_backend.engine.options import Options
-
-    tokenizer = AutoTokenizer.from_pretrained(str(folder))
 
     def greedy() -> GenerationRequest:
         return GenerationRequest(PROMPT_IDS, Options().apply({"temperature": 0, "num_predict": 24}), 256, frozenset())
@@ -168,7 +172,7 @@ def test_greedy_generation_is_deterministic_and_alone_equals_batched(folder: Pat
     assert first == second == beside
 
 
-def test_faithfulness_against_fp32(folder: Path, fp32_model: Gemma3, gguf_model: Gemma3) -> None:
+def test_faithfulness_against_fp32(fp32_model: Gemma3, gguf_model: Gemma3, tokenizer: object) -> None:
     """Teacher-forced over 2,048 positions of the shipped text: top-1 agreement >= 99 % and mean KL <= 0.01 (issue
     22's bounds; the figures `python -m ollama_conformance.reference_backend.faithfulness` prints). Measured: 99.22 %
     (16 disagreements; 99 % allows 20), mean KL 0.0008. Q6_K run as stored (it was int8 rows: 98.34 %, KL 0.0016)
@@ -176,9 +180,7 @@ def test_faithfulness_against_fp32(folder: Path, fp32_model: Gemma3, gguf_model:
     over every layer and projection; the disagreements are near-ties of fp32 (the command prints their top-2 gaps:
     12 of them under 0.02 nats). The figures are those of this machine's kernels (AVX-512 with bf16): another
     CPU's kernels round differently, and the count of near-ties that flip may differ."""
-    from transformers import AutoTokenizer
-
-    tokens = faithfulness.text_tokens(AutoTokenizer.from_pretrained(str(folder)), 2049)
+    tokens = faithfulness.text_tokens(tokenizer, 2049)
     assert len(tokens) == 2049, "the shipped text holds at least 2,048 positions to score"
     result = faithfulness.measure(fp32_model, gguf_model, tokens)
     assert result.tokens == 2048
