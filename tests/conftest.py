@@ -10,7 +10,8 @@ from typing import TYPE_CHECKING
 # Before anything loads torch (and its libgomp), here and in every server the tests start: one OpenMP thread per
 # process, idle ones asleep at once. The suite keeps both cores busy with two workers and their servers, where a
 # second thread per process only waits on the other's core, and spinning starves the others (a decode step: 30 ms
-# passive, 43-60 ms spinning, beside two busy processes). Measured on the whole suite: 720 s with the servers'
+# passive, 43-60 ms spinning, beside two busy processes; an in-process engine test 7.7 s passive and 110 s spinning
+# when two ran at once). Measured on the whole suite: 720 s with the servers'
 # former PASSIVE only, 642 s with PASSIVE in the workers too, 609 s with one thread. The server's own defaults
 # (two threads, a brief spin: reference_backend/cli.set_openmp_spin) are the best on a quiet machine, where the
 # benchmarks measure them.
@@ -21,12 +22,6 @@ import pytest
 
 if TYPE_CHECKING:
     from ollama_conformance.reference_backend.launcher import ReferenceBackend
-
-# Before any test imports torch (it loads libgomp, which reads this once): idle OpenMP threads sleep instead of
-# spinning, as in the backend's own __main__.py. Under `-n 2` the in-process engine tests share 2 cores with the
-# other worker and its servers; spinning threads burn the CPU the others wait for (an engine test measured 7.7 s
-# two at a time with PASSIVE, 110 s each with the default). Subprocesses the tests start inherit it.
-os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
