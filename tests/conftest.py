@@ -10,11 +10,10 @@ from typing import TYPE_CHECKING
 # Before anything loads torch (and its libgomp), here and in every server the tests start: one OpenMP thread per
 # process, idle ones asleep at once. The suite keeps both cores busy with two workers and their servers, where a
 # second thread per process only waits on the other's core, and spinning starves the others (a decode step: 30 ms
-# passive, 43-60 ms spinning, beside two busy processes; an in-process engine test 7.7 s passive and 110 s spinning
-# when two ran at once). Measured on the whole suite: 720 s with the servers'
-# former PASSIVE only, 642 s with PASSIVE in the workers too, 609 s with one thread. The server's own defaults
-# (two threads, a brief spin: reference_backend/cli.set_openmp_spin) are the best on a quiet machine, where the
-# benchmarks measure them.
+# passive, 43-60 ms spinning, beside two busy processes; an in-process engine test 7.7 s passive, 110 s spinning,
+# two at once). The whole suite: 720 s with PASSIVE in the servers only, 642 s in the workers too, 609 s with one
+# thread. The server's own defaults (two threads, a brief spin: reference_backend/cli.set_openmp_spin) are the best
+# on a quiet machine, where the benchmarks measure them.
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
