@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 # Before anything loads torch (and its libgomp), here and in every server the tests start: one OpenMP thread per
-# process, idle ones asleep at once. The suite keeps both cores busy with two workers and their servers, where a
+# process, idle ones asleep at once. The suite keeps both cores busy with three workers and their servers, where a
 # second thread per process only waits on the other's core, and spinning starves the others (a decode step: 30 ms
 # passive, 43-60 ms spinning, beside two busy processes; an in-process engine test 7.7 s passive, 110 s spinning,
 # two at once). The whole suite: 720 s with PASSIVE in the servers only, 642 s in the workers too, 609 s with one
@@ -54,7 +54,7 @@ def recordings() -> Path:
 
 @pytest.fixture(scope="session")
 def reference_backend() -> Iterator[ReferenceBackend | None]:
-    """The session's own reference backend (models load once; a throw-away store of its own: under -n 2 the other
+    """The session's own reference backend (models load once; a throw-away store of its own: under -n 3 another
     worker's backend creates and deletes models too), or None where OLLAMA_CONFORMANCE_TEST_TARGET names one."""
     if os.environ.get("OLLAMA_CONFORMANCE_TEST_TARGET"):
         yield None
@@ -86,7 +86,7 @@ def own_reference_backend(reference_backend: ReferenceBackend | None) -> Iterato
         yield backend
 
 
-# Run in parallel with `-n 2 --dist loadscope` (the README's and CI's command): the suite mostly waits on servers.
+# Run in parallel with `-n 3 --dist loadscope` (the README's and CI's command): the suite often waits on servers.
 # Scheduling only decides where and when a test runs, never whether or how: the same tests, the same assertions.
 WHOLE_PACKAGE_UNITS = ("tests/cloud/",)  # package-scoped backends (tests/cloud/conftest.py): one worker, one start
 EACH_TEST_A_UNIT = (  # modules of long tests that share no module-scoped fixture: their tests run side by side
