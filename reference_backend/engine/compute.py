@@ -11,6 +11,7 @@ here: jobs submitted from any thread, and the text runners' decode loops, one ro
 from __future__ import annotations
 
 import asyncio
+import logging
 import queue
 import threading
 from collections.abc import Callable
@@ -19,6 +20,7 @@ from typing import TypeVar
 
 import torch
 
+log = logging.getLogger("ollama_conformance.reference_backend.engine")
 T = TypeVar("T")
 Tick = Callable[[], bool]  # one round of a loop's work; True while it has more to do
 
@@ -72,7 +74,11 @@ class ComputeThread:
         while True:
             busy = False
             for tick in list(self._loops):
-                busy = tick() or busy
+                try:
+                    busy = tick() or busy
+                except Exception:  # a loop that fails is dropped; the thread must live on, or every later job hangs
+                    log.exception("a compute loop failed and was removed")
+                    self._loops.remove(tick)
             block = not busy
             while True:  # the jobs waiting now (and, when every loop is idle, the next one to come)
                 try:

@@ -1,10 +1,10 @@
 """The text-generation runner: one decode loop per loaded model, on the process's compute thread (engine.compute),
 OLLAMA_NUM_PARALLEL slots decoded as a batch.
 
-Requests wait in a bounded queue; each round of the loop admits them into free slots (prefill), then runs one batched decode
-step for every active sequence, samples each, and hands each token's text to the request's asyncio queue.
-A cancelled request (client gone) leaves its slot before the next step. Text is emitted incrementally: bytes of
-an unfinished UTF-8 character, and text that may be the start of a stop sequence, are held back until resolved.
+Requests wait in a bounded queue; each round of the loop admits them into free slots (prefill), then runs one
+batched decode step for every active sequence, samples each, and hands each token's text to the request's asyncio
+queue. A cancelled request (client gone) leaves its slot before the next step. Text is emitted incrementally: bytes
+of an unfinished UTF-8 character, and text that may be the start of a stop sequence, are held back until resolved.
 """
 
 from __future__ import annotations

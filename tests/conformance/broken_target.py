@@ -42,7 +42,6 @@ class Exchange:
     text: str = ""
 
 
-
 async def pass_through(answer: httpx.Response) -> AsyncIterator[bytes]:
     """An upstream answer's body as it arrives, the upstream response closed at the end."""
     try:
@@ -50,6 +49,7 @@ async def pass_through(answer: httpx.Response) -> AsyncIterator[bytes]:
             yield chunk
     finally:
         await answer.aclose()
+
 
 def _json_lines(text: str) -> list[dict[str, Any]]:
     return [json.loads(line) for line in text.splitlines() if line.strip()]

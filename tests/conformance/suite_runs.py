@@ -24,7 +24,7 @@ def run_suite(target: str, tmp: Path, selection: list[str] | None = None, *extra
     if selection and not any(s.startswith("test_properties.py") for s in selection):
         # hypothesis's pytest plugin imports hypothesis (half a second of CPU at each start); only the property
         # tests use it, and most of these runs (one per defect, variant, dodge) select a few other tests
-        cmd[3:3] = ["-p", "no:hypothesispytest"]
+        cmd += ["-p", "no:hypothesispytest"]
     proc = subprocess.run(cmd, cwd=tmp, capture_output=True, text=True, timeout=timeout_s)
     output = proc.stdout + proc.stderr
     results = json.loads(out.read_text(encoding="utf-8")) if out.exists() else {}

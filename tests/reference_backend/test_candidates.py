@@ -67,7 +67,7 @@ def test_the_candidate_draw_is_the_settled_draw(gguf_model: Gemma3, refine_batch
         with torch.inference_mode():
             logits = gguf_model.prefill(PROMPT_IDS, cache)[-1]
         history = list(PROMPT_IDS)
-        for step in range(8):
+        for step in range(12):
             mask = torch.zeros_like(logits)
             mask[torch.arange(step % 7, logits.shape[0], 3)] = float("-inf")  # a grammar forbidding 1 token in 3
             for name, values in VARIANTS.items():

@@ -11,50 +11,49 @@ import pytest
 
 from ollama_conformance.reference_backend.engine.compute import ComputeThread
 
+WAIT_S = 10.0
+
 
 def test_jobs_and_loops_run_on_the_one_thread() -> None:
     compute = ComputeThread(name="test-compute")
     seen: list[int] = []
-    rounds = 0
+    five = threading.Event()
 
     def tick() -> bool:
-        nonlocal rounds
         seen.append(threading.get_ident())
-        rounds += 1
-        return rounds < 5  # busy for five rounds, then idle
+        if len(seen) >= 5:
+            five.set()
+        return len(seen) < 5  # busy for five rounds (no job or wake-up needed between them), then idle
 
     compute.add_loop(tick)
+    assert five.wait(WAIT_S)
     job_thread = compute.call(threading.get_ident)
-    deadline = time.monotonic() + 10
-    while rounds < 5 and time.monotonic() < deadline:
-        time.sleep(0.01)
-    assert rounds >= 5  # (a wake-up may add a round)
     assert set(seen) == {job_thread} and job_thread != threading.get_ident()
     compute.remove_loop(tick)
 
 
-def test_an_idle_loop_runs_again_when_woken_and_not_after_removal() -> None:
+def test_an_idle_loop_runs_only_when_woken_and_never_after_removal() -> None:
     compute = ComputeThread(name="test-compute")
-    rounds = 0
+    ticked = threading.Event()
 
     def tick() -> bool:
-        nonlocal rounds
-        rounds += 1
+        ticked.set()
         return False  # idle: the thread waits for a job or a wake-up
 
     compute.add_loop(tick)
-    compute.call(lambda: None)
-    idle = rounds
-    time.sleep(0.2)
-    assert rounds == idle  # no busy polling while idle
+    assert ticked.wait(WAIT_S)
+    time.sleep(0.1)  # the rounds that adding it caused are over
+    ticked.clear()
+    time.sleep(0.3)
+    assert not ticked.is_set()  # no polling while idle
     compute.wake()
-    compute.call(lambda: None)
-    assert rounds > idle
+    assert ticked.wait(WAIT_S)
     compute.remove_loop(tick)
-    removed = rounds
+    ticked.clear()
     compute.wake()
     compute.call(lambda: None)
-    assert rounds == removed
+    time.sleep(0.1)
+    assert not ticked.is_set()
 
 
 def test_a_failing_job_raises_in_the_caller_and_the_thread_goes_on() -> None:
@@ -71,7 +70,23 @@ def test_a_failing_job_raises_in_the_caller_and_the_thread_goes_on() -> None:
     assert asyncio.run(compute.run(lambda: 7)) == 7
 
 
+def test_a_failing_loop_is_dropped_and_the_thread_goes_on() -> None:
+    compute = ComputeThread(name="test-compute")
+    calls = 0
+
+    def broken() -> bool:
+        nonlocal calls
+        calls += 1
+        raise RuntimeError("a bug in a decode loop")
+
+    compute.add_loop(broken)
+    assert compute.submit(lambda: "alive").result(timeout=WAIT_S) == "alive"
+    compute.wake()
+    assert compute.submit(lambda: "still").result(timeout=WAIT_S) == "still"
+    assert calls == 1
+
+
 def test_call_from_the_compute_thread_runs_inline() -> None:
     compute = ComputeThread(name="test-compute")
     # a job that calls back into the thread would wait for itself forever if call() queued it
-    assert compute.call(lambda: compute.call(lambda: "inner")) == "inner"
+    assert compute.submit(lambda: compute.call(lambda: "inner")).result(timeout=WAIT_S) == "inner"
